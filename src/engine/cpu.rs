@@ -1,0 +1,570 @@
+//! The f64 CPU reference engine, parallel over particles with rayon.
+//!
+//! Each stage is a function named after the GPU shader that does the same work (`log_kernel_sum`,
+//! `rates`, `euler_update`, …), written to be read side by side with it. Sums over particles use
+//! [`pairwise_sum`], so results do not depend on the thread count.
+
+use super::{Diagnostics, Engine, pairwise_sum, reached, remaining_time};
+use crate::error::{Error, Result};
+use crate::model::{Divergence, Energy, Gaussian, Model, Space, Variant};
+use crate::particles::{Particles, State};
+use crate::stepper::Stepper;
+use rayon::prelude::*;
+
+/// log Σ_s exp(log_coeffs[s]) · K(t, y_s) for every target t: the N×N pass behind every variant.
+///
+/// Streams a running maximum per target (online log-sum-exp), so neither tiny weights nor a
+/// bandwidth far below the particle spacing can underflow to log 0.
+pub fn log_kernel_sum(
+    space: &Space,
+    kernel: &Gaussian,
+    targets: &[f64],
+    sources: &[f64],
+    log_coeffs: &[f64],
+) -> Vec<f64> {
+    let d = space.dim;
+    let c = 0.5 / (kernel.width * kernel.width);
+    targets
+        .par_chunks_exact(d)
+        .map(|t| {
+            let mut max = f64::NEG_INFINITY;
+            let mut acc = 0.0;
+            for (y, lc) in sources.chunks_exact(d).zip(log_coeffs) {
+                let e = if kernel.images == 0 {
+                    lc - c * space.sq_dist(t, y)
+                } else {
+                    lc + kernel.log_value(space, t, y) - kernel.log_norm
+                };
+                if e <= max {
+                    acc += (e - max).exp();
+                } else if e > f64::NEG_INFINITY {
+                    acc = acc * (max - e).exp() + 1.0;
+                    max = e;
+                }
+            }
+            max + acc.ln() + kernel.log_norm
+        })
+        .collect()
+}
+
+/// g_i = δF_i + σ h_i and a_i = g_i − Σ_j w_j g_j / Σ_j w_j (the CPU twin of the `rates` shader).
+pub fn rates(weights: &[f64], dfdm: &[f64], h: &[f64], sigma: f64) -> Vec<f64> {
+    let g: Vec<f64> = dfdm.iter().zip(h).map(|(f, hh)| f + sigma * hh).collect();
+    let wg: Vec<f64> = weights.iter().zip(&g).map(|(w, g)| w * g).collect();
+    let mean = pairwise_sum(&wg) / pairwise_sum(weights);
+    g.iter().map(|g| g - mean).collect()
+}
+
+/// What one evaluation of the current weights produced.
+#[derive(Clone, Debug)]
+struct Evaluation {
+    rates: Vec<f64>,
+    diagnostics: Diagnostics,
+}
+
+/// Quantities of the model at the fixed positions, computed once.
+#[derive(Debug)]
+struct Fixed {
+    /// log π(X_i) (or log K_ε π(X_i) for B).
+    log_ref: Vec<f64>,
+    /// Σ of potential terms U(X_i).
+    potential: Vec<f64>,
+    /// Quadrature nodes y_{i,q} = X_i + ε ξ_q, (N·Q) × d, for D and D′.
+    nodes: Vec<f64>,
+    /// log π(y_{i,q}) or log K_ε π(y_{i,q}).
+    log_ref_nodes: Vec<f64>,
+    /// Per MMD term: (1/M) Σ_k k(X_i, Y_k), and (1/M²) Σ_kl k(Y_k, Y_l).
+    mmd: Vec<(Vec<f64>, f64)>,
+}
+
+/// The f64 reference engine.
+pub struct CpuEngine {
+    model: Model,
+    particles: Particles,
+    fixed: Fixed,
+    state: State,
+    cache: Option<Evaluation>,
+}
+
+impl CpuEngine {
+    /// An engine at uniform weights 1/N.
+    pub fn new(model: Model, particles: Particles) -> Result<Self> {
+        if particles.space != model.space {
+            return Err(Error::invalid(
+                "particles",
+                format!("{:?}", particles.space),
+                format!("the model's space {:?}", model.space),
+            ));
+        }
+        if model.variant == Variant::Exact
+            && model.has_divergence()
+            && particles.log_initial_density.is_none()
+        {
+            return Err(Error::invalid(
+                "kernel.variant",
+                "exact",
+                "a kernelized variant (A, B, C, D, D'): the exact oracle needs μ₀'s density, which given positions lack",
+            ));
+        }
+        let fixed = Fixed::new(&model, &particles);
+        let n = particles.len();
+        Ok(CpuEngine {
+            model,
+            particles,
+            fixed,
+            state: State::uniform(n),
+            cache: None,
+        })
+    }
+
+    /// The model being solved.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The particles' positions.
+    pub fn particles(&self) -> &Particles {
+        &self.particles
+    }
+
+    fn evaluation(&mut self) -> Result<&Evaluation> {
+        if self.cache.is_none() {
+            let e = self.evaluate_state()?;
+            self.cache = Some(e);
+        }
+        Ok(self.cache.as_ref().expect("just filled"))
+    }
+
+    fn evaluate_state(&self) -> Result<Evaluation> {
+        let m = &self.model;
+        let (space, pos) = (&m.space, &self.particles.positions);
+        let lw = &self.state.log_weights;
+        let w: Vec<f64> = lw.iter().map(|l| l.exp()).collect();
+        let (dfdm, f_energy) = energy_derivative(m, &self.fixed, pos, lw, &w);
+        let (h, d_energy) = if m.has_divergence() {
+            divergence_derivative(
+                m,
+                &self.fixed,
+                self.particles.log_initial_density.as_deref(),
+                pos,
+                lw,
+                &w,
+            )
+        } else {
+            (vec![0.0; w.len()], Some(0.0))
+        };
+        let a = rates(&w, &dfdm, &h, m.sigma);
+        if let Some(i) = a.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                step: self.state.step,
+                particle: i,
+                quantity: "rate",
+                value: a[i],
+            });
+        }
+        let energy = d_energy.map(|d| f_energy + m.sigma * d);
+        let diagnostics = summarise(space, pos, &w, &a, &self.state, f_energy, energy);
+        Ok(Evaluation {
+            rates: a,
+            diagnostics,
+        })
+    }
+}
+
+impl Fixed {
+    fn new(m: &Model, p: &Particles) -> Self {
+        let (space, d) = (&m.space, m.space.dim);
+        let points = |pos: &[f64], smoothed: bool| -> Vec<f64> {
+            pos.par_chunks_exact(d)
+                .map(|x| {
+                    if smoothed {
+                        m.reference
+                            .log_smoothed_density(space, &m.kernel, &m.quadrature, x)
+                    } else {
+                        m.reference.log_density(space, x)
+                    }
+                })
+                .collect()
+        };
+        let log_ref = points(&p.positions, m.variant == Variant::MeasureTarget);
+        let potential = p
+            .positions
+            .par_chunks_exact(d)
+            .map(|x| {
+                m.energy
+                    .iter()
+                    .map(|e| match e {
+                        Energy::Potential(u) => u.value(space, x),
+                        _ => 0.0,
+                    })
+                    .sum()
+            })
+            .collect();
+        let (mut nodes, mut log_ref_nodes) = (Vec::new(), Vec::new());
+        if m.variant.uses_quadrature() {
+            let q = &m.quadrature;
+            nodes = Vec::with_capacity(p.len() * q.len() * d);
+            for x in p.positions.chunks_exact(d) {
+                for xi in q.nodes.chunks_exact(d) {
+                    let start = nodes.len();
+                    nodes.extend(x.iter().zip(xi).map(|(a, b)| a + m.kernel.width * b));
+                    space.wrap(&mut nodes[start..]);
+                }
+            }
+            log_ref_nodes = points(&nodes, m.variant == Variant::SmoothedTarget);
+        }
+        let mmd = m
+            .energy
+            .iter()
+            .filter_map(|e| match e {
+                Energy::Mmd { width, sample } => {
+                    let k = Gaussian::new(space, *width, false, "mmd.width").ok()?;
+                    let lm = -(sample.len() as f64).ln();
+                    let coeffs = vec![lm; sample.len()];
+                    let nu: Vec<f64> =
+                        log_kernel_sum(space, &k, &p.positions, &sample.values, &coeffs)
+                            .into_iter()
+                            .map(f64::exp)
+                            .collect();
+                    let nn = log_kernel_sum(space, &k, &sample.values, &sample.values, &coeffs);
+                    let cnn = pairwise_sum(&nn.iter().map(|v| (v + lm).exp()).collect::<Vec<_>>());
+                    Some((nu, cnn))
+                }
+                _ => None,
+            })
+            .collect();
+        Fixed {
+            log_ref,
+            potential,
+            nodes,
+            log_ref_nodes,
+            mmd,
+        }
+    }
+}
+
+/// δF/δm at the particles and F(μᴺ), summed over the energy terms (SPEC §5).
+fn energy_derivative(
+    m: &Model,
+    fixed: &Fixed,
+    pos: &[f64],
+    lw: &[f64],
+    w: &[f64],
+) -> (Vec<f64>, f64) {
+    let (space, d, n) = (&m.space, m.space.dim, w.len());
+    let wsum = |v: &[f64]| pairwise_sum(&w.iter().zip(v).map(|(a, b)| a * b).collect::<Vec<_>>());
+    let mut dfdm = fixed.potential.clone();
+    let mut f = wsum(&fixed.potential);
+    let mut mmd = fixed.mmd.iter();
+    for e in &m.energy {
+        match e {
+            Energy::Potential(_) => {}
+            Energy::Interaction { strength, width } => {
+                let k =
+                    Gaussian::new(space, *width, false, "interaction.width").expect("validated");
+                let s: Vec<f64> = log_kernel_sum(space, &k, pos, pos, lw)
+                    .into_iter()
+                    .map(|v| strength * v.exp())
+                    .collect();
+                f += 0.5 * wsum(&s);
+                dfdm.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
+            }
+            Energy::Mmd { width, .. } => {
+                let (nu, cnn) = mmd.next().expect("one per MMD term");
+                let k = Gaussian::new(space, *width, false, "mmd.width").expect("validated");
+                let s: Vec<f64> = log_kernel_sum(space, &k, pos, pos, lw)
+                    .into_iter()
+                    .map(f64::exp)
+                    .collect();
+                f += 0.5 * (wsum(&s) - 2.0 * wsum(nu) + cnn);
+                dfdm.iter_mut()
+                    .zip(s.iter().zip(nu))
+                    .for_each(|(a, (s, nu))| *a += s - nu);
+            }
+            Energy::TwoLayerNet {
+                inputs,
+                targets,
+                penalty,
+            } => {
+                let mm = inputs.len();
+                // f_m(z_k) = Σ_i w_i φ(x_i, z_k) (M×N), then the residuals' pull on each neuron (N×M).
+                let resid: Vec<f64> = (0..mm)
+                    .into_par_iter()
+                    .map(|k| {
+                        let z = inputs.row(k);
+                        let terms: Vec<f64> = pos
+                            .chunks_exact(d)
+                            .zip(w)
+                            .map(|(x, wi)| wi * Energy::neuron(x, z))
+                            .collect();
+                        targets[k] - pairwise_sum(&terms)
+                    })
+                    .collect();
+                let sq: Vec<f64> = resid.iter().map(|r| r * r).collect();
+                let norms: Vec<f64> = pos
+                    .chunks_exact(d)
+                    .map(|x| x.iter().map(|v| v * v).sum())
+                    .collect();
+                f += pairwise_sum(&sq) / (2.0 * mm as f64) + 0.5 * penalty * wsum(&norms);
+                let pull: Vec<f64> = pos
+                    .par_chunks_exact(d)
+                    .map(|x| {
+                        let terms: Vec<f64> = (0..mm)
+                            .map(|k| resid[k] * Energy::neuron(x, inputs.row(k)))
+                            .collect();
+                        -pairwise_sum(&terms) / mm as f64
+                    })
+                    .collect();
+                for i in 0..n {
+                    dfdm[i] += pull[i] + 0.5 * penalty * norms[i];
+                }
+            }
+            Energy::Npmle {
+                observations,
+                noise,
+            } => {
+                let k = Gaussian::new(space, *noise, true, "npmle.noise").expect("validated");
+                let mm = observations.len() as f64;
+                let log_p = log_kernel_sum(space, &k, &observations.values, pos, lw);
+                f -= pairwise_sum(&log_p) / mm;
+                let coeffs: Vec<f64> = log_p.iter().map(|lp| -lp - mm.ln()).collect();
+                let r = log_kernel_sum(space, &k, pos, &observations.values, &coeffs);
+                dfdm.iter_mut().zip(r).for_each(|(a, r)| *a -= r.exp());
+            }
+        }
+    }
+    (dfdm, f)
+}
+
+/// h_ε(μᴺ, X_i) for the model's variant and divergence (SPEC §3), and the divergence's value where
+/// the variant is a gradient flow. For C, D and D′, h is the exact gradient of the discrete
+/// divergence with respect to w_i, so V_ε(μᴺ) cannot increase along the flow for small h.
+fn divergence_derivative(
+    m: &Model,
+    fixed: &Fixed,
+    log_mu0: Option<&[f64]>,
+    pos: &[f64],
+    lw: &[f64],
+    w: &[f64],
+) -> (Vec<f64>, Option<f64>) {
+    let (space, k) = (&m.space, &m.kernel);
+    let kl = m.divergence == Divergence::Kl;
+    let wsum = |v: &[f64]| pairwise_sum(&w.iter().zip(v).map(|(a, b)| a * b).collect::<Vec<_>>());
+    // log of (density ratio): KL uses it as is, χ² as 2·exp(·).
+    let finish = |log_ratio: Vec<f64>| -> Vec<f64> {
+        if kl {
+            log_ratio
+        } else {
+            log_ratio.into_iter().map(|r| 2.0 * r.exp()).collect()
+        }
+    };
+    match m.variant {
+        Variant::Measure | Variant::MeasureTarget => {
+            let s = log_kernel_sum(space, k, pos, pos, lw);
+            (
+                finish(s.iter().zip(&fixed.log_ref).map(|(s, r)| s - r).collect()),
+                None,
+            )
+        }
+        Variant::Blob => {
+            let s = log_kernel_sum(space, k, pos, pos, lw);
+            let ratio: Vec<f64> = s.iter().zip(&fixed.log_ref).map(|(s, r)| s - r).collect();
+            // Second pass: Σ_j w_j K(x_j, x_i) / S_j (KL) or / π_j (χ²).
+            let coeffs: Vec<f64> = if kl {
+                lw.iter().zip(&s).map(|(l, s)| l - s).collect()
+            } else {
+                lw.iter().zip(&fixed.log_ref).map(|(l, r)| l - r).collect()
+            };
+            let second = log_kernel_sum(space, k, pos, pos, &coeffs);
+            if kl {
+                let h = ratio
+                    .iter()
+                    .zip(&second)
+                    .map(|(r, s)| r + s.exp())
+                    .collect();
+                (h, Some(wsum(&ratio)))
+            } else {
+                let first: Vec<f64> = ratio.iter().map(|r| r.exp()).collect();
+                let h = first
+                    .iter()
+                    .zip(&second)
+                    .map(|(f, s)| f + s.exp())
+                    .collect();
+                (h, Some(wsum(&first) - 1.0))
+            }
+        }
+        Variant::Smoothed | Variant::SmoothedTarget => {
+            let quad = &m.quadrature;
+            let q = quad.len();
+            let s = log_kernel_sum(space, k, &fixed.nodes, pos, lw);
+            let log_ratio: Vec<f64> = s
+                .iter()
+                .zip(&fixed.log_ref_nodes)
+                .map(|(s, r)| s - r)
+                .collect();
+            // First term: Σ_q ω_q f(y_{i,q}) with f = log ratio (KL) or ratio (χ²).
+            let first: Vec<f64> = log_ratio
+                .chunks_exact(q)
+                .map(|r| {
+                    r.iter()
+                        .zip(&quad.weights)
+                        .map(|(r, om)| om * if kl { *r } else { r.exp() })
+                        .sum()
+                })
+                .collect();
+            // Second term: Σ_{j,q} w_j ω_q K(y_{j,q}, x_i) / (K m)(y_{j,q}) (KL) or / π(y_{j,q}) (χ²).
+            let denom = if kl { &s } else { &fixed.log_ref_nodes };
+            let coeffs: Vec<f64> = (0..s.len())
+                .map(|jq| lw[jq / q] + quad.weights[jq % q].ln() - denom[jq])
+                .collect();
+            let second = log_kernel_sum(space, k, pos, &fixed.nodes, &coeffs);
+            let h = first
+                .iter()
+                .zip(&second)
+                .map(|(f, s)| f + s.exp())
+                .collect();
+            let value = if kl { wsum(&first) } else { wsum(&first) - 1.0 };
+            (h, Some(value))
+        }
+        Variant::Exact => {
+            let mu0 = log_mu0.expect("checked in CpuEngine::new");
+            let ln_n = (w.len() as f64).ln();
+            let log_ratio: Vec<f64> = lw
+                .iter()
+                .zip(mu0)
+                .zip(&fixed.log_ref)
+                .map(|((l, m0), r)| ln_n + l + m0 - r)
+                .collect();
+            let h = finish(log_ratio);
+            let value = if kl { wsum(&h) } else { 0.5 * wsum(&h) - 1.0 };
+            (h, Some(value))
+        }
+    }
+}
+
+/// The diagnostics of SPEC §6 from weights and rates (the CPU twin of the `reduce` shader).
+fn summarise(
+    space: &Space,
+    pos: &[f64],
+    w: &[f64],
+    a: &[f64],
+    state: &State,
+    f_energy: f64,
+    energy: Option<f64>,
+) -> Diagnostics {
+    let d = space.dim;
+    let mass = pairwise_sum(w);
+    let w2: Vec<f64> = w.iter().map(|v| v * v).collect();
+    let ess = mass * mass / pairwise_sum(&w2);
+    let max_abs_rate = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let max_rate = a.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut mean = vec![0.0; d];
+    let mut variance = vec![0.0; d];
+    for k in 0..d {
+        let col: Vec<f64> = pos
+            .chunks_exact(d)
+            .zip(w)
+            .map(|(x, wi)| wi * x[k])
+            .collect();
+        mean[k] = pairwise_sum(&col) / mass;
+        let col2: Vec<f64> = pos
+            .chunks_exact(d)
+            .zip(w)
+            .map(|(x, wi)| wi * (x[k] - mean[k]).powi(2))
+            .collect();
+        variance[k] = pairwise_sum(&col2) / mass;
+    }
+    Diagnostics {
+        step: state.step,
+        time: state.time,
+        energy,
+        f_energy,
+        mass,
+        ess,
+        max_abs_rate,
+        max_rate,
+        mean,
+        variance,
+    }
+}
+
+impl Engine for CpuEngine {
+    fn name(&self) -> String {
+        format!("cpu-f64 ({} threads)", rayon::current_num_threads())
+    }
+
+    fn len(&self) -> usize {
+        self.particles.len()
+    }
+
+    fn evaluate(&mut self) -> Result<Diagnostics> {
+        Ok(self.evaluation()?.diagnostics.clone())
+    }
+
+    fn rates(&mut self) -> Result<Vec<f64>> {
+        Ok(self.evaluation()?.rates.clone())
+    }
+
+    fn advance(&mut self, steps: u64, stepper: &Stepper, until: Option<f64>) -> Result<u64> {
+        let mut taken = 0;
+        while taken < steps && !reached(self.state.time, until) {
+            let eval = match self.cache.take() {
+                Some(e) => e,
+                None => self.evaluate_state()?,
+            };
+            let diag = &eval.diagnostics;
+            let h = stepper.step_size(
+                diag.max_rate,
+                diag.max_abs_rate,
+                remaining_time(self.state.time, until),
+            );
+            stepper.apply(&mut self.state.log_weights, &eval.rates, h, self.state.step)?;
+            if let Some(i) = self
+                .state
+                .log_weights
+                .iter()
+                .position(|l| l.is_nan() || *l == f64::INFINITY)
+            {
+                let value = self.state.log_weights[i];
+                return Err(Error::NonFinite {
+                    step: self.state.step,
+                    particle: i,
+                    quantity: "log-weight",
+                    value,
+                });
+            }
+            self.state.step += 1;
+            self.state.time += h;
+            taken += 1;
+        }
+        Ok(taken)
+    }
+
+    fn state(&mut self) -> Result<State> {
+        Ok(self.state.clone())
+    }
+
+    fn set_state(&mut self, state: State) -> Result<()> {
+        if state.log_weights.len() != self.len() {
+            return Err(Error::invalid(
+                "state.log_weights",
+                format!("{} values", state.log_weights.len()),
+                format!("one per particle ({})", self.len()),
+            ));
+        }
+        if let Some(i) = state
+            .log_weights
+            .iter()
+            .position(|l| l.is_nan() || *l == f64::INFINITY)
+        {
+            return Err(Error::invalid(
+                format!("state.log_weights[{i}]"),
+                state.log_weights[i],
+                "finite or -inf",
+            ));
+        }
+        self.state = state;
+        self.cache = None;
+        Ok(())
+    }
+}

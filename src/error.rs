@@ -1,0 +1,123 @@
+//! One typed error for the whole crate.
+//!
+//! Bad input names the field, the value and what is allowed; numerical failures name the step
+//! and the particle, so a user can find the cause without a debugger.
+
+/// Every way an frflow call can fail.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration or API value is outside what the method allows.
+    #[error("invalid value for `{field}`: {value} ({allowed})")]
+    Invalid {
+        /// The config key or API field, e.g. `kernel.epsilon`.
+        field: String,
+        /// The offending value as the user wrote it.
+        value: String,
+        /// What would have been accepted.
+        allowed: String,
+    },
+    /// The TOML text could not be parsed or has unknown keys.
+    #[error("config {path}: {message}")]
+    Config {
+        /// The file (or `<string>` for in-memory text).
+        path: String,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// A data file is missing, unreadable or has the wrong shape.
+    #[error("data file {path}: {message}")]
+    Data {
+        /// The file that was read.
+        path: String,
+        /// What was wrong with it.
+        message: String,
+    },
+    /// An explicit Euler step would make a weight non-positive (h·a_i ≥ 1).
+    #[error(
+        "Euler step {step} would make weight {particle} non-positive: h·a_i = {h_times_rate:.6} ≥ 1 \
+         (h = {h:e}); use a smaller h, h = \"auto\", or the exponential stepper"
+    )]
+    Positivity {
+        /// The 0-based index of the step that failed (the state after `step` steps was valid).
+        step: u64,
+        /// The particle whose weight would become non-positive.
+        particle: usize,
+        /// The offending product h·a_i.
+        h_times_rate: f64,
+        /// The step size.
+        h: f64,
+    },
+    /// A weight or rate became NaN or infinite.
+    #[error("step {step}: {quantity} of particle {particle} is not finite ({value})")]
+    NonFinite {
+        /// The 0-based index of the step that produced it.
+        step: u64,
+        /// The particle concerned.
+        particle: usize,
+        /// Which quantity (`rate`, `log-weight`).
+        quantity: &'static str,
+        /// The value found.
+        value: f64,
+    },
+    /// A GPU could not be found, created or used.
+    #[error("GPU: {0}")]
+    Gpu(String),
+    /// The problem does not fit in the device's memory or limits.
+    #[error(
+        "{what} needs {needed} bytes but the device allows {limit}; the largest N that fits is {max_n}"
+    )]
+    TooLarge {
+        /// Which buffer or binding.
+        what: String,
+        /// Bytes required.
+        needed: u64,
+        /// The device limit in bytes.
+        limit: u64,
+        /// The largest particle count that would fit.
+        max_n: u64,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint does not belong to this run or is damaged.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The checkpoint directory.
+        path: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl std::fmt::Display,
+        allowed: impl Into<String>,
+    ) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Io`].
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}

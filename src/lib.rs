@@ -1,0 +1,10 @@
+//! frflow: kernelized Fisher–Rao gradient flows for entropic mean-field optimisation.
+#![warn(missing_docs)]
+
+pub mod engine;
+pub mod error;
+pub mod model;
+pub mod particles;
+pub mod stepper;
+
+pub use error::{Error, Result};
