@@ -3,6 +3,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod flow;
 pub mod model;
 pub mod particles;
 pub mod stepper;
