@@ -64,9 +64,7 @@ pub enum Error {
     #[error("GPU: {0}")]
     Gpu(String),
     /// The problem does not fit in the device's memory or limits.
-    #[error(
-        "{what} needs {needed} bytes but the device allows {limit}; the largest N that fits is {max_n}"
-    )]
+    #[error("{what} needs {needed} bytes but the device allows {limit}; the largest N that fits is {max_n}")]
     TooLarge {
         /// Which buffer or binding.
         what: String,
@@ -101,23 +99,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// Shorthand for [`Error::Invalid`].
-    pub fn invalid(
-        field: impl Into<String>,
-        value: impl std::fmt::Display,
-        allowed: impl Into<String>,
-    ) -> Self {
-        Error::Invalid {
-            field: field.into(),
-            value: value.to_string(),
-            allowed: allowed.into(),
-        }
+    pub fn invalid(field: impl Into<String>, value: impl std::fmt::Display, allowed: impl Into<String>) -> Self {
+        Error::Invalid { field: field.into(), value: value.to_string(), allowed: allowed.into() }
     }
 
     /// Shorthand for [`Error::Io`].
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().display().to_string(),
-            source,
-        }
+        Error::Io { path: path.as_ref().display().to_string(), source }
     }
 }

@@ -46,11 +46,7 @@ impl Initial {
     pub fn validate(&self, space: &Space) -> Result<()> {
         let check_gauss = |field: &str, mean: &[f64], std: f64| {
             if !(std.is_finite() && std > 0.0) {
-                return Err(Error::invalid(
-                    format!("{field}.std"),
-                    std,
-                    "a finite number > 0",
-                ));
+                return Err(Error::invalid(format!("{field}.std"), std, "a finite number > 0"));
             }
             if mean.len() != space.dim || mean.iter().any(|v| !v.is_finite()) {
                 return Err(Error::invalid(
@@ -75,20 +71,12 @@ impl Initial {
             Initial::Gaussian { mean, std } => check_gauss("particles.init", mean, *std),
             Initial::Mixture(cs) => {
                 if cs.is_empty() {
-                    return Err(Error::invalid(
-                        "particles.init.components",
-                        "[]",
-                        "at least one component",
-                    ));
+                    return Err(Error::invalid("particles.init.components", "[]", "at least one component"));
                 }
                 for (i, c) in cs.iter().enumerate() {
                     let f = format!("particles.init.components[{i}]");
                     if !(c.weight.is_finite() && c.weight > 0.0) {
-                        return Err(Error::invalid(
-                            format!("{f}.weight"),
-                            c.weight,
-                            "a finite number > 0",
-                        ));
+                        return Err(Error::invalid(format!("{f}.weight"), c.weight, "a finite number > 0"));
                     }
                     check_gauss(&f, &c.mean, c.std)?;
                 }
@@ -115,10 +103,8 @@ impl Initial {
             Initial::Gaussian { mean, std } => log_gaussian(space, x, mean, *std),
             Initial::Mixture(cs) => {
                 let total: f64 = cs.iter().map(|c| c.weight).sum();
-                let terms: Vec<f64> = cs
-                    .iter()
-                    .map(|c| (c.weight / total).ln() + log_gaussian(space, x, &c.mean, c.std))
-                    .collect();
+                let terms: Vec<f64> =
+                    cs.iter().map(|c| (c.weight / total).ln() + log_gaussian(space, x, &c.mean, c.std)).collect();
                 log_sum_exp(&terms)
             }
         }
@@ -197,17 +183,8 @@ impl Particles {
         for x in positions.chunks_exact_mut(d) {
             init.draw(&space, &mut rng, x);
         }
-        let log_initial_density = Some(
-            positions
-                .chunks_exact(d)
-                .map(|x| init.log_density(&space, x))
-                .collect(),
-        );
-        Ok(Particles {
-            space,
-            positions,
-            log_initial_density,
-        })
+        let log_initial_density = Some(positions.chunks_exact(d).map(|x| init.log_density(&space, x)).collect());
+        Ok(Particles { space, positions, log_initial_density })
     }
 
     /// Particles at given positions (N × d, row-major), with no known initial density.
@@ -220,21 +197,13 @@ impl Particles {
             ));
         }
         if let Some(i) = positions.iter().position(|v| !v.is_finite()) {
-            return Err(Error::invalid(
-                format!("positions[{i}]"),
-                positions[i],
-                "finite numbers only",
-            ));
+            return Err(Error::invalid(format!("positions[{i}]"), positions[i], "finite numbers only"));
         }
         let mut positions = positions;
         for x in positions.chunks_exact_mut(space.dim) {
             space.wrap(x);
         }
-        Ok(Particles {
-            space,
-            positions,
-            log_initial_density: None,
-        })
+        Ok(Particles { space, positions, log_initial_density: None })
     }
 
     /// N.
@@ -267,11 +236,7 @@ pub struct State {
 impl State {
     /// Uniform weights 1/N at t = 0.
     pub fn uniform(n: usize) -> Self {
-        State {
-            log_weights: vec![-(n as f64).ln(); n],
-            step: 0,
-            time: 0.0,
-        }
+        State { log_weights: vec![-(n as f64).ln(); n], step: 0, time: 0.0 }
     }
 
     /// The weights w_i = exp(log w_i), shifted so that the largest is exact before exponentiating.

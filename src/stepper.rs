@@ -45,11 +45,7 @@ impl Stepper {
     pub fn new(scheme: Scheme, step_size: StepSize) -> Result<Self> {
         match step_size {
             StepSize::Fixed(h) if !(h.is_finite() && h > 0.0) => {
-                return Err(Error::invalid(
-                    "time.h",
-                    h,
-                    "a finite number > 0, or \"auto\"",
-                ));
+                return Err(Error::invalid("time.h", h, "a finite number > 0, or \"auto\""));
             }
             StepSize::Auto { safety, h_max } => {
                 if !(safety > 0.0 && safety < 1.0) {
@@ -74,11 +70,7 @@ impl Stepper {
                     Scheme::Euler => max_rate,
                     Scheme::Exponential => max_abs_rate,
                 };
-                if bound > 0.0 {
-                    h_max.min(safety / bound)
-                } else {
-                    h_max
-                }
+                if bound > 0.0 { h_max.min(safety / bound) } else { h_max }
             }
         };
         match remaining {
@@ -98,12 +90,7 @@ impl Stepper {
 
 fn check_rates(rates: &[f64], step: u64) -> Result<()> {
     match rates.iter().position(|a| !a.is_finite()) {
-        Some(i) => Err(Error::NonFinite {
-            step,
-            particle: i,
-            quantity: "rate",
-            value: rates[i],
-        }),
+        Some(i) => Err(Error::NonFinite { step, particle: i, quantity: "rate", value: rates[i] }),
         None => Ok(()),
     }
 }
@@ -112,24 +99,13 @@ fn check_rates(rates: &[f64], step: u64) -> Result<()> {
 pub fn euler_update(log_weights: &mut [f64], rates: &[f64], h: f64, step: u64) -> Result<()> {
     check_rates(rates, step)?;
     // Report the worst offender, so the message tells how far h is from stable.
-    let (worst, ha) =
-        rates
-            .iter()
-            .map(|a| h * a)
-            .enumerate()
-            .fold(
-                (0, f64::NEG_INFINITY),
-                |acc, (i, x)| {
-                    if x > acc.1 { (i, x) } else { acc }
-                },
-            );
+    let (worst, ha) = rates
+        .iter()
+        .map(|a| h * a)
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |acc, (i, x)| if x > acc.1 { (i, x) } else { acc });
     if ha >= 1.0 {
-        return Err(Error::Positivity {
-            step,
-            particle: worst,
-            h_times_rate: ha,
-            h,
-        });
+        return Err(Error::Positivity { step, particle: worst, h_times_rate: ha, h });
     }
     for (l, a) in log_weights.iter_mut().zip(rates) {
         *l += (-h * a).ln_1p();

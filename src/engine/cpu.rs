@@ -96,10 +96,7 @@ impl CpuEngine {
                 format!("the model's space {:?}", model.space),
             ));
         }
-        if model.variant == Variant::Exact
-            && model.has_divergence()
-            && particles.log_initial_density.is_none()
-        {
+        if model.variant == Variant::Exact && model.has_divergence() && particles.log_initial_density.is_none() {
             return Err(Error::invalid(
                 "kernel.variant",
                 "exact",
@@ -108,13 +105,7 @@ impl CpuEngine {
         }
         let fixed = Fixed::new(&model, &particles);
         let n = particles.len();
-        Ok(CpuEngine {
-            model,
-            particles,
-            fixed,
-            state: State::uniform(n),
-            cache: None,
-        })
+        Ok(CpuEngine { model, particles, fixed, state: State::uniform(n), cache: None })
     }
 
     /// The model being solved.
@@ -142,32 +133,17 @@ impl CpuEngine {
         let w: Vec<f64> = lw.iter().map(|l| l.exp()).collect();
         let (dfdm, f_energy) = energy_derivative(m, &self.fixed, pos, lw, &w);
         let (h, d_energy) = if m.has_divergence() {
-            divergence_derivative(
-                m,
-                &self.fixed,
-                self.particles.log_initial_density.as_deref(),
-                pos,
-                lw,
-                &w,
-            )
+            divergence_derivative(m, &self.fixed, self.particles.log_initial_density.as_deref(), pos, lw, &w)
         } else {
             (vec![0.0; w.len()], Some(0.0))
         };
         let a = rates(&w, &dfdm, &h, m.sigma);
         if let Some(i) = a.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                step: self.state.step,
-                particle: i,
-                quantity: "rate",
-                value: a[i],
-            });
+            return Err(Error::NonFinite { step: self.state.step, particle: i, quantity: "rate", value: a[i] });
         }
         let energy = d_energy.map(|d| f_energy + m.sigma * d);
         let diagnostics = summarise(space, pos, &w, &a, &self.state, f_energy, energy);
-        Ok(Evaluation {
-            rates: a,
-            diagnostics,
-        })
+        Ok(Evaluation { rates: a, diagnostics })
     }
 }
 
@@ -178,8 +154,7 @@ impl Fixed {
             pos.par_chunks_exact(d)
                 .map(|x| {
                     if smoothed {
-                        m.reference
-                            .log_smoothed_density(space, &m.kernel, &m.quadrature, x)
+                        m.reference.log_smoothed_density(space, &m.kernel, &m.quadrature, x)
                     } else {
                         m.reference.log_density(space, x)
                     }
@@ -221,11 +196,10 @@ impl Fixed {
                     let k = Gaussian::new(space, *width, false, "mmd.width").ok()?;
                     let lm = -(sample.len() as f64).ln();
                     let coeffs = vec![lm; sample.len()];
-                    let nu: Vec<f64> =
-                        log_kernel_sum(space, &k, &p.positions, &sample.values, &coeffs)
-                            .into_iter()
-                            .map(f64::exp)
-                            .collect();
+                    let nu: Vec<f64> = log_kernel_sum(space, &k, &p.positions, &sample.values, &coeffs)
+                        .into_iter()
+                        .map(f64::exp)
+                        .collect();
                     let nn = log_kernel_sum(space, &k, &sample.values, &sample.values, &coeffs);
                     let cnn = pairwise_sum(&nn.iter().map(|v| (v + lm).exp()).collect::<Vec<_>>());
                     Some((nu, cnn))
@@ -233,24 +207,12 @@ impl Fixed {
                 _ => None,
             })
             .collect();
-        Fixed {
-            log_ref,
-            potential,
-            nodes,
-            log_ref_nodes,
-            mmd,
-        }
+        Fixed { log_ref, potential, nodes, log_ref_nodes, mmd }
     }
 }
 
 /// δF/δm at the particles and F(μᴺ), summed over the energy terms (SPEC §5).
-fn energy_derivative(
-    m: &Model,
-    fixed: &Fixed,
-    pos: &[f64],
-    lw: &[f64],
-    w: &[f64],
-) -> (Vec<f64>, f64) {
+fn energy_derivative(m: &Model, fixed: &Fixed, pos: &[f64], lw: &[f64], w: &[f64]) -> (Vec<f64>, f64) {
     let (space, d, n) = (&m.space, m.space.dim, w.len());
     let wsum = |v: &[f64]| pairwise_sum(&w.iter().zip(v).map(|(a, b)| a * b).collect::<Vec<_>>());
     let mut dfdm = fixed.potential.clone();
@@ -260,58 +222,38 @@ fn energy_derivative(
         match e {
             Energy::Potential(_) => {}
             Energy::Interaction { strength, width } => {
-                let k =
-                    Gaussian::new(space, *width, false, "interaction.width").expect("validated");
-                let s: Vec<f64> = log_kernel_sum(space, &k, pos, pos, lw)
-                    .into_iter()
-                    .map(|v| strength * v.exp())
-                    .collect();
+                let k = Gaussian::new(space, *width, false, "interaction.width").expect("validated");
+                let s: Vec<f64> =
+                    log_kernel_sum(space, &k, pos, pos, lw).into_iter().map(|v| strength * v.exp()).collect();
                 f += 0.5 * wsum(&s);
                 dfdm.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
             }
             Energy::Mmd { width, .. } => {
                 let (nu, cnn) = mmd.next().expect("one per MMD term");
                 let k = Gaussian::new(space, *width, false, "mmd.width").expect("validated");
-                let s: Vec<f64> = log_kernel_sum(space, &k, pos, pos, lw)
-                    .into_iter()
-                    .map(f64::exp)
-                    .collect();
+                let s: Vec<f64> = log_kernel_sum(space, &k, pos, pos, lw).into_iter().map(f64::exp).collect();
                 f += 0.5 * (wsum(&s) - 2.0 * wsum(nu) + cnn);
-                dfdm.iter_mut()
-                    .zip(s.iter().zip(nu))
-                    .for_each(|(a, (s, nu))| *a += s - nu);
+                dfdm.iter_mut().zip(s.iter().zip(nu)).for_each(|(a, (s, nu))| *a += s - nu);
             }
-            Energy::TwoLayerNet {
-                inputs,
-                targets,
-                penalty,
-            } => {
+            Energy::TwoLayerNet { inputs, targets, penalty } => {
                 let mm = inputs.len();
                 // f_m(z_k) = Σ_i w_i φ(x_i, z_k) (M×N), then the residuals' pull on each neuron (N×M).
                 let resid: Vec<f64> = (0..mm)
                     .into_par_iter()
                     .map(|k| {
                         let z = inputs.row(k);
-                        let terms: Vec<f64> = pos
-                            .chunks_exact(d)
-                            .zip(w)
-                            .map(|(x, wi)| wi * Energy::neuron(x, z))
-                            .collect();
+                        let terms: Vec<f64> =
+                            pos.chunks_exact(d).zip(w).map(|(x, wi)| wi * Energy::neuron(x, z)).collect();
                         targets[k] - pairwise_sum(&terms)
                     })
                     .collect();
                 let sq: Vec<f64> = resid.iter().map(|r| r * r).collect();
-                let norms: Vec<f64> = pos
-                    .chunks_exact(d)
-                    .map(|x| x.iter().map(|v| v * v).sum())
-                    .collect();
+                let norms: Vec<f64> = pos.chunks_exact(d).map(|x| x.iter().map(|v| v * v).sum()).collect();
                 f += pairwise_sum(&sq) / (2.0 * mm as f64) + 0.5 * penalty * wsum(&norms);
                 let pull: Vec<f64> = pos
                     .par_chunks_exact(d)
                     .map(|x| {
-                        let terms: Vec<f64> = (0..mm)
-                            .map(|k| resid[k] * Energy::neuron(x, inputs.row(k)))
-                            .collect();
+                        let terms: Vec<f64> = (0..mm).map(|k| resid[k] * Energy::neuron(x, inputs.row(k))).collect();
                         -pairwise_sum(&terms) / mm as f64
                     })
                     .collect();
@@ -319,10 +261,7 @@ fn energy_derivative(
                     dfdm[i] += pull[i] + 0.5 * penalty * norms[i];
                 }
             }
-            Energy::Npmle {
-                observations,
-                noise,
-            } => {
+            Energy::Npmle { observations, noise } => {
                 let k = Gaussian::new(space, *noise, true, "npmle.noise").expect("validated");
                 let mm = observations.len() as f64;
                 let log_p = log_kernel_sum(space, &k, &observations.values, pos, lw);
@@ -352,19 +291,12 @@ fn divergence_derivative(
     let wsum = |v: &[f64]| pairwise_sum(&w.iter().zip(v).map(|(a, b)| a * b).collect::<Vec<_>>());
     // log of (density ratio): KL uses it as is, χ² as 2·exp(·).
     let finish = |log_ratio: Vec<f64>| -> Vec<f64> {
-        if kl {
-            log_ratio
-        } else {
-            log_ratio.into_iter().map(|r| 2.0 * r.exp()).collect()
-        }
+        if kl { log_ratio } else { log_ratio.into_iter().map(|r| 2.0 * r.exp()).collect() }
     };
     match m.variant {
         Variant::Measure | Variant::MeasureTarget => {
             let s = log_kernel_sum(space, k, pos, pos, lw);
-            (
-                finish(s.iter().zip(&fixed.log_ref).map(|(s, r)| s - r).collect()),
-                None,
-            )
+            (finish(s.iter().zip(&fixed.log_ref).map(|(s, r)| s - r).collect()), None)
         }
         Variant::Blob => {
             let s = log_kernel_sum(space, k, pos, pos, lw);
@@ -377,19 +309,11 @@ fn divergence_derivative(
             };
             let second = log_kernel_sum(space, k, pos, pos, &coeffs);
             if kl {
-                let h = ratio
-                    .iter()
-                    .zip(&second)
-                    .map(|(r, s)| r + s.exp())
-                    .collect();
+                let h = ratio.iter().zip(&second).map(|(r, s)| r + s.exp()).collect();
                 (h, Some(wsum(&ratio)))
             } else {
                 let first: Vec<f64> = ratio.iter().map(|r| r.exp()).collect();
-                let h = first
-                    .iter()
-                    .zip(&second)
-                    .map(|(f, s)| f + s.exp())
-                    .collect();
+                let h = first.iter().zip(&second).map(|(f, s)| f + s.exp()).collect();
                 (h, Some(wsum(&first) - 1.0))
             }
         }
@@ -397,44 +321,25 @@ fn divergence_derivative(
             let quad = &m.quadrature;
             let q = quad.len();
             let s = log_kernel_sum(space, k, &fixed.nodes, pos, lw);
-            let log_ratio: Vec<f64> = s
-                .iter()
-                .zip(&fixed.log_ref_nodes)
-                .map(|(s, r)| s - r)
-                .collect();
+            let log_ratio: Vec<f64> = s.iter().zip(&fixed.log_ref_nodes).map(|(s, r)| s - r).collect();
             // First term: Σ_q ω_q f(y_{i,q}) with f = log ratio (KL) or ratio (χ²).
             let first: Vec<f64> = log_ratio
                 .chunks_exact(q)
-                .map(|r| {
-                    r.iter()
-                        .zip(&quad.weights)
-                        .map(|(r, om)| om * if kl { *r } else { r.exp() })
-                        .sum()
-                })
+                .map(|r| r.iter().zip(&quad.weights).map(|(r, om)| om * if kl { *r } else { r.exp() }).sum())
                 .collect();
             // Second term: Σ_{j,q} w_j ω_q K(y_{j,q}, x_i) / (K m)(y_{j,q}) (KL) or / π(y_{j,q}) (χ²).
             let denom = if kl { &s } else { &fixed.log_ref_nodes };
-            let coeffs: Vec<f64> = (0..s.len())
-                .map(|jq| lw[jq / q] + quad.weights[jq % q].ln() - denom[jq])
-                .collect();
+            let coeffs: Vec<f64> = (0..s.len()).map(|jq| lw[jq / q] + quad.weights[jq % q].ln() - denom[jq]).collect();
             let second = log_kernel_sum(space, k, pos, &fixed.nodes, &coeffs);
-            let h = first
-                .iter()
-                .zip(&second)
-                .map(|(f, s)| f + s.exp())
-                .collect();
+            let h = first.iter().zip(&second).map(|(f, s)| f + s.exp()).collect();
             let value = if kl { wsum(&first) } else { wsum(&first) - 1.0 };
             (h, Some(value))
         }
         Variant::Exact => {
             let mu0 = log_mu0.expect("checked in CpuEngine::new");
             let ln_n = (w.len() as f64).ln();
-            let log_ratio: Vec<f64> = lw
-                .iter()
-                .zip(mu0)
-                .zip(&fixed.log_ref)
-                .map(|((l, m0), r)| ln_n + l + m0 - r)
-                .collect();
+            let log_ratio: Vec<f64> =
+                lw.iter().zip(mu0).zip(&fixed.log_ref).map(|((l, m0), r)| ln_n + l + m0 - r).collect();
             let h = finish(log_ratio);
             let value = if kl { wsum(&h) } else { 0.5 * wsum(&h) - 1.0 };
             (h, Some(value))
@@ -461,17 +366,9 @@ fn summarise(
     let mut mean = vec![0.0; d];
     let mut variance = vec![0.0; d];
     for k in 0..d {
-        let col: Vec<f64> = pos
-            .chunks_exact(d)
-            .zip(w)
-            .map(|(x, wi)| wi * x[k])
-            .collect();
+        let col: Vec<f64> = pos.chunks_exact(d).zip(w).map(|(x, wi)| wi * x[k]).collect();
         mean[k] = pairwise_sum(&col) / mass;
-        let col2: Vec<f64> = pos
-            .chunks_exact(d)
-            .zip(w)
-            .map(|(x, wi)| wi * (x[k] - mean[k]).powi(2))
-            .collect();
+        let col2: Vec<f64> = pos.chunks_exact(d).zip(w).map(|(x, wi)| wi * (x[k] - mean[k]).powi(2)).collect();
         variance[k] = pairwise_sum(&col2) / mass;
     }
     Diagnostics {
@@ -513,25 +410,11 @@ impl Engine for CpuEngine {
                 None => self.evaluate_state()?,
             };
             let diag = &eval.diagnostics;
-            let h = stepper.step_size(
-                diag.max_rate,
-                diag.max_abs_rate,
-                remaining_time(self.state.time, until),
-            );
+            let h = stepper.step_size(diag.max_rate, diag.max_abs_rate, remaining_time(self.state.time, until));
             stepper.apply(&mut self.state.log_weights, &eval.rates, h, self.state.step)?;
-            if let Some(i) = self
-                .state
-                .log_weights
-                .iter()
-                .position(|l| l.is_nan() || *l == f64::INFINITY)
-            {
+            if let Some(i) = self.state.log_weights.iter().position(|l| l.is_nan() || *l == f64::INFINITY) {
                 let value = self.state.log_weights[i];
-                return Err(Error::NonFinite {
-                    step: self.state.step,
-                    particle: i,
-                    quantity: "log-weight",
-                    value,
-                });
+                return Err(Error::NonFinite { step: self.state.step, particle: i, quantity: "log-weight", value });
             }
             self.state.step += 1;
             self.state.time += h;
@@ -552,16 +435,8 @@ impl Engine for CpuEngine {
                 format!("one per particle ({})", self.len()),
             ));
         }
-        if let Some(i) = state
-            .log_weights
-            .iter()
-            .position(|l| l.is_nan() || *l == f64::INFINITY)
-        {
-            return Err(Error::invalid(
-                format!("state.log_weights[{i}]"),
-                state.log_weights[i],
-                "finite or -inf",
-            ));
+        if let Some(i) = state.log_weights.iter().position(|l| l.is_nan() || *l == f64::INFINITY) {
+            return Err(Error::invalid(format!("state.log_weights[{i}]"), state.log_weights[i], "finite or -inf"));
         }
         self.state = state;
         self.cache = None;

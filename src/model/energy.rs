@@ -76,11 +76,7 @@ impl Energy {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(Error::invalid(
-                    format!("{field}.{name}"),
-                    v,
-                    "a finite number > 0",
-                ))
+                Err(Error::invalid(format!("{field}.{name}"), v, "a finite number > 0"))
             }
         };
         let table = |name: &str, p: &Points, cols: usize| {
@@ -92,11 +88,7 @@ impl Energy {
                 ));
             }
             if let Some(v) = p.values.iter().find(|v| !v.is_finite()) {
-                return Err(Error::invalid(
-                    format!("{field}.{name}"),
-                    v,
-                    "finite numbers only",
-                ));
+                return Err(Error::invalid(format!("{field}.{name}"), v, "finite numbers only"));
             }
             Ok(())
         };
@@ -104,11 +96,7 @@ impl Energy {
             Energy::Potential(p) => p.validate(space, &format!("{field}.potential")),
             Energy::Interaction { strength, width } => {
                 if !strength.is_finite() {
-                    return Err(Error::invalid(
-                        format!("{field}.strength"),
-                        strength,
-                        "a finite number",
-                    ));
+                    return Err(Error::invalid(format!("{field}.strength"), strength, "a finite number"));
                 }
                 positive("width", *width)
             }
@@ -116,11 +104,7 @@ impl Energy {
                 positive("width", *width)?;
                 table("sample", sample, space.dim)
             }
-            Energy::TwoLayerNet {
-                inputs,
-                targets,
-                penalty,
-            } => {
+            Energy::TwoLayerNet { inputs, targets, penalty } => {
                 if space.dim < 3 {
                     return Err(Error::invalid(
                         "domain.dim",
@@ -137,25 +121,14 @@ impl Energy {
                     ));
                 }
                 if let Some(v) = targets.iter().find(|v| !v.is_finite()) {
-                    return Err(Error::invalid(
-                        format!("{field}.targets"),
-                        v,
-                        "finite numbers only",
-                    ));
+                    return Err(Error::invalid(format!("{field}.targets"), v, "finite numbers only"));
                 }
                 if !(penalty.is_finite() && *penalty >= 0.0) {
-                    return Err(Error::invalid(
-                        format!("{field}.penalty"),
-                        penalty,
-                        "a finite number ≥ 0",
-                    ));
+                    return Err(Error::invalid(format!("{field}.penalty"), penalty, "a finite number ≥ 0"));
                 }
                 Ok(())
             }
-            Energy::Npmle {
-                observations,
-                noise,
-            } => {
+            Energy::Npmle { observations, noise } => {
                 positive("noise", *noise)?;
                 table("observations", observations, space.dim)
             }

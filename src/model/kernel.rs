@@ -28,11 +28,7 @@ impl Gaussian {
         let mut images = 0;
         if let Some(l) = space.side() {
             if width > l {
-                return Err(Error::invalid(
-                    field,
-                    width,
-                    format!("at most the torus side L = {l}"),
-                ));
+                return Err(Error::invalid(field, width, format!("at most the torus side L = {l}")));
             }
             // The nearest omitted image is at least (M + 1/2) L away; its tail, summed over both
             // sides and over d coordinates, must stay below the tolerance relative to K(0).
@@ -44,16 +40,9 @@ impl Gaussian {
                 images += 1;
             }
         }
-        let log_norm = if normalised {
-            -0.5 * space.dim as f64 * (std::f64::consts::TAU * width * width).ln()
-        } else {
-            0.0
-        };
-        Ok(Gaussian {
-            width,
-            log_norm,
-            images,
-        })
+        let log_norm =
+            if normalised { -0.5 * space.dim as f64 * (std::f64::consts::TAU * width * width).ln() } else { 0.0 };
+        Ok(Gaussian { width, log_norm, images })
     }
 
     /// log K(x, y), with the periodic image sum on the torus.
@@ -66,9 +55,7 @@ impl Gaussian {
                 let mut log_k = self.log_norm;
                 for (a, b) in x.iter().zip(y) {
                     let d = space.delta(*a, *b);
-                    let s: f64 = (-m..=m)
-                        .map(|n| (-(d + f64::from(n) * l).powi(2) * c).exp())
-                        .sum();
+                    let s: f64 = (-m..=m).map(|n| (-(d + f64::from(n) * l).powi(2) * c).exp()).sum();
                     log_k += s.ln();
                 }
                 log_k
@@ -91,11 +78,7 @@ pub struct QuadratureSpec {
 
 impl Default for QuadratureSpec {
     fn default() -> Self {
-        QuadratureSpec {
-            order: 5,
-            samples: 64,
-            seed: 0x5eed,
-        }
+        QuadratureSpec { order: 5, samples: 64, seed: 0x5eed }
     }
 }
 
@@ -113,11 +96,7 @@ impl Quadrature {
     pub fn new(dim: usize, spec: &QuadratureSpec) -> Result<Self> {
         if dim <= 3 {
             if spec.order == 0 || spec.order > 32 {
-                return Err(Error::invalid(
-                    "kernel.quadrature.order",
-                    spec.order,
-                    "an integer from 1 to 32",
-                ));
+                return Err(Error::invalid("kernel.quadrature.order", spec.order, "an integer from 1 to 32"));
             }
             let (x1, w1) = gauss_hermite(spec.order);
             let q = spec.order.pow(dim as u32);
@@ -137,20 +116,11 @@ impl Quadrature {
             Ok(Quadrature { nodes, weights })
         } else {
             if spec.samples == 0 || spec.samples > 4096 {
-                return Err(Error::invalid(
-                    "kernel.quadrature.samples",
-                    spec.samples,
-                    "an integer from 1 to 4096",
-                ));
+                return Err(Error::invalid("kernel.quadrature.samples", spec.samples, "an integer from 1 to 4096"));
             }
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed);
-            let nodes = (0..spec.samples * dim)
-                .map(|_| crate::particles::standard_normal(&mut rng))
-                .collect();
-            Ok(Quadrature {
-                nodes,
-                weights: vec![1.0 / spec.samples as f64; spec.samples],
-            })
+            let nodes = (0..spec.samples * dim).map(|_| crate::particles::standard_normal(&mut rng)).collect();
+            Ok(Quadrature { nodes, weights: vec![1.0 / spec.samples as f64; spec.samples] })
         }
     }
 
@@ -207,11 +177,7 @@ pub fn gauss_hermite(n: usize) -> (Vec<f64>, Vec<f64>) {
         w[n - 1 - i] = w[i];
     }
     let s = std::f64::consts::PI.sqrt();
-    let nodes = x
-        .iter()
-        .rev()
-        .map(|v| v * std::f64::consts::SQRT_2)
-        .collect();
+    let nodes = x.iter().rev().map(|v| v * std::f64::consts::SQRT_2).collect();
     let weights = w.iter().rev().map(|v| v / s).collect();
     (nodes, weights)
 }
@@ -244,16 +210,11 @@ mod tests {
             let c = 0.5 / (eps * eps);
             let mut exact = 1.0;
             for (a, b) in x.iter().zip(&y) {
-                exact *= (-60..=60)
-                    .map(|n| (-(a - b + f64::from(n)).powi(2) * c).exp())
-                    .sum::<f64>();
+                exact *= (-60..=60).map(|n| (-(a - b + f64::from(n)).powi(2) * c).exp()).sum::<f64>();
             }
             let k0 = (k.log_value(&space, &x, &x) - k.log_norm).exp();
             let got = (k.log_value(&space, &x, &y) - k.log_norm).exp();
-            assert!(
-                (got - exact).abs() < 1e-7 * k0,
-                "eps={eps}: {got} vs {exact}"
-            );
+            assert!((got - exact).abs() < 1e-7 * k0, "eps={eps}: {got} vs {exact}");
         }
     }
 }

@@ -143,10 +143,7 @@ impl ModelSpec {
         for (i, e) in self.energy.iter().enumerate() {
             e.validate(&space, &format!("energy[{i}]"))?;
         }
-        if self.divergence == Divergence::Chi2
-            && !self.reference.is_normalised()
-            && self.sigma > 0.0
-        {
+        if self.divergence == Divergence::Chi2 && !self.reference.is_normalised() && self.sigma > 0.0 {
             return Err(Error::invalid(
                 "divergence",
                 "chi2",
@@ -154,11 +151,7 @@ impl ModelSpec {
             ));
         }
         if self.sigma == 0.0 && self.energy.is_empty() {
-            return Err(Error::invalid(
-                "sigma",
-                0,
-                "> 0 when no energy term is given (otherwise V ≡ 0)",
-            ));
+            return Err(Error::invalid("sigma", 0, "> 0 when no energy term is given (otherwise V ≡ 0)"));
         }
         let quadrature = Quadrature::new(space.dim, &self.quadrature)?;
         Ok(Model {

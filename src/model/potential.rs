@@ -33,11 +33,7 @@ impl Potential {
     /// Checks the parameters against the space; `field` prefixes the error's key.
     pub fn validate(&self, space: &Space, field: &str) -> Result<()> {
         let finite = |name: &str, v: f64, min: f64, allowed: &str| {
-            if v.is_finite() && v >= min {
-                Ok(())
-            } else {
-                Err(Error::invalid(format!("{field}.{name}"), v, allowed))
-            }
+            if v.is_finite() && v >= min { Ok(()) } else { Err(Error::invalid(format!("{field}.{name}"), v, allowed)) }
         };
         match self {
             Potential::Quadratic { strength, center } => {
@@ -57,30 +53,14 @@ impl Potential {
             Potential::DoubleWell { height, scale } => {
                 finite("height", *height, 0.0, "a finite number ≥ 0")?;
                 if !(scale.is_finite() && *scale > 0.0) {
-                    return Err(Error::invalid(
-                        format!("{field}.scale"),
-                        scale,
-                        "a finite number > 0",
-                    ));
+                    return Err(Error::invalid(format!("{field}.scale"), scale, "a finite number > 0"));
                 }
                 Ok(())
             }
-            Potential::Cosine {
-                amplitude,
-                frequency,
-            } => {
-                finite(
-                    "amplitude",
-                    *amplitude,
-                    f64::NEG_INFINITY,
-                    "a finite number",
-                )?;
+            Potential::Cosine { amplitude, frequency } => {
+                finite("amplitude", *amplitude, f64::NEG_INFINITY, "a finite number")?;
                 if *frequency == 0 {
-                    return Err(Error::invalid(
-                        format!("{field}.frequency"),
-                        frequency,
-                        "an integer ≥ 1",
-                    ));
+                    return Err(Error::invalid(format!("{field}.frequency"), frequency, "an integer ≥ 1"));
                 }
                 if space.side().is_none() {
                     return Err(Error::invalid(
@@ -99,15 +79,9 @@ impl Potential {
         match self {
             Potential::Quadratic { strength, center } => 0.5 * strength * space.sq_dist(x, center),
             Potential::DoubleWell { height, scale } => {
-                height
-                    * x.iter()
-                        .map(|v| ((v / scale).powi(2) - 1.0).powi(2))
-                        .sum::<f64>()
+                height * x.iter().map(|v| ((v / scale).powi(2) - 1.0).powi(2)).sum::<f64>()
             }
-            Potential::Cosine {
-                amplitude,
-                frequency,
-            } => {
+            Potential::Cosine { amplitude, frequency } => {
                 let l = match space.domain {
                     Domain::Torus { side } => side,
                     Domain::Euclidean => 1.0,

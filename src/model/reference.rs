@@ -63,21 +63,12 @@ impl Reference {
     }
 
     /// log (K_ε π)(x): closed form for uniform and Gaussian π, quadrature for Gibbs (SPEC §3).
-    pub fn log_smoothed_density(
-        &self,
-        space: &Space,
-        kernel: &Gaussian,
-        quad: &Quadrature,
-        x: &[f64],
-    ) -> f64 {
+    pub fn log_smoothed_density(&self, space: &Space, kernel: &Gaussian, quad: &Quadrature, x: &[f64]) -> f64 {
         match self {
             Reference::Uniform => self.log_density(space, x),
-            Reference::Gaussian { mean, std } => log_gaussian(
-                space,
-                x,
-                mean,
-                (std * std + kernel.width * kernel.width).sqrt(),
-            ),
+            Reference::Gaussian { mean, std } => {
+                log_gaussian(space, x, mean, (std * std + kernel.width * kernel.width).sqrt())
+            }
             Reference::Gibbs(_) => {
                 let d = space.dim;
                 let mut y = vec![0.0; d];

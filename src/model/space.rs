@@ -30,11 +30,7 @@ impl Space {
     /// A checked space: `dim` in 1..=8, a positive finite torus side.
     pub fn new(dim: usize, domain: Domain) -> Result<Self> {
         if dim == 0 || dim > MAX_DIM {
-            return Err(Error::invalid(
-                "domain.dim",
-                dim,
-                format!("an integer from 1 to {MAX_DIM}"),
-            ));
+            return Err(Error::invalid("domain.dim", dim, format!("an integer from 1 to {MAX_DIM}")));
         }
         if let Domain::Torus { side } = domain
             && !(side.is_finite() && side > 0.0)
@@ -77,9 +73,6 @@ impl Space {
     /// Squared (minimum-image) distance |x − y|².
     #[inline]
     pub fn sq_dist(&self, x: &[f64], y: &[f64]) -> f64 {
-        x.iter()
-            .zip(y)
-            .map(|(a, b)| self.delta(*a, *b).powi(2))
-            .sum()
+        x.iter().zip(y).map(|(a, b)| self.delta(*a, *b).powi(2)).sum()
     }
 }

@@ -1,0 +1,1 @@
+//! TOML configuration (being written).

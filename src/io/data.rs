@@ -1,0 +1,1 @@
+//! Data sets: .npy and CSV readers, generators (being written).

@@ -1,0 +1,3 @@
+//! Reading and writing data files and outputs.
+
+pub mod data;

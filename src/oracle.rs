@@ -1,0 +1,1 @@
+//! Closed-form solutions of SPEC §7 (being written).
