@@ -66,7 +66,7 @@ pub enum Termination {
 
 /// Something that watches a run: a progress bar, a trace writer, a checkpoint writer.
 pub trait Observer {
-    /// Called at step 0 and then every `every()` steps.
+    /// Called at step 0 and then every `every()` steps; 0 means only at the end.
     fn every(&self) -> u64;
 
     /// Records the state after `diagnostics.step` steps.
@@ -110,7 +110,7 @@ pub fn run(
     let first_step = engine.state()?.step;
     let mut diag = engine.evaluate()?;
     for o in observers.iter_mut() {
-        if diag.step % o.every().max(1) == 0 {
+        if due(o.every(), diag.step) {
             o.observe(&diag, engine)?;
         }
     }
@@ -119,7 +119,7 @@ pub fn run(
             break reason;
         }
         // Advance to the next step that someone wants to see.
-        let cadences = std::iter::once(options.every).chain(observers.iter().map(|o| o.every().max(1)));
+        let cadences = std::iter::once(options.every).chain(observers.iter().map(|o| o.every()).filter(|k| *k > 0));
         let next = cadences.map(|k| (diag.step / k + 1) * k).min().expect("non-empty");
         let next = options.max_steps.map_or(next, |m| next.min(m));
         let taken = engine.advance(next - diag.step, &options.stepper, options.final_time)?;
@@ -128,7 +128,7 @@ pub fn run(
             return Err(Error::Gpu("the engine took no step".into()));
         }
         for o in observers.iter_mut() {
-            if diag.step % o.every().max(1) == 0 && stop_reason(&diag, options, interrupt.as_deref()).is_none() {
+            if due(o.every(), diag.step) && stop_reason(&diag, options, interrupt.as_deref()).is_none() {
                 o.observe(&diag, engine)?;
             }
         }
@@ -143,6 +143,11 @@ pub fn run(
         wall_seconds: start.elapsed().as_secs_f64(),
         engine: engine.name(),
     })
+}
+
+/// Whether an observer with cadence `every` (0: only at the end) wants to see `step`.
+fn due(every: u64, step: u64) -> bool {
+    every > 0 && step % every == 0
 }
 
 fn stop_reason(diag: &Diagnostics, options: &RunOptions, interrupt: Option<&AtomicBool>) -> Option<Termination> {

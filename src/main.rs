@@ -1,1 +1,148 @@
-fn main() {}
+//! The frflow command-line tool: a thin layer over the library.
+
+use clap::{Parser, Subcommand};
+use frflow::config::EngineChoice;
+use frflow::flow::{Summary, Termination};
+use frflow::runner::{RunRequest, resume, run_config};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The embedded demo problem (examples/demo.toml).
+const DEMO: &str = include_str!("../examples/demo.toml");
+
+#[derive(Parser)]
+#[command(
+    name = "frflow",
+    version,
+    about = "Kernelized Fisher–Rao gradient flows for entropic mean-field optimisation",
+    long_about = "Minimises V(m) = F(m) + σ·D(m|π) over probability measures by the kernelized \
+                  Fisher–Rao flow: particle positions stay fixed and their weights evolve. \
+                  See the README for the config reference and output formats."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the problem described by a TOML config, writing outputs into a directory.
+    Run {
+        /// The TOML config (see the README's config reference). Not needed with --resume.
+        #[arg(required_unless_present = "resume")]
+        config: Option<PathBuf>,
+        /// Output directory (created if missing).
+        #[arg(long, short, default_value = "out", conflicts_with = "resume")]
+        out: PathBuf,
+        /// Continue the run in this output directory from its last checkpoint.
+        #[arg(long, value_name = "DIR")]
+        resume: Option<PathBuf>,
+        /// Override the config's engine: cpu, gpu or auto.
+        #[arg(long, value_parser = parse_engine)]
+        engine: Option<EngineChoice>,
+        /// GPU adapter by kind (discrete, integrated, cpu), index or name substring; also FRFLOW_DEVICE.
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Run the embedded demo (a 2-D four-well Gibbs measure on the torus, variant B, N = 4096).
+    Demo {
+        /// Output directory.
+        #[arg(long, short, default_value = "demo-out")]
+        out: PathBuf,
+        /// Override the engine (default: auto).
+        #[arg(long, value_parser = parse_engine)]
+        engine: Option<EngineChoice>,
+        /// GPU adapter selector, as for `run`.
+        #[arg(long)]
+        device: Option<String>,
+        /// Print the demo's config and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+    /// Print the version and the GPU adapters this machine offers.
+    Info,
+}
+
+fn parse_engine(s: &str) -> Result<EngineChoice, String> {
+    match s {
+        "cpu" => Ok(EngineChoice::Cpu),
+        "gpu" => Ok(EngineChoice::Gpu),
+        "auto" => Ok(EngineChoice::Auto),
+        _ => Err(format!("`{s}` is not an engine; allowed: cpu, gpu, auto")),
+    }
+}
+
+/// A flag raised by the first Ctrl-C; a second one exits at once.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nfrflow: interrupted; finishing the step and writing a checkpoint (Ctrl-C again to abort)");
+    });
+    flag
+}
+
+fn report(summary: &Summary, out: &Path) -> ExitCode {
+    let d = &summary.diagnostics;
+    println!("engine        {}", summary.engine);
+    println!("stopped       {:?} after {} steps (t = {:.6})", summary.termination, d.step, d.time);
+    if let Some(e) = d.energy {
+        println!("energy V      {e:.10}");
+    }
+    println!("F(μᴺ)         {:.10}", d.f_energy);
+    println!("mass          {:.15}", d.mass);
+    println!("ESS           {:.1}", d.ess);
+    println!("max |a_i|     {:.3e}", d.max_abs_rate);
+    println!("wall time     {:.2} s ({} steps this run)", summary.wall_seconds, summary.steps_this_run);
+    println!("outputs in    {}", out.display());
+    if summary.termination == Termination::Interrupted {
+        println!("resume with   frflow run --resume {}", out.display());
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config, out, resume: resume_dir, engine, device } => {
+            let request = RunRequest { engine, device, interrupt: Some(interrupt_flag()), observers: Vec::new() };
+            match (resume_dir, config) {
+                (Some(dir), _) => resume(&dir, request).map(|s| (s, dir)),
+                (None, Some(path)) => std::fs::read_to_string(&path)
+                    .map_err(|e| frflow::Error::io(&path, e))
+                    .and_then(|text| {
+                        let base = path.parent().unwrap_or(Path::new("."));
+                        run_config(&text, base, &out, request)
+                    })
+                    .map(|s| (s, out)),
+                (None, None) => unreachable!("clap requires a config unless --resume is given"),
+            }
+        }
+        Command::Demo { out, engine, device, print_config } => {
+            if print_config {
+                print!("{DEMO}");
+                return ExitCode::SUCCESS;
+            }
+            let request = RunRequest { engine, device, interrupt: Some(interrupt_flag()), observers: Vec::new() };
+            run_config(DEMO, Path::new("."), &out, request).map(|s| (s, out))
+        }
+        Command::Info => {
+            println!("frflow {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+    };
+    match result {
+        Ok((summary, out)) => report(&summary, &out),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,3 +1,4 @@
 //! Reading and writing data files and outputs.
 
 pub mod data;
+pub mod output;

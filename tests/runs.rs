@@ -1,0 +1,179 @@
+//! Runs into output directories: checkpoints, resume, Ctrl-C, the demo.
+
+use frflow::engine::{Diagnostics, Engine};
+use frflow::flow::{Observer, Termination};
+use frflow::runner::{RunRequest, resume, run_config};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("frflow-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// A small problem whose weights move a lot: variant C (two N×N passes), auto step size.
+fn config(steps: u64, n: usize) -> String {
+    format!(
+        r#"
+seed = 3
+engine = "cpu"
+sigma = 0.5
+[domain]
+kind = "torus"
+dim = 2
+[reference]
+kind = "uniform"
+[kernel]
+epsilon = 0.08
+variant = "C"
+[[energy]]
+kind = "potential"
+potential = "cosine"
+amplitude = 1.0
+frequency = 2
+[particles]
+n = {n}
+init = {{ kind = "uniform" }}
+[time]
+h = "auto"
+h_max = 0.2
+steps = {steps}
+[output]
+every = 5
+checkpoint_every = 10
+snapshot_every = 20
+plot = false
+"#
+    )
+}
+
+/// Raises the interrupt flag once the run reaches `at`.
+struct InterruptAt {
+    at: u64,
+    flag: Arc<AtomicBool>,
+}
+
+impl Observer for InterruptAt {
+    fn every(&self) -> u64 {
+        1
+    }
+    fn observe(&mut self, d: &Diagnostics, _: &mut dyn Engine) -> frflow::Result<()> {
+        if d.step >= self.at {
+            self.flag.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+fn read(dir: &Path, name: &str) -> Vec<u8> {
+    std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
+}
+
+#[test]
+fn interrupted_then_resumed_run_equals_uninterrupted_bit_for_bit() {
+    let text = config(60, 300);
+    let (a, b) = (fresh_dir("whole"), fresh_dir("split"));
+    let whole = run_config(&text, Path::new("."), &a, RunRequest::default()).unwrap();
+    assert_eq!(whole.termination, Termination::MaxSteps);
+
+    // Stop at step 23, between checkpoints and off the trace cadence: the final checkpoint holds step 23.
+    let flag = Arc::new(AtomicBool::new(false));
+    let stopper = InterruptAt { at: 23, flag: flag.clone() };
+    let request = RunRequest { interrupt: Some(flag), observers: vec![Box::new(stopper)], ..Default::default() };
+    let first = run_config(&text, Path::new("."), &b, request).unwrap();
+    assert_eq!(first.termination, Termination::Interrupted);
+    assert_eq!(first.diagnostics.step, 23);
+    let second = resume(&b, RunRequest::default()).unwrap();
+    assert_eq!(second.termination, Termination::MaxSteps);
+    assert_eq!(second.steps_this_run, 60 - 23);
+
+    assert_eq!(read(&a, "log_weights.npy"), read(&b, "log_weights.npy"), "final log-weights differ");
+    assert_eq!(read(&a, "checkpoint.bin"), read(&b, "checkpoint.bin"), "final checkpoints differ");
+    assert_eq!(read(&a, "trace.csv"), read(&b, "trace.csv"), "traces differ");
+    assert_eq!(read(&a, "snapshots/weights_000000040.npy"), read(&b, "snapshots/weights_000000040.npy"));
+    assert_eq!(whole.diagnostics, second.diagnostics);
+    // The run really moved the weights (so equality above is not trivially about uniform weights).
+    assert!(whole.diagnostics.ess < 0.9 * 300.0, "ESS {}", whole.diagnostics.ess);
+}
+
+#[test]
+fn resume_rejects_a_damaged_checkpoint() {
+    let dir = fresh_dir("damaged");
+    run_config(&config(10, 50), Path::new("."), &dir, RunRequest::default()).unwrap();
+    let ck = dir.join("checkpoint.bin");
+    let mut bytes = std::fs::read(&ck).unwrap();
+    bytes.truncate(bytes.len() - 3);
+    std::fs::write(&ck, bytes).unwrap();
+    let err = resume(&dir, RunRequest::default()).unwrap_err().to_string();
+    assert!(err.contains("checkpoint") && err.contains("expected"), "{err}");
+}
+
+fn frflow() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_frflow"))
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_with_a_checkpoint_and_resume_finishes_the_same_run() {
+    let text = config(400, 300);
+    let (whole, split) = (fresh_dir("cli-whole"), fresh_dir("cli-split"));
+    let cfg = fresh_dir("cli-cfg");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let path = cfg.join("run.toml");
+    std::fs::write(&path, &text).unwrap();
+
+    let mut child = frflow().arg("run").arg(&path).arg("--out").arg(&split).spawn().unwrap();
+    // Wait until the run is under way (a few trace rows), then send SIGINT as Ctrl-C would.
+    let trace = split.join("trace.csv");
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&trace).map(|t| t.lines().count()).unwrap_or(0) < 4 {
+        assert!(start.elapsed().as_secs() < 120, "run did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "interrupted run should exit with 130");
+    let summary = String::from_utf8(read(&split, "summary.json")).unwrap();
+    assert!(summary.contains("\"interrupted\""), "{summary}");
+
+    let resumed = frflow().arg("run").arg("--resume").arg(&split).output().unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let full = frflow().arg("run").arg(&path).arg("--out").arg(&whole).output().unwrap();
+    assert!(full.status.success(), "{}", String::from_utf8_lossy(&full.stderr));
+    assert_eq!(read(&whole, "log_weights.npy"), read(&split, "log_weights.npy"));
+    assert_eq!(read(&whole, "trace.csv"), read(&split, "trace.csv"));
+}
+
+#[test]
+fn demo_writes_trace_state_summary_and_picture() {
+    let out = fresh_dir("demo");
+    let run = frflow().arg("demo").arg("--engine").arg("cpu").arg("--out").arg(&out).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    for f in ["trace.csv", "weights.npy", "positions.npy", "summary.json", "particles.png", "particles.svg"] {
+        assert!(out.join(f).metadata().map(|m| m.len() > 0).unwrap_or(false), "{f} missing");
+    }
+    let png = read(&out, "particles.png");
+    assert_eq!(&png[1..4], b"PNG");
+    let summary: serde_json::Value = serde_json::from_slice(&read(&out, "summary.json")).unwrap();
+    assert_eq!(summary["termination"], "final_time");
+    // The four-well target is concentrated: the weights must have moved far from uniform.
+    let ess = summary["diagnostics"]["ess"].as_f64().unwrap();
+    assert!(ess < 0.6 * 4096.0, "ESS {ess}");
+}
+
+#[test]
+fn cli_reports_bad_configs_without_panicking() {
+    let dir = fresh_dir("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, config(10, 50).replace("epsilon = 0.08", "epsilon = -1.0")).unwrap();
+    let out = frflow().arg("run").arg(&path).arg("--out").arg(dir.join("o")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kernel.epsilon") && err.contains("-1"), "{err}");
+    let missing = frflow().arg("run").arg(dir.join("nope.toml")).output().unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.toml"));
+}
