@@ -1,0 +1,100 @@
+// h_i for the model's variant and divergence, then g_i = δF_i + σ h_i (CPU twin:
+// engine::cpu::divergence_derivative and the first line of engine::cpu::rates).
+//
+// Also writes e_i, the integrand of the divergence's value: D_ε(μᴺ) = Σ_i w_i e_i + c with
+// c = -1 for χ² in C, D, D′ and the exact variant (added on the host), 0 otherwise.
+
+struct DivParams {
+    n: u32,
+    // Quadrature nodes per particle (D, D′).
+    q: u32,
+    // 1 when σ > 0 (the divergence term is present).
+    has_divergence: u32,
+    _pad0: u32,
+    sigma: f32,
+    // log N, for the exact variant's density μ_t(X_i) = N w_i μ₀(X_i).
+    ln_n: f32,
+    _pad1: f32,
+    _pad2: f32,
+}
+
+@group(0) @binding(0) var<uniform> params: DivParams;
+@group(0) @binding(1) var<storage, read> lw: array<f32>;
+// Per particle: (δF, log π or log K_ε π, log μ₀, 0).
+@group(0) @binding(2) var<storage, read> fixed: array<vec4<f32>>;
+// log (K_ε μᴺ)(X_i) (A, B, C).
+@group(0) @binding(3) var<storage, read> logs: array<f32>;
+// The second pass: log Σ_j … K(·, X_i) (C, D, D′).
+@group(0) @binding(4) var<storage, read> logs2: array<f32>;
+// log (K_ε μᴺ)(y_iq) and log π(y_iq) (or log K_ε π) at the quadrature nodes (D, D′).
+@group(0) @binding(5) var<storage, read> node_logs: array<f32>;
+@group(0) @binding(6) var<storage, read> node_ref: array<f32>;
+// (ω_q, log ω_q).
+@group(0) @binding(7) var<storage, read> quad: array<vec2<f32>>;
+@group(0) @binding(8) var<storage, read_write> g: array<f32>;
+@group(0) @binding(9) var<storage, read_write> integrand: array<f32>;
+@group(0) @binding(10) var<storage, read> control: array<u32>;
+
+const MEASURE: u32 = 0u;
+const MEASURE_TARGET: u32 = 1u;
+const BLOB: u32 = 2u;
+const SMOOTHED: u32 = 3u;
+const SMOOTHED_TARGET: u32 = 4u;
+const EXACT: u32 = 5u;
+
+// δD/δm from the log density ratio: log r (KL) or 2 r (χ²).
+fn finish(log_ratio: f32) -> f32 {
+    if KL {
+        return log_ratio;
+    }
+    return 2.0 * exp(log_ratio);
+}
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = group_index(wid, nwg) * WG + lid;
+    if i >= params.n || control[C_HALTED] != RUNNING {
+        return;
+    }
+    let f = fixed[i];
+    var h = 0.0;
+    var e = 0.0;
+    if params.has_divergence != 0u {
+        if VARIANT == MEASURE || VARIANT == MEASURE_TARGET {
+            h = finish(logs[i] - f.y);
+        } else if VARIANT == BLOB {
+            let ratio = logs[i] - f.y;
+            if KL {
+                e = ratio;
+            } else {
+                e = exp(ratio);
+            }
+            h = e + exp(logs2[i]);
+        } else if VARIANT == SMOOTHED || VARIANT == SMOOTHED_TARGET {
+            var first = 0.0;
+            for (var q = 0u; q < params.q; q++) {
+                let r = node_logs[i * params.q + q] - node_ref[i * params.q + q];
+                if KL {
+                    first += quad[q].x * r;
+                } else {
+                    first += quad[q].x * exp(r);
+                }
+            }
+            e = first;
+            h = first + exp(logs2[i]);
+        } else {
+            h = finish(params.ln_n + lw[i] + f.z - f.y);
+            if KL {
+                e = h;
+            } else {
+                e = 0.5 * h;
+            }
+        }
+    }
+    g[i] = f.x + params.sigma * h;
+    integrand[i] = e;
+}

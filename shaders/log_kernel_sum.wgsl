@@ -1,0 +1,158 @@
+// out_t = log Σ_s exp(c_s) K(t, y_s) for every target t (CPU twin: engine::cpu::log_kernel_sum).
+//
+// Sources are staged through a workgroup tile of WG packed points; each invocation owns one
+// target and walks the tile four sources at a time into four independent accumulators. Everything
+// is in log2 units: coordinates are pre-scaled so that exp(-|x - y|^2 / (2 eps^2)) is
+// exp2(-|x' - y'|^2), and coefficients are multiplied by log2(e).
+//
+// Underflow: the accumulators hold Σ exp2(e_s - m) with a per-target shift m that starts at the
+// target's own packed coefficient (the self term of a targets = sources pass, or SENTINEL when
+// there is none) and is raised, with a rescale of the accumulators, whenever a group of sources
+// exceeds it by more than RESCALE. So the largest term seen is >= 2^0 after the first real group,
+// no term exceeds 2^RESCALE, and neither tiny weights nor a bandwidth far below the spacing can
+// give log 0 or overflow.
+
+struct KernelParams {
+    n_targets: u32,
+    n_sources: u32,
+    _pad0: u32,
+    _pad1: u32,
+    // Natural-log constant factor of the kernel, added to the result.
+    log_norm: f32,
+    // Torus side in scaled units (unused on R^d) and its inverse.
+    side: f32,
+    inv_side: f32,
+    // Scaled length of one fixed-point step (FIXED only).
+    unit: f32,
+}
+
+@group(0) @binding(0) var<uniform> params: KernelParams;
+@group(0) @binding(1) var<storage, read> targets: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> sources: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> control: array<u32>;
+
+var<workgroup> tile: array<vec4<u32>, WG * P>;
+var<workgroup> halt: u32;
+var<private> tgt: array<vec4<u32>, P>;
+
+// Largest allowed excess (log2 units) of a term over the shift before rescaling.
+const RESCALE: f32 = 32.0;
+
+fn min_image(d: vec4<f32>) -> vec4<f32> {
+    if TORUS {
+        return d - params.side * round(d * params.inv_side);
+    }
+    return d;
+}
+
+// The scaled difference target − tile[j] of packed vec4 number p (minimum image on the torus);
+// the coefficient lane of the last vec4 is zeroed.
+fn diff(j: u32, p: u32) -> vec4<f32> {
+    var d: vec4<f32>;
+    if FIXED {
+        d = vec4<f32>(bitcast<vec4<i32>>(tgt[p] - tile[j * P + p]));
+    } else {
+        d = min_image(bitcast<vec4<f32>>(tgt[p]) - bitcast<vec4<f32>>(tile[j * P + p]));
+    }
+    if p == P - 1u {
+        d.w = 0.0;
+    }
+    return d;
+}
+
+// log2 of coefficient times kernel at the minimum image, for tile entry j.
+fn exponent(j: u32) -> f32 {
+    var s = 0.0;
+    for (var p = 0u; p < P; p++) {
+        let d = diff(j, p);
+        s += dot(d, d);
+    }
+    if FIXED {
+        s *= params.unit * params.unit;
+    }
+    return bitcast<f32>(tile[j * P + P - 1u].w) - s;
+}
+
+// Σ_n exp2(-(x + nL)^2) / exp2(-x^2) for one minimum-image coordinate x.
+fn image_ratio(x: f32) -> f32 {
+    var r = 1.0;
+    for (var n = 1u; n <= IMAGES; n++) {
+        let nl = f32(n) * params.side;
+        r += exp2(-nl * (nl + 2.0 * x)) + exp2(-nl * (nl - 2.0 * x));
+    }
+    return r;
+}
+
+// The periodised kernel over the minimum-image one, a product over the d real coordinates.
+fn image_factor(j: u32) -> f32 {
+    var f = 1.0;
+    for (var p = 0u; p < P; p++) {
+        var d = diff(j, p);
+        if FIXED {
+            d *= params.unit;
+        }
+        for (var c = 0u; c < 4u; c++) {
+            if p * 4u + c < D {
+                f *= image_ratio(d[c]);
+            }
+        }
+    }
+    return f;
+}
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    if lid == 0u {
+        halt = control[C_HALTED];
+    }
+    if workgroupUniformLoad(&halt) != RUNNING {
+        return;
+    }
+    let t = group_index(wid, nwg) * WG + lid;
+    let live = t < params.n_targets;
+    var m = SENTINEL;
+    if live {
+        for (var p = 0u; p < P; p++) {
+            tgt[p] = targets[t * P + p];
+        }
+        m = bitcast<f32>(tgt[P - 1u].w);
+    }
+    var acc = vec4<f32>(0.0);
+    for (var base = 0u; base < params.n_sources; base += WG) {
+        let s = base + lid;
+        if s < params.n_sources {
+            for (var p = 0u; p < P; p++) {
+                tile[lid * P + p] = sources[s * P + p];
+            }
+        } else {
+            // Padding: zero coordinates and no coefficient, so it adds exp2(SENTINEL - m) = 0.
+            for (var p = 0u; p < P; p++) {
+                tile[lid * P + p] = vec4<u32>(0u);
+            }
+            tile[lid * P + P - 1u].w = bitcast<u32>(SENTINEL);
+        }
+        workgroupBarrier();
+        for (var j = 0u; j < WG; j += 4u) {
+            let e = vec4<f32>(exponent(j), exponent(j + 1u), exponent(j + 2u), exponent(j + 3u));
+            let emax = max(max(e.x, e.y), max(e.z, e.w));
+            if emax > m + RESCALE {
+                acc *= exp2(m - emax);
+                m = emax;
+            }
+            var term = exp2(e - vec4<f32>(m));
+            if IMAGES > 0u {
+                term *= vec4<f32>(image_factor(j), image_factor(j + 1u), image_factor(j + 2u), image_factor(j + 3u));
+            }
+            acc += term;
+        }
+        workgroupBarrier();
+    }
+    if live {
+        out[t] = (m + log2(acc.x + acc.y + acc.z + acc.w)) * LN2 + params.log_norm;
+    }
+}

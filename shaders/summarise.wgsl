@@ -1,0 +1,107 @@
+// First level of the deterministic two-level reduction behind the diagnostics and the mean of g
+// (CPU twin: engine::cpu::summarise and the weighted mean in engine::cpu::rates).
+//
+// A fixed grid of `groups` workgroups (a function of N only) walks the particles with a grid
+// stride; each invocation accumulates in index order, then the workgroup merges by a tree in
+// workgroup memory. No float atomics, so the result depends only on N and the device.
+
+struct SumParams {
+    n: u32,
+    groups: u32,
+    _pad0: u32,
+    // Scaled length of one fixed-point step (FIXED only).
+    unit: f32,
+}
+
+@group(0) @binding(0) var<uniform> params: SumParams;
+@group(0) @binding(1) var<storage, read> lw: array<f32>;
+@group(0) @binding(2) var<storage, read> fixed: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> g: array<f32>;
+@group(0) @binding(4) var<storage, read> integrand: array<f32>;
+@group(0) @binding(5) var<storage, read> pos: array<vec4<u32>>;
+@group(0) @binding(6) var<storage, read_write> partials: array<Partial>;
+@group(0) @binding(7) var<storage, read> control: array<u32>;
+
+var<workgroup> sh: array<Partial, WG>;
+var<workgroup> halt: u32;
+
+fn empty() -> Partial {
+    var p: Partial;
+    for (var k = 0u; k < NS; k++) {
+        p.sums[k] = 0.0;
+    }
+    p.max_g = SENTINEL;
+    p.max_neg_g = SENTINEL;
+    p.max_lw = SENTINEL;
+    p.argmax = NONE;
+    p.bad = NONE;
+    return p;
+}
+
+// Ties in max g go to the smaller index, as the CPU's first-maximum scan does.
+fn merge(a: Partial, b: Partial) -> Partial {
+    var r = a;
+    for (var k = 0u; k < NS; k++) {
+        r.sums[k] = a.sums[k] + b.sums[k];
+    }
+    if b.max_g > a.max_g || (b.max_g == a.max_g && b.argmax < a.argmax) {
+        r.max_g = b.max_g;
+        r.argmax = b.argmax;
+    }
+    r.max_neg_g = max(a.max_neg_g, b.max_neg_g);
+    r.max_lw = max(a.max_lw, b.max_lw);
+    r.bad = min(a.bad, b.bad);
+    return r;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    if lid == 0u {
+        halt = control[C_HALTED];
+    }
+    if workgroupUniformLoad(&halt) != RUNNING {
+        return;
+    }
+    var acc = empty();
+    for (var i = wid.x * WG + lid; i < params.n; i += params.groups * WG) {
+        let gi = g[i];
+        if !is_finite(gi) {
+            acc.bad = min(acc.bad, i);
+            continue;
+        }
+        let l = lw[i];
+        let w = exp(l);
+        acc.sums[0] += w;
+        acc.sums[1] += w * gi;
+        acc.sums[2] += w * w;
+        acc.sums[3] += w * fixed[i].x;
+        acc.sums[4] += w * integrand[i];
+        for (var k = 0u; k < D; k++) {
+            // The scaled, centred coordinate (see log_kernel_sum.wgsl for the two layouts).
+            let u = pos[i * P + k / 4u][k % 4u];
+            var x = bitcast<f32>(u);
+            if FIXED {
+                x = f32(bitcast<i32>(u)) * params.unit;
+            }
+            acc.sums[5u + k] += w * x;
+            acc.sums[5u + D + k] += w * x * x;
+        }
+        if gi > acc.max_g {
+            acc.max_g = gi;
+            acc.argmax = i;
+        }
+        acc.max_neg_g = max(acc.max_neg_g, -gi);
+        acc.max_lw = max(acc.max_lw, l);
+    }
+    sh[lid] = acc;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            sh[lid] = merge(sh[lid], sh[lid + stride]);
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        partials[wid.x] = sh[0];
+    }
+}

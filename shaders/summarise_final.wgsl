@@ -1,0 +1,87 @@
+// Second level of the `summarise` reduction: one workgroup merges the partials in a fixed order
+// and writes the stats that the step control, the updates and the host read.
+
+struct SumParams {
+    n: u32,
+    groups: u32,
+    _pad0: u32,
+    unit: f32,
+}
+
+@group(0) @binding(0) var<uniform> params: SumParams;
+@group(0) @binding(1) var<storage, read> partials: array<Partial>;
+@group(0) @binding(2) var<storage, read_write> stats: array<u32>;
+@group(0) @binding(3) var<storage, read> control: array<u32>;
+
+var<workgroup> sh: array<Partial, WG>;
+var<workgroup> halt: u32;
+
+fn empty() -> Partial {
+    var p: Partial;
+    for (var k = 0u; k < NS; k++) {
+        p.sums[k] = 0.0;
+    }
+    p.max_g = SENTINEL;
+    p.max_neg_g = SENTINEL;
+    p.max_lw = SENTINEL;
+    p.argmax = NONE;
+    p.bad = NONE;
+    return p;
+}
+
+fn merge(a: Partial, b: Partial) -> Partial {
+    var r = a;
+    for (var k = 0u; k < NS; k++) {
+        r.sums[k] = a.sums[k] + b.sums[k];
+    }
+    if b.max_g > a.max_g || (b.max_g == a.max_g && b.argmax < a.argmax) {
+        r.max_g = b.max_g;
+        r.argmax = b.argmax;
+    }
+    r.max_neg_g = max(a.max_neg_g, b.max_neg_g);
+    r.max_lw = max(a.max_lw, b.max_lw);
+    r.bad = min(a.bad, b.bad);
+    return r;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32) {
+    if lid == 0u {
+        halt = control[C_HALTED];
+    }
+    if workgroupUniformLoad(&halt) != RUNNING {
+        return;
+    }
+    var acc = empty();
+    for (var j = lid; j < params.groups; j += WG) {
+        acc = merge(acc, partials[j]);
+    }
+    sh[lid] = acc;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            sh[lid] = merge(sh[lid], sh[lid + stride]);
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        let r = sh[0];
+        let mean = r.sums[1] / r.sums[0];
+        stats[S_MASS] = bitcast<u32>(r.sums[0]);
+        stats[S_WG] = bitcast<u32>(r.sums[1]);
+        stats[S_W2] = bitcast<u32>(r.sums[2]);
+        stats[S_WDF] = bitcast<u32>(r.sums[3]);
+        stats[S_WE] = bitcast<u32>(r.sums[4]);
+        stats[S_MEAN] = bitcast<u32>(mean);
+        stats[S_MAX_G] = bitcast<u32>(r.max_g);
+        stats[S_MIN_G] = bitcast<u32>(-r.max_neg_g);
+        stats[S_MAX_LW] = bitcast<u32>(r.max_lw);
+        stats[S_ARGMAX] = r.argmax;
+        stats[S_BAD_RATE] = r.bad;
+        stats[S_MAX_A] = bitcast<u32>(r.max_g - mean);
+        stats[S_MAX_ABS_A] = bitcast<u32>(max(r.max_g - mean, mean + r.max_neg_g));
+        for (var k = 0u; k < 2u * D; k++) {
+            stats[S_MOMENTS + k] = bitcast<u32>(r.sums[5u + k]);
+        }
+    }
+}

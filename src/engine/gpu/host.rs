@@ -1,0 +1,294 @@
+//! Host-side preparation: the model's fixed per-particle quantities (in f64, once), the packing of
+//! points into the shaders' scaled vec4 layout, and the plain structs mirroring the WGSL uniforms.
+
+use crate::error::{Error, Result};
+use crate::model::{Energy, Model, Space, Variant};
+use crate::particles::Particles;
+use rayon::prelude::*;
+
+/// "No coefficient" in a packed point (mirrors the prelude's SENTINEL).
+pub(crate) const SENTINEL: f32 = -3.0e38;
+/// A zero weight's log on the device: −∞ would turn into NaN in differences, this stays finite
+/// and exp() of it is 0.
+pub(crate) const LOG_ZERO: f32 = -1.0e30;
+/// Log-weights at or below this read back as −∞.
+pub(crate) const LOG_ZERO_READ: f64 = -1.0e29;
+/// "No particle" in the index slots of the stats and control buffers.
+pub(crate) const NONE: u32 = u32::MAX;
+
+/// Offsets in the stats buffer (mirrors the prelude's S_*).
+pub(crate) mod stats {
+    pub const MASS: usize = 0;
+    pub const W2: usize = 2;
+    pub const WDF: usize = 3;
+    pub const WE: usize = 4;
+    pub const BAD_RATE: usize = 10;
+    pub const MAX_A: usize = 11;
+    pub const MAX_ABS_A: usize = 12;
+    pub const MOMENTS: usize = 16;
+    pub const LEN: usize = 32;
+}
+
+/// Offsets in the control buffer (mirrors the prelude's C_* and halt codes).
+pub(crate) mod control {
+    pub const HALTED: usize = 0;
+    pub const STEPS: usize = 1;
+    pub const PARTICLE: usize = 2;
+    pub const VALUE: usize = 3;
+    pub const H: usize = 4;
+    pub const BAD_LOG_WEIGHT: usize = 5;
+    pub const CAPPED: usize = 6;
+    pub const ELAPSED_LO: usize = 8;
+    pub const ELAPSED_HI: usize = 9;
+    pub const LEN: usize = 16;
+
+    pub const ERR_POSITIVITY: u32 = 2;
+    pub const ERR_RATE: u32 = 3;
+    // DONE (1) and ERR_LOG_WEIGHT (4) need no host handling: the first ends a loop normally, the
+    // second is recognised by the BAD_LOG_WEIGHT word.
+
+    /// A control block at the start of a device loop.
+    pub fn fresh() -> [u32; LEN] {
+        let mut c = [0u32; LEN];
+        c[BAD_LOG_WEIGHT] = super::NONE;
+        c
+    }
+}
+
+/// The kernel sum's parameters (mirrors `KernelParams` in log_kernel_sum.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct KernelParams {
+    pub n_targets: u32,
+    pub n_sources: u32,
+    pub pad0: u32,
+    pub pad1: u32,
+    pub log_norm: f32,
+    pub side: f32,
+    pub inv_side: f32,
+    pub unit: f32,
+}
+
+/// Two counts (n and a second one: groups or Q), as most element-wise shaders take, and the
+/// fixed-point unit where a shader reads coordinates.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct Counts {
+    pub n: u32,
+    pub aux: u32,
+    pub pad0: u32,
+    pub unit: f32,
+}
+
+/// Mirrors `DivParams` in divergence_derivative.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct DivParams {
+    pub n: u32,
+    pub q: u32,
+    pub has_divergence: u32,
+    pub pad0: u32,
+    pub sigma: f32,
+    pub ln_n: f32,
+    pub pad1: f32,
+    pub pad2: f32,
+}
+
+/// Mirrors `StepParams` in step_control.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct StepParams {
+    pub auto_h: u32,
+    pub exponential: u32,
+    pub n_fixed: u32,
+    pub has_until: u32,
+    pub h_fixed: f32,
+    pub h_last: f32,
+    pub safety: f32,
+    pub h_max: f32,
+    pub scale: f32,
+    pub pad0: f32,
+    pub total_lo: u32,
+    pub total_hi: u32,
+}
+
+/// The model's quantities at the fixed positions, in f64 (the same as the CPU engine's `Fixed`,
+/// computed the same way so both engines start from identical numbers).
+pub(crate) struct HostFixed {
+    /// δF at the particles (the potentials' sum).
+    pub dfdm: Vec<f64>,
+    /// log π(X_i), or log K_ε π(X_i) for B.
+    pub log_ref: Vec<f64>,
+    /// Quadrature nodes y_{i,q} = X_i + ε ξ_q (wrapped), (N·Q) × d, for D and D′.
+    pub nodes: Vec<f64>,
+    /// log π or log K_ε π at the nodes.
+    pub log_ref_nodes: Vec<f64>,
+}
+
+/// Rejects what the GPU engine cannot compute yet, naming the field.
+pub(crate) fn check_supported(model: &Model, particles: &Particles) -> Result<()> {
+    if particles.space != model.space {
+        return Err(Error::invalid(
+            "particles",
+            format!("{:?}", particles.space),
+            format!("the model's space {:?}", model.space),
+        ));
+    }
+    for (k, e) in model.energy.iter().enumerate() {
+        let kind = match e {
+            Energy::Potential(_) => continue,
+            Energy::Interaction { .. } => "interaction",
+            Energy::Mmd { .. } => "mmd",
+            Energy::TwoLayerNet { .. } => "two-layer-net",
+            Energy::Npmle { .. } => "npmle",
+        };
+        return Err(Error::invalid(
+            format!("energy[{k}].kind"),
+            kind,
+            "potential: the GPU engine does not support this energy yet; use the CPU engine (engine = \"cpu\")",
+        ));
+    }
+    if model.variant == Variant::Exact && model.has_divergence() && particles.log_initial_density.is_none() {
+        return Err(Error::invalid(
+            "kernel.variant",
+            "exact",
+            "a kernelized variant (A, B, C, D, D'): the exact oracle needs μ₀'s density, which given positions lack",
+        ));
+    }
+    Ok(())
+}
+
+impl HostFixed {
+    /// Mirrors `Fixed::new` of the CPU engine (without the energies the GPU does not support).
+    pub fn new(m: &Model, p: &Particles) -> Self {
+        let (space, d) = (&m.space, m.space.dim);
+        let points = |pos: &[f64], smoothed: bool| -> Vec<f64> {
+            pos.par_chunks_exact(d)
+                .map(|x| {
+                    if smoothed {
+                        m.reference.log_smoothed_density(space, &m.kernel, &m.quadrature, x)
+                    } else {
+                        m.reference.log_density(space, x)
+                    }
+                })
+                .collect()
+        };
+        let log_ref = points(&p.positions, m.variant == Variant::MeasureTarget);
+        let dfdm = p
+            .positions
+            .par_chunks_exact(d)
+            .map(|x| {
+                m.energy
+                    .iter()
+                    .map(|e| match e {
+                        Energy::Potential(u) => u.value(space, x),
+                        _ => 0.0,
+                    })
+                    .sum()
+            })
+            .collect();
+        let (mut nodes, mut log_ref_nodes) = (Vec::new(), Vec::new());
+        if m.variant.uses_quadrature() && m.has_divergence() {
+            let q = &m.quadrature;
+            nodes = Vec::with_capacity(p.len() * q.len() * d);
+            for x in p.positions.chunks_exact(d) {
+                for xi in q.nodes.chunks_exact(d) {
+                    let start = nodes.len();
+                    nodes.extend(x.iter().zip(xi).map(|(a, b)| a + m.kernel.width * b));
+                    space.wrap(&mut nodes[start..]);
+                }
+            }
+            log_ref_nodes = points(&nodes, m.variant == Variant::SmoothedTarget);
+        }
+        HostFixed { dfdm, log_ref, nodes, log_ref_nodes }
+    }
+}
+
+/// Scaled half-extent above which coordinates are stored in fixed point (see [`Layout`]).
+pub(crate) const FIXED_ABOVE: f64 = 8.0;
+
+/// How model coordinates become the shaders' packed ones. The scaled coordinate is
+/// x' = (x − center) · scale with scale = √(log₂e) / (ε√2), so that exp(−|x − y|² / (2ε²)) =
+/// exp2(−|x′ − y′|²). The centre is the middle of the torus cell or of the points' bounding box,
+/// which keeps |x′| as small as it can be.
+///
+/// An f32 coordinate carries an absolute error of 6e-8 |x′|, and so does every difference x′ − y′;
+/// once |x′| is large (ε small against the domain) that error matters for the near pairs that
+/// dominate the sum. So when the scaled half-extent exceeds [`FIXED_ABOVE`], coordinates are
+/// stored as 32-bit fixed point instead: differences are then exact integers (on the torus the
+/// wrapping difference is the minimum image) and only their conversion to f32 rounds.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    /// The centre c.
+    pub center: Vec<f64>,
+    /// The scale s.
+    pub scale: f64,
+    /// Fixed point (true) or f32 coordinates.
+    pub fixed: bool,
+    /// Scaled length of one fixed-point step.
+    pub unit: f64,
+    /// The torus side L (None on R^d).
+    side: Option<f64>,
+}
+
+impl Layout {
+    /// The layout for points `sets` (particles, and quadrature nodes when there are any).
+    pub fn new(space: &Space, sets: &[&[f64]], width: f64) -> Self {
+        let d = space.dim;
+        let scale = std::f64::consts::LOG2_E.sqrt() / (width * std::f64::consts::SQRT_2);
+        match space.side() {
+            Some(l) => {
+                let fixed = 0.5 * l * scale > FIXED_ABOVE;
+                Layout { center: vec![0.5 * l; d], scale, fixed, unit: l * scale / 2f64.powi(32), side: Some(l) }
+            }
+            None => {
+                let mut lo = vec![f64::INFINITY; d];
+                let mut hi = vec![f64::NEG_INFINITY; d];
+                for set in sets {
+                    for x in set.chunks_exact(d) {
+                        for k in 0..d {
+                            lo[k] = lo[k].min(x[k]);
+                            hi[k] = hi[k].max(x[k]);
+                        }
+                    }
+                }
+                let center: Vec<f64> = lo.iter().zip(&hi).map(|(a, b)| 0.5 * (a + b)).collect();
+                let half = lo.iter().zip(&hi).map(|(a, b)| 0.5 * (b - a)).fold(0.0, f64::max);
+                let fixed = half * scale > FIXED_ABOVE;
+                // |x′| ≤ half·s maps to at most 2^30 steps, so differences fit an i32.
+                Layout { center, scale, fixed, unit: (half * scale).max(1e-30) / 2f64.powi(30), side: None }
+            }
+        }
+    }
+
+    /// Points (rows of d) packed as `packed` vec4s each (as u32 bit patterns), the coefficient
+    /// slot set to SENTINEL.
+    pub fn pack(&self, points: &[f64], dim: usize, packed: usize) -> Vec<[u32; 4]> {
+        let mut out = vec![[0u32; 4]; points.len() / dim * packed];
+        for (x, dst) in points.chunks_exact(dim).zip(out.chunks_exact_mut(packed)) {
+            for (k, (v, c)) in x.iter().zip(&self.center).enumerate() {
+                let rel = v - c;
+                dst[k / 4][k % 4] = match (self.fixed, self.side) {
+                    // The cell [−L/2, L/2) onto the whole u32 circle: wrapping differences are
+                    // minimum images.
+                    (true, Some(l)) => ((rel / l * 2f64.powi(32)).round() as i64) as u32,
+                    (true, None) => ((rel * self.scale / self.unit).round() as i32) as u32,
+                    (false, _) => ((rel * self.scale) as f32).to_bits(),
+                };
+            }
+            dst[packed - 1][3] = SENTINEL.to_bits();
+        }
+        out
+    }
+}
+
+/// A log-weight as the device stores it.
+pub(crate) fn to_device_log_weight(l: f64) -> f32 {
+    if l == f64::NEG_INFINITY { LOG_ZERO } else { l as f32 }
+}
+
+/// A log-weight read back from the device.
+pub(crate) fn from_device_log_weight(l: f32) -> f64 {
+    let v = f64::from(l);
+    if v <= LOG_ZERO_READ { f64::NEG_INFINITY } else { v }
+}

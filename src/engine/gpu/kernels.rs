@@ -1,0 +1,228 @@
+//! The WGSL sources, the generated header of compile-time constants, and pipeline creation.
+//!
+//! Each shader file under `shaders/` has one compute entry point. At pipeline-creation time its
+//! text is concatenated after a generated header (the dimension, the packing, the workgroup size,
+//! the domain, the variant) and the shared prelude, so loops over coordinates have constant
+//! bounds and unroll. Plain `const`s are used rather than `override`s because workgroup array
+//! sizes depend on them.
+
+use super::context::GpuContext;
+use crate::error::{Error, Result};
+
+/// The shared prelude (constants, packed layouts, helpers).
+pub(crate) const PRELUDE: &str = include_str!("../../../shaders/prelude.wgsl");
+
+/// How a binding is declared in the shader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bind {
+    /// `var<uniform>`.
+    Uniform,
+    /// `var<storage, read>`.
+    Read,
+    /// `var<storage, read_write>`.
+    Write,
+}
+
+/// One shader: its file's text, workgroup size and bindings (in binding order from 0).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shader {
+    pub name: &'static str,
+    pub source: &'static str,
+    pub workgroup: u32,
+    pub binds: &'static [Bind],
+}
+
+use Bind::{Read as R, Uniform as U, Write as W};
+
+/// Workgroup size (and source tile) of the kernel sum.
+pub(crate) const KERNEL_WG: u32 = 128;
+/// Workgroup size of the element-wise passes.
+pub(crate) const ELEMENT_WG: u32 = 256;
+/// Workgroup size of the `summarise` reduction (its per-invocation partial is ~100 bytes).
+pub(crate) const REDUCE_WG: u32 = 128;
+/// Most workgroups in the first level of a reduction (the second level is one workgroup).
+pub(crate) const REDUCE_GROUPS: u32 = 256;
+
+pub(crate) const LOG_KERNEL_SUM: Shader = Shader {
+    name: "log_kernel_sum",
+    source: include_str!("../../../shaders/log_kernel_sum.wgsl"),
+    workgroup: KERNEL_WG,
+    binds: &[U, R, R, W, R],
+};
+pub(crate) const DIVERGENCE_DERIVATIVE: Shader = Shader {
+    name: "divergence_derivative",
+    source: include_str!("../../../shaders/divergence_derivative.wgsl"),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, R, R, R, R, R, R, W, W, R],
+};
+pub(crate) const BLOB_COEFFICIENTS: Shader = Shader {
+    name: "blob_coefficients",
+    source: include_str!("../../../shaders/blob_coefficients.wgsl"),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, R, R, R, W, R],
+};
+pub(crate) const NODE_COEFFICIENTS: Shader = Shader {
+    name: "node_coefficients",
+    source: include_str!("../../../shaders/node_coefficients.wgsl"),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, R, R, R, R, W, R],
+};
+pub(crate) const SUMMARISE: Shader = Shader {
+    name: "summarise",
+    source: include_str!("../../../shaders/summarise.wgsl"),
+    workgroup: REDUCE_WG,
+    binds: &[U, R, R, R, R, R, W, R],
+};
+pub(crate) const SUMMARISE_FINAL: Shader = Shader {
+    name: "summarise_final",
+    source: include_str!("../../../shaders/summarise_final.wgsl"),
+    workgroup: REDUCE_WG,
+    binds: &[U, R, W, R],
+};
+pub(crate) const RATES: Shader = Shader {
+    name: "rates",
+    source: include_str!("../../../shaders/rates.wgsl"),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, R, W],
+};
+pub(crate) const STEP_CONTROL: Shader = Shader {
+    name: "step_control",
+    source: include_str!("../../../shaders/step_control.wgsl"),
+    workgroup: 1,
+    binds: &[U, R, R, W],
+};
+pub(crate) const EULER_UPDATE: Shader = Shader {
+    name: "euler_update",
+    source: include_str!("../../../shaders/euler_update.wgsl"),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, R, W, W, W],
+};
+pub(crate) const EXPONENTIAL_UPDATE: Shader = Shader {
+    name: "exponential_update",
+    source: include_str!("../../../shaders/exponential_update.wgsl"),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, R, W, W, W],
+};
+pub(crate) const NORMALISE: Shader = Shader {
+    name: "normalise",
+    source: include_str!("../../../shaders/normalise.wgsl"),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, W, W, W],
+};
+
+/// The compile-time constants of one engine's shaders.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Header {
+    /// Dimension d.
+    pub dim: u32,
+    /// vec4s per packed point.
+    pub packed: u32,
+    /// Whether the domain is a torus (minimum image).
+    pub torus: bool,
+    /// Periodic images summed on each side (0: minimum image only).
+    pub images: u32,
+    /// The variant's index (A, B, C, D, D′, exact).
+    pub variant: u32,
+    /// KL (else χ²).
+    pub kl: bool,
+    /// Fixed-point coordinates (else f32).
+    pub fixed: bool,
+}
+
+impl Header {
+    /// The WGSL text declaring the constants for a shader with workgroup size `wg`.
+    pub fn text(&self, wg: u32) -> String {
+        format!(
+            "const D: u32 = {}u;\nconst P: u32 = {}u;\nconst WG: u32 = {wg}u;\nconst TORUS: bool = {};\n\
+             const IMAGES: u32 = {}u;\nconst VARIANT: u32 = {}u;\nconst KL: bool = {};\nconst FIXED: bool = {};\n",
+            self.dim, self.packed, self.torus, self.images, self.variant, self.kl, self.fixed
+        )
+    }
+}
+
+/// vec4s per packed point: d coordinates plus the coefficient.
+pub(crate) fn packed_len(dim: usize) -> usize {
+    (dim + 1).div_ceil(4)
+}
+
+/// The full source of `shader` under `header`.
+pub(crate) fn source(shader: &Shader, header: &Header) -> String {
+    format!("{}\n{}\n{}", header.text(shader.workgroup), PRELUDE, shader.source)
+}
+
+/// Compiles (or fetches from the context's cache) the pipeline of `shader` under `header`.
+///
+/// By default the module is created with `create_shader_module_trusted(…, unchecked())`: no
+/// bounds checks are injected. That is sound because every index in these shaders is in bounds by
+/// construction (see the prelude's comment); `checked` builds the ordinary checked module, which
+/// a test compares against.
+pub(crate) fn pipeline(
+    ctx: &GpuContext,
+    shader: &Shader,
+    header: &Header,
+    checked: bool,
+) -> Result<wgpu::ComputePipeline> {
+    let text = source(shader, header);
+    let key = (shader.name, header.text(shader.workgroup), checked);
+    if let Some(p) = ctx.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(p.clone());
+    }
+    let device = &ctx.device;
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let desc = wgpu::ShaderModuleDescriptor { label: Some(shader.name), source: wgpu::ShaderSource::Wgsl(text.into()) };
+    let module = if checked {
+        device.create_shader_module(desc)
+    } else {
+        // SAFETY: every buffer and workgroup-array index in frflow's shaders is bounded by
+        // construction (thread indices are compared with element counts that equal the bound
+        // buffers' lengths; loops over tiles and coordinates have constant bounds), there are no
+        // integer divisions by a possibly-zero value (Q ≥ 1), and every loop terminates.
+        unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+    };
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = shader
+        .binds
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+            binding: i as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: match b {
+                Bind::Uniform => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                Bind::Read | Bind::Write => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: *b == Bind::Read },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+            },
+            count: None,
+        })
+        .collect();
+    let bgl = device
+        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(shader.name), entries: &entries });
+    let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(shader.name),
+        bind_group_layouts: &[Some(&bgl)],
+        immediate_size: 0,
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(shader.name),
+        layout: Some(&layout),
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants: &[],
+            // Every workgroup variable is written before it is read.
+            zero_initialize_workgroup_memory: false,
+        },
+        cache: None,
+    });
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        return Err(Error::Gpu(format!("compiling shader `{}`: {e}", shader.name)));
+    }
+    ctx.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, pipeline.clone());
+    Ok(pipeline)
+}

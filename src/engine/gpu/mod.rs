@@ -1,0 +1,785 @@
+//! The wgpu/WGSL engine: the same rates, steps and diagnostics as [`super::cpu::CpuEngine`], in
+//! f32 on any adapter wgpu can open (a GPU, or Mesa's lavapipe on the CPU).
+//!
+//! # Architecture
+//!
+//! Positions never move, so everything that depends only on them (δF = Σ U, log π or log K_ε π,
+//! the quadrature nodes and log π there, log μ₀) is computed once on the host in f64, exactly as
+//! the CPU engine does, and uploaded as f32. Positions are packed with the log2 coefficient of
+//! each point into `P = ⌈(d+1)/4⌉` vec4s, centred and scaled so that the kernel is
+//! `exp2(-|x' - y'|²)`.
+//!
+//! One evaluation is a fixed list of dispatches (the CPU twin of each is named in its file):
+//!
+//! | variant | passes |
+//! |---|---|
+//! | A, B | `log_kernel_sum` (particles × particles) |
+//! | C | `log_kernel_sum`, `blob_coefficients`, `log_kernel_sum` |
+//! | D, D′ | `log_kernel_sum` (N·Q nodes × particles), `node_coefficients`, `log_kernel_sum` (particles × N·Q nodes) |
+//! | exact | none |
+//!
+//! followed by `divergence_derivative` (h, g = δF + σh, the divergence's integrand), `summarise`
+//! and `summarise_final` (a deterministic two-level tree reduction of the mass, Σ w g, Σ w², the
+//! energies, max/min g with the arg-max, the first non-finite g, and the weighted moments).
+//! A step adds `step_control` (one invocation: chooses h, automatic or fixed, caps it at the final
+//! time, checks finiteness and positivity, and halts the device loop on failure) and
+//! `euler_update`, or `exponential_update` + `normalise`. Every pass reads the halt word, so once
+//! a step fails or the final time is reached the remaining encoded steps do nothing and the
+//! weights stay those after the last good step; the host reads the control block once per
+//! [`GpuOptions::steps_per_readback`] steps and turns it into the CPU engine's errors, with the
+//! same step and particle.
+//!
+//! Time: with a fixed h the host runs the CPU engine's f64 clock (so both engines take the same
+//! number of steps to a final time) and tells the device how many steps to take and the last,
+//! shortened h. With an automatic h the device accumulates the elapsed time in 64-bit fixed point
+//! (exact integer sums of each f32 h quantised to 2⁻⁵² of the span), the host converts it back to
+//! f64 after the readback, and a step that lands on the final time sets the time to it exactly.
+
+pub mod context;
+mod host;
+mod kernels;
+
+pub use context::{AdapterReport, DEVICE_ENV, GpuContext, hardware_adapter_available, list_adapters};
+
+use super::{Diagnostics, Engine, reached, remaining_time};
+use crate::error::{Error, Result};
+use crate::model::{Divergence, Model, Variant};
+use crate::particles::{Particles, State};
+use crate::stepper::{Scheme, StepSize, Stepper};
+use host::{Counts, DivParams, HostFixed, KernelParams, Layout, NONE, StepParams, control, stats};
+use kernels::{ELEMENT_WG, Header, KERNEL_WG, REDUCE_GROUPS, REDUCE_WG, Shader};
+use wgpu::util::DeviceExt;
+
+/// Engine options; the defaults are what a run wants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuOptions {
+    /// Build the shader modules with wgpu's runtime bounds checks (slower; for tests).
+    pub checked_shaders: bool,
+    /// Use at most this many workgroups per grid dimension (a test hook that forces the 2-D grid
+    /// at small N); the device limit applies in any case.
+    pub max_workgroups_per_dimension: Option<u32>,
+    /// Steps encoded per queue submission.
+    pub steps_per_submission: u32,
+    /// Most steps between two readbacks of the control block (bounds the work wasted after an
+    /// automatic-h run reaches its final time part way through).
+    pub steps_per_readback: u64,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions {
+            checked_shaders: false,
+            max_workgroups_per_dimension: None,
+            steps_per_submission: 64,
+            steps_per_readback: 4096,
+        }
+    }
+}
+
+/// One recorded dispatch.
+struct Pass {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    groups: (u32, u32),
+}
+
+/// The device buffers.
+struct Buffers {
+    lw: wgpu::Buffer,
+    src: wgpu::Buffer,
+    g: wgpu::Buffer,
+    a: wgpu::Buffer,
+    stats: wgpu::Buffer,
+    control: wgpu::Buffer,
+    step_params: wgpu::Buffer,
+    staging_small: wgpu::Buffer,
+    staging_big: wgpu::Buffer,
+}
+
+/// What the device buffers hold about the current state.
+#[derive(Clone, Debug)]
+enum Cache {
+    /// Nothing: the state changed since the last evaluation.
+    Stale,
+    /// The evaluation of the current state is on the device; these are its stats.
+    Current(Vec<u32>),
+}
+
+/// The GPU engine (f32). See the module docs for the passes and buffers.
+pub struct GpuEngine {
+    ctx: GpuContext,
+    model: Model,
+    particles: Particles,
+    options: GpuOptions,
+    n: usize,
+    layout: Layout,
+    packed_pos: Vec<[u32; 4]>,
+    buffers: Buffers,
+    eval: Vec<Pass>,
+    euler: Vec<Pass>,
+    exponential: Vec<Pass>,
+    rates_pass: Pass,
+    step: u64,
+    time: f64,
+    cache: Cache,
+}
+
+/// Size of the small readback: stats then control.
+const SMALL_BYTES: u64 = ((stats::LEN + control::LEN) * 4) as u64;
+
+impl GpuEngine {
+    /// An engine at uniform weights 1/N on `context`'s device, with default options.
+    pub fn new(context: GpuContext, model: Model, particles: Particles) -> Result<Self> {
+        Self::with_options(context, model, particles, GpuOptions::default())
+    }
+
+    /// An engine with explicit options.
+    pub fn with_options(context: GpuContext, model: Model, particles: Particles, options: GpuOptions) -> Result<Self> {
+        host::check_supported(&model, &particles)?;
+        context.check_lost()?;
+        let ctx = context;
+        let (n, d) = (particles.len(), model.space.dim);
+        let p = kernels::packed_len(d);
+        let has_div = model.has_divergence();
+        let quad = model.variant.uses_quadrature() && has_div;
+        let q = if quad { model.quadrature.len() } else { 1 };
+        check_size(&ctx, n, q, p, quad)?;
+
+        let fixed = HostFixed::new(&model, &particles);
+        let layout = Layout::new(&model.space, &[&particles.positions, &fixed.nodes], model.kernel.width);
+        let packed_pos = layout.pack(&particles.positions, d, p);
+        let header = Header {
+            dim: d as u32,
+            packed: p as u32,
+            torus: model.space.side().is_some(),
+            images: model.kernel.images,
+            variant: Variant::ALL.iter().position(|v| *v == model.variant).expect("listed") as u32,
+            kl: model.divergence == Divergence::Kl,
+            fixed: layout.fixed,
+        };
+        let max_dim = options
+            .max_workgroups_per_dimension
+            .unwrap_or(u32::MAX)
+            .min(ctx.limits().max_compute_workgroups_per_dimension)
+            .max(1);
+        let grid = |groups: usize| -> (u32, u32) {
+            let groups = groups.max(1) as u32;
+            if groups <= max_dim { (groups, 1) } else { (max_dim, groups.div_ceil(max_dim)) }
+        };
+
+        let device = &ctx.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+        let init = |label: &str, bytes: &[u8]| {
+            // Never bind a zero-sized buffer (a dummy for bindings a variant does not use).
+            let bytes = if bytes.is_empty() { &[0u8; 16][..] } else { bytes };
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytes,
+                usage: storage,
+            })
+        };
+        let zeros = |label: &str, bytes: usize| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes.max(16) as u64,
+                usage: storage,
+                mapped_at_creation: false,
+            })
+        };
+        let uniform = |label: &str, bytes: &[u8]| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytes,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
+        };
+        let f32s = |v: &[f64]| v.iter().map(|x| *x as f32).collect::<Vec<f32>>();
+
+        let lw0 = vec![-(n as f32).ln(); n];
+        let mut src0 = packed_pos.clone();
+        for (chunk, l) in src0.chunks_exact_mut(p).zip(&lw0) {
+            chunk[p - 1][3] = (l * std::f32::consts::LOG2_E).to_bits();
+        }
+        let log_mu0: Vec<f64> = particles.log_initial_density.clone().unwrap_or_else(|| vec![0.0; n]);
+        let fixed4: Vec<[f32; 4]> =
+            (0..n).map(|i| [fixed.dfdm[i] as f32, fixed.log_ref[i] as f32, log_mu0[i] as f32, 0.0]).collect();
+        let buffers = Buffers {
+            lw: init("lw", bytemuck::cast_slice(&lw0)),
+            src: init("src", bytemuck::cast_slice(&src0)),
+            g: zeros("g", n * 4),
+            a: zeros("a", n * 4),
+            stats: zeros("stats", stats::LEN * 4),
+            control: init("control", bytemuck::cast_slice(&control::fresh())),
+            step_params: uniform("step_params", bytemuck::bytes_of(&StepParams::default())),
+            staging_small: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("staging_small"),
+                size: SMALL_BYTES,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            staging_big: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("staging_big"),
+                size: (n * 4).max(16) as u64,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
+        let pos = init("pos", bytemuck::cast_slice(&packed_pos));
+        let fixed_buf = init("fixed", bytemuck::cast_slice(&fixed4));
+        let logs = zeros("logs", n * 4);
+        let logs2 = zeros("logs2", n * 4);
+        let integrand = zeros("integrand", n * 4);
+        let src2 = zeros("src2", if model.variant == Variant::Blob { n * p * 16 } else { 0 });
+        let nq = if quad { n * q } else { 0 };
+        let nodes = init("nodes", bytemuck::cast_slice(&layout.pack(&fixed.nodes, d, p)));
+        let node_src = zeros("node_src", nq * p * 16);
+        let node_logs = zeros("node_logs", nq * 4);
+        let node_ref = init("node_ref", bytemuck::cast_slice(&f32s(&fixed.log_ref_nodes)));
+        let quad_w: Vec<[f32; 2]> = model.quadrature.weights.iter().map(|w| [*w as f32, w.ln() as f32]).collect();
+        let quad_buf = init("quad", bytemuck::cast_slice(&quad_w));
+        let reduce_groups = n.div_ceil(REDUCE_WG as usize).min(REDUCE_GROUPS as usize).max(1);
+        let lse_groups = n.div_ceil(ELEMENT_WG as usize).min(REDUCE_GROUPS as usize).max(1);
+        let partials = zeros("partials", reduce_groups * (5 + 2 * d + 5) * 4);
+        let lse_partials = zeros("lse_partials", lse_groups * 8);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("allocating buffers for N = {n}: {e}")));
+        }
+
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let build =
+            |shader: &Shader, params: &wgpu::Buffer, bufs: &[&wgpu::Buffer], groups: (u32, u32)| -> Result<Pass> {
+                let pipeline = kernels::pipeline(&ctx, shader, &header, options.checked_shaders)?;
+                let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
+                entries.extend(
+                    bufs.iter()
+                        .enumerate()
+                        .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }),
+                );
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(shader.name),
+                    layout: &pipeline.get_bind_group_layout(0),
+                    entries: &entries,
+                });
+                Ok(Pass { pipeline, bind_group, groups })
+            };
+        let b = &buffers;
+        let side = model.space.side().map_or(0.0, |l| l * layout.scale);
+        let unit = layout.unit as f32;
+        let kernel_pass = |targets: &wgpu::Buffer, nt: usize, sources: &wgpu::Buffer, ns: usize, out: &wgpu::Buffer| {
+            let params = KernelParams {
+                n_targets: nt as u32,
+                n_sources: ns as u32,
+                pad0: 0,
+                pad1: 0,
+                log_norm: model.kernel.log_norm as f32,
+                side: side as f32,
+                inv_side: if side > 0.0 { (1.0 / side) as f32 } else { 0.0 },
+                unit,
+            };
+            let u = uniform("kernel_params", bytemuck::bytes_of(&params));
+            build(
+                &kernels::LOG_KERNEL_SUM,
+                &u,
+                &[targets, sources, out, &b.control],
+                grid(nt.div_ceil(KERNEL_WG as usize)),
+            )
+        };
+        let counts = |n: usize, aux: usize| {
+            uniform("counts", bytemuck::bytes_of(&Counts { n: n as u32, aux: aux as u32, pad0: 0, unit }))
+        };
+        let elements = grid(n.div_ceil(ELEMENT_WG as usize));
+        let n_params = counts(n, 0);
+
+        let mut eval = Vec::new();
+        if has_div {
+            match model.variant {
+                Variant::Measure | Variant::MeasureTarget => {
+                    eval.push(kernel_pass(&b.src, n, &b.src, n, &logs)?);
+                }
+                Variant::Blob => {
+                    eval.push(kernel_pass(&b.src, n, &b.src, n, &logs)?);
+                    eval.push(build(
+                        &kernels::BLOB_COEFFICIENTS,
+                        &n_params,
+                        &[&b.lw, &logs, &fixed_buf, &pos, &src2, &b.control],
+                        elements,
+                    )?);
+                    eval.push(kernel_pass(&src2, n, &src2, n, &logs2)?);
+                }
+                Variant::Smoothed | Variant::SmoothedTarget => {
+                    eval.push(kernel_pass(&nodes, nq, &b.src, n, &node_logs)?);
+                    eval.push(build(
+                        &kernels::NODE_COEFFICIENTS,
+                        &counts(nq, q),
+                        &[&b.lw, &node_logs, &node_ref, &quad_buf, &nodes, &node_src, &b.control],
+                        grid(nq.div_ceil(ELEMENT_WG as usize)),
+                    )?);
+                    eval.push(kernel_pass(&pos, n, &node_src, nq, &logs2)?);
+                }
+                Variant::Exact => {}
+            }
+        }
+        let div_params = DivParams {
+            n: n as u32,
+            q: q as u32,
+            has_divergence: u32::from(has_div),
+            pad0: 0,
+            sigma: model.sigma as f32,
+            ln_n: (n as f64).ln() as f32,
+            pad1: 0.0,
+            pad2: 0.0,
+        };
+        eval.push(build(
+            &kernels::DIVERGENCE_DERIVATIVE,
+            &uniform("div_params", bytemuck::bytes_of(&div_params)),
+            &[&b.lw, &fixed_buf, &logs, &logs2, &node_logs, &node_ref, &quad_buf, &b.g, &integrand, &b.control],
+            elements,
+        )?);
+        let reduce_params = counts(n, reduce_groups);
+        eval.push(build(
+            &kernels::SUMMARISE,
+            &reduce_params,
+            &[&b.lw, &fixed_buf, &b.g, &integrand, &pos, &partials, &b.control],
+            (reduce_groups as u32, 1),
+        )?);
+        eval.push(build(&kernels::SUMMARISE_FINAL, &reduce_params, &[&partials, &b.stats, &b.control], (1, 1))?);
+
+        let step_control = |ctx_passes: &mut Vec<Pass>| -> Result<()> {
+            ctx_passes.push(build(&kernels::STEP_CONTROL, &b.step_params, &[&b.stats, &b.g, &b.control], (1, 1))?);
+            Ok(())
+        };
+        let mut euler = Vec::new();
+        step_control(&mut euler)?;
+        euler.push(build(&kernels::EULER_UPDATE, &n_params, &[&b.stats, &b.g, &b.lw, &b.src, &b.control], elements)?);
+        let mut exponential = Vec::new();
+        step_control(&mut exponential)?;
+        let lse_params = counts(n, lse_groups);
+        exponential.push(build(
+            &kernels::EXPONENTIAL_UPDATE,
+            &lse_params,
+            &[&b.stats, &b.g, &b.lw, &lse_partials, &b.control],
+            (lse_groups as u32, 1),
+        )?);
+        exponential.push(build(
+            &kernels::NORMALISE,
+            &lse_params,
+            &[&lse_partials, &b.lw, &b.src, &b.control],
+            elements,
+        )?);
+        let rates_pass = build(&kernels::RATES, &n_params, &[&b.stats, &b.g, &b.a], elements)?;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("setting up the GPU passes: {e}")));
+        }
+        ctx.check_lost()?;
+        Ok(GpuEngine {
+            ctx,
+            model,
+            particles,
+            options,
+            n,
+            layout,
+            packed_pos,
+            buffers,
+            eval,
+            euler,
+            exponential,
+            rates_pass,
+            step: 0,
+            time: 0.0,
+            cache: Cache::Stale,
+        })
+    }
+
+    /// The model being solved.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The particles' positions.
+    pub fn particles(&self) -> &Particles {
+        &self.particles
+    }
+
+    /// The device context.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// The options the engine was built with.
+    pub fn options(&self) -> &GpuOptions {
+        &self.options
+    }
+
+    fn record(cpass: &mut wgpu::ComputePass<'_>, passes: &[Pass]) {
+        for p in passes {
+            cpass.set_pipeline(&p.pipeline);
+            cpass.set_bind_group(0, &p.bind_group, &[]);
+            cpass.dispatch_workgroups(p.groups.0, p.groups.1, 1);
+        }
+    }
+
+    fn encoder(&self) -> wgpu::CommandEncoder {
+        self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("frflow") })
+    }
+
+    /// Maps `staging`'s first `bytes` bytes after everything submitted so far has run.
+    fn map_read(&self, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let slice = staging.slice(..bytes);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.ctx.wait()?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("the readback was dropped".into()))?
+            .map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
+        let data = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("reading back: {e}")))?.to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+
+    /// Submits `encoder` after copying the stats and control blocks out, and returns them.
+    fn finish_small(&self, mut encoder: wgpu::CommandEncoder) -> Result<(Vec<u32>, Vec<u32>)> {
+        let b = &self.buffers;
+        let stats_bytes = (stats::LEN * 4) as u64;
+        encoder.copy_buffer_to_buffer(&b.stats, 0, &b.staging_small, 0, stats_bytes);
+        encoder.copy_buffer_to_buffer(&b.control, 0, &b.staging_small, stats_bytes, (control::LEN * 4) as u64);
+        self.ctx.queue.submit([encoder.finish()]);
+        let data = self.map_read(&b.staging_small, SMALL_BYTES)?;
+        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&data);
+        let (s, c) = words.split_at(stats::LEN);
+        Ok((s.to_vec(), c.to_vec()))
+    }
+
+    /// Reads `count` f32 values of `buffer` from element `first`.
+    fn read_f32(&self, buffer: &wgpu::Buffer, first: usize, count: usize) -> Result<Vec<f32>> {
+        let mut encoder = self.encoder();
+        let bytes = (count * 4) as u64;
+        encoder.copy_buffer_to_buffer(buffer, (first * 4) as u64, &self.buffers.staging_big, 0, bytes);
+        self.ctx.queue.submit([encoder.finish()]);
+        let data = self.map_read(&self.buffers.staging_big, bytes)?;
+        Ok(bytemuck::pod_collect_to_vec(&data))
+    }
+
+    fn reset_control(&self) {
+        self.ctx.queue.write_buffer(&self.buffers.control, 0, bytemuck::cast_slice(&control::fresh()));
+    }
+
+    /// Runs the evaluation passes unless the device already holds the current state's, and
+    /// returns its stats.
+    fn evaluated(&mut self) -> Result<Vec<u32>> {
+        if let Cache::Current(s) = &self.cache {
+            return Ok(s.clone());
+        }
+        self.reset_control();
+        let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut encoder = self.encoder();
+        {
+            let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            Self::record(&mut cpass, &self.eval);
+        }
+        let (s, _) = self.finish_small(encoder)?;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("evaluating: {e}")));
+        }
+        self.cache = Cache::Current(s.clone());
+        Ok(s)
+    }
+
+    /// Error::NonFinite if the evaluation found a non-finite rate (as the CPU engine reports it).
+    fn check_rates(&self, s: &[u32]) -> Result<()> {
+        let bad = s[stats::BAD_RATE];
+        if bad != NONE {
+            let value = f64::from(self.read_f32(&self.buffers.g, bad as usize, 1)?[0]);
+            return Err(Error::NonFinite { step: self.step, particle: bad as usize, quantity: "rate", value });
+        }
+        Ok(())
+    }
+
+    fn diagnostics(&self, s: &[u32]) -> Diagnostics {
+        let f = |k: usize| f64::from(f32::from_bits(s[k]));
+        let m = &self.model;
+        let d = m.space.dim;
+        let mass = f(stats::MASS);
+        let f_energy = f(stats::WDF);
+        let energy = if !m.has_divergence() {
+            Some(f_energy)
+        } else if m.variant.is_gradient_flow() {
+            let offset = match (m.variant, m.divergence) {
+                (Variant::Measure | Variant::MeasureTarget, _) | (_, Divergence::Kl) => 0.0,
+                _ => -1.0,
+            };
+            Some(f_energy + m.sigma * (f(stats::WE) + offset))
+        } else {
+            None
+        };
+        let sc = self.layout.scale;
+        let mut mean = vec![0.0; d];
+        let mut variance = vec![0.0; d];
+        for k in 0..d {
+            let m1 = f(stats::MOMENTS + k) / mass;
+            let m2 = f(stats::MOMENTS + d + k) / mass;
+            mean[k] = self.layout.center[k] + m1 / sc;
+            variance[k] = (m2 - m1 * m1).max(0.0) / (sc * sc);
+        }
+        Diagnostics {
+            step: self.step,
+            time: self.time,
+            energy,
+            f_energy,
+            mass,
+            ess: mass * mass / f(stats::W2),
+            max_abs_rate: f(stats::MAX_ABS_A),
+            max_rate: f(stats::MAX_A),
+            mean,
+            variance,
+        }
+    }
+
+    /// One device loop of at most `round` steps and one readback; returns the steps taken.
+    fn advance_round(&mut self, round: u64, stepper: &Stepper, until: Option<f64>) -> Result<u64> {
+        let t0 = self.time;
+        let exponential = stepper.scheme == Scheme::Exponential;
+        let mut params = StepParams { exponential: u32::from(exponential), ..Default::default() };
+        let mut scale = 1.0;
+        let encoded = match stepper.step_size {
+            StepSize::Fixed(h) => {
+                // The CPU engine's clock, in f64, so both engines take the same steps.
+                let (mut t, mut count, mut last) = (t0, 0u64, h);
+                while count < round && !reached(t, until) {
+                    last = stepper.step_size(0.0, 0.0, remaining_time(t, until));
+                    t += last;
+                    count += 1;
+                }
+                params.n_fixed = count as u32;
+                params.h_fixed = h as f32;
+                params.h_last = last as f32;
+                count
+            }
+            StepSize::Auto { safety, h_max } => {
+                let span = until.map_or(round as f64 * h_max, |u| u - t0);
+                // A power of two, so that the f32 copy is exact and the host converts back exactly.
+                scale = 2f64.powi((2f64.powi(52) / span).log2().floor() as i32);
+                let total = (span * scale).round() as u64;
+                params.auto_h = 1;
+                params.has_until = u32::from(until.is_some());
+                params.safety = safety as f32;
+                params.h_max = h_max as f32;
+                params.scale = scale as f32;
+                params.total_lo = total as u32;
+                params.total_hi = (total >> 32) as u32;
+                round
+            }
+        };
+        if encoded == 0 {
+            return Ok(0);
+        }
+        self.reset_control();
+        self.ctx.queue.write_buffer(&self.buffers.step_params, 0, bytemuck::bytes_of(&params));
+        let passes = if exponential { &self.exponential } else { &self.euler };
+        let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let per_submit = u64::from(self.options.steps_per_submission.max(1));
+        let mut skip_eval = matches!(self.cache, Cache::Current(_));
+        let mut done = 0;
+        while done < encoded {
+            let chunk = per_submit.min(encoded - done);
+            let mut encoder = self.encoder();
+            {
+                let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                for _ in 0..chunk {
+                    if !skip_eval {
+                        Self::record(&mut cpass, &self.eval);
+                    }
+                    skip_eval = false;
+                    Self::record(&mut cpass, passes);
+                }
+                done += chunk;
+                if done == encoded {
+                    // Evaluate the final state too, so the next evaluate() or step needs no pass.
+                    Self::record(&mut cpass, &self.eval);
+                }
+            }
+            if done < encoded {
+                self.ctx.queue.submit([encoder.finish()]);
+                // Lets wgpu reclaim finished command buffers; does not wait.
+                let _ = self.ctx.device.poll(wgpu::PollType::Poll);
+            } else {
+                let (s, c) = self.finish_small(encoder)?;
+                if let Some(e) = pollster::block_on(scope.pop()) {
+                    self.cache = Cache::Stale;
+                    return Err(Error::Gpu(format!("stepping: {e}")));
+                }
+                return self.conclude(round, stepper, until, t0, scale, s, c);
+            }
+        }
+        unreachable!("the last chunk returns")
+    }
+
+    /// Turns the control block of a finished device loop into the host's step, time, cache and
+    /// the CPU engine's errors.
+    #[allow(clippy::too_many_arguments)]
+    fn conclude(
+        &mut self,
+        round: u64,
+        stepper: &Stepper,
+        until: Option<f64>,
+        t0: f64,
+        scale: f64,
+        s: Vec<u32>,
+        c: Vec<u32>,
+    ) -> Result<u64> {
+        let _ = round;
+        let mut taken = u64::from(c[control::STEPS]);
+        let halted = c[control::HALTED];
+        let bad_lw = c[control::BAD_LOG_WEIGHT];
+        // The time after `k` steps, by the same clock as the device used.
+        let clock = |k: u64| -> f64 {
+            match stepper.step_size {
+                StepSize::Fixed(_) => {
+                    let mut t = t0;
+                    for _ in 0..k {
+                        t += stepper.step_size(0.0, 0.0, remaining_time(t, until));
+                    }
+                    t
+                }
+                StepSize::Auto { .. } => {
+                    if c[control::CAPPED] != 0 {
+                        until.expect("capped only with a final time")
+                    } else {
+                        let units = u64::from(c[control::ELAPSED_LO]) | (u64::from(c[control::ELAPSED_HI]) << 32);
+                        t0 + units as f64 / scale
+                    }
+                }
+            }
+        };
+        if bad_lw != NONE {
+            // The step that produced it is counted on the device but, as on the CPU, not in the
+            // state; its weights are kept so the value can be reported.
+            taken = taken.saturating_sub(1);
+            self.step += taken;
+            self.time = clock(taken);
+            self.cache = Cache::Stale;
+            let value = from_lw(self.read_f32(&self.buffers.lw, bad_lw as usize, 1)?[0]);
+            return Err(Error::NonFinite { step: self.step, particle: bad_lw as usize, quantity: "log-weight", value });
+        }
+        self.step += taken;
+        self.time = clock(taken);
+        let particle = c[control::PARTICLE] as usize;
+        let value = f64::from(f32::from_bits(c[control::VALUE]));
+        match halted {
+            control::ERR_POSITIVITY => {
+                self.cache = Cache::Stale;
+                Err(Error::Positivity {
+                    step: self.step,
+                    particle,
+                    h_times_rate: value,
+                    h: f64::from(f32::from_bits(c[control::H])),
+                })
+            }
+            control::ERR_RATE => {
+                self.cache = Cache::Stale;
+                Err(Error::NonFinite { step: self.step, particle, quantity: "rate", value })
+            }
+            _ => {
+                self.cache = Cache::Current(s);
+                Ok(taken)
+            }
+        }
+    }
+}
+
+fn from_lw(l: f32) -> f64 {
+    host::from_device_log_weight(l)
+}
+
+/// Error::TooLarge when the largest binding would exceed the device's limits.
+fn check_size(ctx: &GpuContext, n: usize, q: usize, p: usize, quad: bool) -> Result<()> {
+    let limits = ctx.limits();
+    let limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+    let per_particle = (p * 16 * if quad { q } else { 1 }) as u64;
+    let needed = n as u64 * per_particle;
+    let what = if quad { "the quadrature nodes (N·Q packed points)" } else { "the packed particles" };
+    let count_limit = u64::from(u32::MAX) / if quad { q as u64 } else { 1 };
+    if needed > limit || n as u64 > count_limit {
+        return Err(Error::TooLarge {
+            what: what.to_string(),
+            needed,
+            limit,
+            max_n: (limit / per_particle).min(count_limit),
+        });
+    }
+    Ok(())
+}
+
+impl Engine for GpuEngine {
+    fn name(&self) -> String {
+        let info = self.ctx.adapter_info();
+        format!("gpu-f32 ({}, {:?})", info.name, info.backend)
+    }
+
+    fn len(&self) -> usize {
+        self.n
+    }
+
+    fn evaluate(&mut self) -> Result<Diagnostics> {
+        let s = self.evaluated()?;
+        self.check_rates(&s)?;
+        Ok(self.diagnostics(&s))
+    }
+
+    fn rates(&mut self) -> Result<Vec<f64>> {
+        let s = self.evaluated()?;
+        self.check_rates(&s)?;
+        let mut encoder = self.encoder();
+        {
+            let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            Self::record(&mut cpass, std::slice::from_ref(&self.rates_pass));
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+        Ok(self.read_f32(&self.buffers.a, 0, self.n)?.into_iter().map(f64::from).collect())
+    }
+
+    fn advance(&mut self, steps: u64, stepper: &Stepper, until: Option<f64>) -> Result<u64> {
+        let mut taken = 0;
+        while taken < steps && !reached(self.time, until) {
+            let round = (steps - taken).min(self.options.steps_per_readback.max(1));
+            let k = self.advance_round(round, stepper, until)?;
+            taken += k;
+            if k < round {
+                break;
+            }
+        }
+        Ok(taken)
+    }
+
+    fn state(&mut self) -> Result<State> {
+        let lw = self.read_f32(&self.buffers.lw, 0, self.n)?;
+        Ok(State { log_weights: lw.into_iter().map(from_lw).collect(), step: self.step, time: self.time })
+    }
+
+    fn set_state(&mut self, state: State) -> Result<()> {
+        if state.log_weights.len() != self.n {
+            return Err(Error::invalid(
+                "state.log_weights",
+                format!("{} values", state.log_weights.len()),
+                format!("one per particle ({})", self.n),
+            ));
+        }
+        if let Some(i) = state.log_weights.iter().position(|l| l.is_nan() || *l == f64::INFINITY) {
+            return Err(Error::invalid(format!("state.log_weights[{i}]"), state.log_weights[i], "finite or -inf"));
+        }
+        let p = kernels::packed_len(self.model.space.dim);
+        let lw: Vec<f32> = state.log_weights.iter().map(|l| host::to_device_log_weight(*l)).collect();
+        let mut src = self.packed_pos.clone();
+        for (chunk, l) in src.chunks_exact_mut(p).zip(&lw) {
+            chunk[p - 1][3] = (l * std::f32::consts::LOG2_E).to_bits();
+        }
+        self.ctx.queue.write_buffer(&self.buffers.lw, 0, bytemuck::cast_slice(&lw));
+        self.ctx.queue.write_buffer(&self.buffers.src, 0, bytemuck::cast_slice(&src));
+        self.step = state.step;
+        self.time = state.time;
+        self.cache = Cache::Stale;
+        Ok(())
+    }
+}
