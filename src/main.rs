@@ -6,6 +6,7 @@ use frflow::flow::{Summary, Termination};
 use frflow::runner::{RunRequest, resume, run_config};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -40,7 +41,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         resume: Option<PathBuf>,
         /// Override the config's engine: cpu, gpu or auto.
-        #[arg(long, value_parser = parse_engine)]
+        #[arg(long, value_parser = EngineChoice::from_str)]
         engine: Option<EngineChoice>,
         /// GPU adapter by kind (discrete, integrated, cpu), index or name substring; also FRFLOW_DEVICE.
         #[arg(long)]
@@ -52,7 +53,7 @@ enum Command {
         #[arg(long, short, default_value = "demo-out")]
         out: PathBuf,
         /// Override the engine (default: auto).
-        #[arg(long, value_parser = parse_engine)]
+        #[arg(long, value_parser = EngineChoice::from_str)]
         engine: Option<EngineChoice>,
         /// GPU adapter selector, as for `run`.
         #[arg(long)]
@@ -63,15 +64,6 @@ enum Command {
     },
     /// Print the version and the GPU adapters this machine offers.
     Info,
-}
-
-fn parse_engine(s: &str) -> Result<EngineChoice, String> {
-    match s {
-        "cpu" => Ok(EngineChoice::Cpu),
-        "gpu" => Ok(EngineChoice::Gpu),
-        "auto" => Ok(EngineChoice::Auto),
-        _ => Err(format!("`{s}` is not an engine; allowed: cpu, gpu, auto")),
-    }
 }
 
 /// A flag raised by the first Ctrl-C; a second one exits at once.
@@ -108,6 +100,27 @@ fn report(summary: &Summary, out: &Path) -> ExitCode {
     }
 }
 
+/// Prints the version and every GPU adapter with the limits that bound N.
+fn info() {
+    println!("frflow {}", env!("CARGO_PKG_VERSION"));
+    let adapters = frflow::engine::gpu::context::list_adapters();
+    if adapters.is_empty() {
+        println!("no GPU adapters found (the CPU engine is available; on Linux, install a Vulkan driver)");
+    }
+    for a in adapters {
+        println!("[{}] {} ({}, {}, driver {})", a.index, a.name, a.backend, a.device_type, a.driver);
+        println!(
+            "    max storage binding {} MiB, max buffer {} MiB, workgroup storage {} KiB, \
+             invocations/workgroup {}, workgroups/dimension {}",
+            a.max_storage_buffer_binding_size >> 20,
+            a.max_buffer_size >> 20,
+            a.max_compute_workgroup_storage_size >> 10,
+            a.max_compute_invocations_per_workgroup,
+            a.max_compute_workgroups_per_dimension
+        );
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -134,7 +147,7 @@ fn main() -> ExitCode {
             run_config(DEMO, Path::new("."), &out, request).map(|s| (s, out))
         }
         Command::Info => {
-            println!("frflow {}", env!("CARGO_PKG_VERSION"));
+            info();
             return ExitCode::SUCCESS;
         }
     };

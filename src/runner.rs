@@ -8,6 +8,8 @@
 use crate::config::{Config, EngineChoice, Problem};
 use crate::engine::Engine;
 use crate::engine::cpu::CpuEngine;
+use crate::engine::gpu::GpuEngine;
+use crate::engine::gpu::context::{GpuContext, hardware_adapter_available};
 use crate::error::{Error, Result};
 use crate::flow::{Observer, Summary, run};
 use crate::io::output::{read_checkpoint, write_atomic, write_npy};
@@ -20,21 +22,28 @@ use std::sync::atomic::AtomicBool;
 
 /// Builds the engine a config asks for. `auto` takes a hardware GPU when one exists and the
 /// CPU engine otherwise (saying so on stderr): a software GPU such as lavapipe is slower than
-/// the CPU engine, so it is used only when named.
+/// the CPU engine, so it is used only when asked for with `gpu` (and a `device` naming it).
 pub fn build_engine(
     choice: EngineChoice,
     device: Option<&str>,
     model: Model,
     particles: Particles,
 ) -> Result<Box<dyn Engine>> {
+    let gpu = |model, particles| -> Result<Box<dyn Engine>> {
+        Ok(Box::new(GpuEngine::new(GpuContext::new(device)?, model, particles)?))
+    };
     match choice {
         EngineChoice::Cpu => Ok(Box::new(CpuEngine::new(model, particles)?)),
-        EngineChoice::Gpu | EngineChoice::Auto => {
-            let _ = device;
-            if choice == EngineChoice::Gpu {
-                return Err(Error::Gpu("the GPU engine is not built into this version".into()));
+        EngineChoice::Gpu => gpu(model, particles),
+        EngineChoice::Auto => {
+            if hardware_adapter_available() {
+                match gpu(model.clone(), particles.clone()) {
+                    Ok(engine) => return Ok(engine),
+                    Err(e) => eprintln!("frflow: GPU engine unavailable ({e}); using the CPU engine"),
+                }
+            } else {
+                eprintln!("frflow: no hardware GPU found; using the CPU engine");
             }
-            eprintln!("frflow: no hardware GPU found; using the CPU engine");
             Ok(Box::new(CpuEngine::new(model, particles)?))
         }
     }
@@ -128,4 +137,3 @@ fn execute(
     }
     Ok(summary)
 }
-

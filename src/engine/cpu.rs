@@ -193,7 +193,7 @@ impl Fixed {
             .iter()
             .filter_map(|e| match e {
                 Energy::Mmd { width, sample } => {
-                    let k = Gaussian::new(space, *width, false, "mmd.width").ok()?;
+                    let k = Gaussian::new(space, *width, false, "mmd.width").expect("validated");
                     let lm = -(sample.len() as f64).ln();
                     let coeffs = vec![lm; sample.len()];
                     let nu: Vec<f64> = log_kernel_sum(space, &k, &p.positions, &sample.values, &coeffs)

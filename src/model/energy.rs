@@ -1,5 +1,6 @@
 //! Mean-field energies F(m) (SPEC §5). The engines evaluate δF/δm at the particles.
 
+use super::kernel::Gaussian;
 use super::potential::Potential;
 use super::space::Space;
 use crate::error::{Error, Result};
@@ -72,13 +73,8 @@ pub enum Energy {
 impl Energy {
     /// Checks the term against the space; `field` is its config key, e.g. `energy[0]`.
     pub fn validate(&self, space: &Space, field: &str) -> Result<()> {
-        let positive = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
-                Ok(())
-            } else {
-                Err(Error::invalid(format!("{field}.{name}"), v, "a finite number > 0"))
-            }
-        };
+        // A kernel width must be positive and, on the torus, at most the side (Gaussian::new checks both).
+        let positive = |name: &str, v: f64| Gaussian::new(space, v, false, &format!("{field}.{name}")).map(|_| ());
         let table = |name: &str, p: &Points, cols: usize| {
             if p.dim != cols || p.is_empty() || p.values.len() % cols != 0 {
                 return Err(Error::invalid(
