@@ -13,8 +13,9 @@ use rayon::prelude::*;
 
 /// log Σ_s exp(log_coeffs[s]) · K(t, y_s) for every target t: the N×N pass behind every variant.
 ///
-/// Streams a running maximum per target (online log-sum-exp), so neither tiny weights nor a
-/// bandwidth far below the particle spacing can underflow to log 0.
+/// Sources are taken in blocks: the block's exponents are computed first, then summed after a
+/// shift by the running maximum, so neither tiny weights nor a bandwidth far below the particle
+/// spacing can underflow to log 0, and the exponent loop stays free of branches.
 pub fn log_kernel_sum(
     space: &Space,
     kernel: &Gaussian,
@@ -22,29 +23,76 @@ pub fn log_kernel_sum(
     sources: &[f64],
     log_coeffs: &[f64],
 ) -> Vec<f64> {
+    const BLOCK: usize = 256;
     let d = space.dim;
     let c = 0.5 / (kernel.width * kernel.width);
+    let side = space.side().unwrap_or(0.0);
+    let inv_side = if side > 0.0 { 1.0 / side } else { 0.0 };
+    let images = ImageSum::new(kernel, side);
     targets
         .par_chunks_exact(d)
         .map(|t| {
-            let mut max = f64::NEG_INFINITY;
-            let mut acc = 0.0;
-            for (y, lc) in sources.chunks_exact(d).zip(log_coeffs) {
-                let e = if kernel.images == 0 {
-                    lc - c * space.sq_dist(t, y)
-                } else {
-                    lc + kernel.log_value(space, t, y) - kernel.log_norm
-                };
-                if e <= max {
-                    acc += (e - max).exp();
-                } else if e > f64::NEG_INFINITY {
-                    acc = acc * (max - e).exp() + 1.0;
-                    max = e;
+            let mut e = [0.0f64; BLOCK];
+            let (mut max, mut acc) = (f64::NEG_INFINITY, 0.0);
+            for (ys, lcs) in sources.chunks(BLOCK * d).zip(log_coeffs.chunks(BLOCK)) {
+                let e = &mut e[..lcs.len()];
+                for ((ek, y), lc) in e.iter_mut().zip(ys.chunks_exact(d)).zip(lcs) {
+                    *ek = if kernel.images > 0 {
+                        let prod: f64 = t.iter().zip(y).map(|(a, b)| images.factor(space.delta(*a, *b))).product();
+                        lc + prod.ln()
+                    } else {
+                        let mut r2 = 0.0;
+                        for (a, b) in t.iter().zip(y) {
+                            let mut delta = a - b;
+                            delta -= side * (delta * inv_side).round();
+                            r2 += delta * delta;
+                        }
+                        lc - c * r2
+                    };
                 }
+                let block_max = e.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                if block_max == f64::NEG_INFINITY {
+                    continue;
+                }
+                if block_max > max {
+                    acc *= (max - block_max).exp();
+                    max = block_max;
+                }
+                acc += e.iter().map(|x| (x - max).exp()).sum::<f64>();
             }
             max + acc.ln() + kernel.log_norm
         })
         .collect()
+}
+
+/// The periodised one-coordinate factor Σ_{|n| ≤ M} exp(−(δ + nL)² c) of the torus kernel,
+/// evaluated with two exponentials: exp(−(δ + nL)² c) = exp(−δ² c) · q^n · A_n with
+/// q = exp(−2δLc) and A_n = exp(−n²L²c) precomputed.
+struct ImageSum {
+    c: f64,
+    two_lc: f64,
+    a: Vec<f64>,
+}
+
+impl ImageSum {
+    fn new(kernel: &Gaussian, side: f64) -> Self {
+        let c = 0.5 / (kernel.width * kernel.width);
+        let a = (1..=kernel.images).map(|n| (-(f64::from(n) * side).powi(2) * c).exp()).collect();
+        ImageSum { c, two_lc: 2.0 * side * c, a }
+    }
+
+    /// The factor for a minimum-image displacement δ ∈ [−L/2, L/2].
+    #[inline]
+    fn factor(&self, delta: f64) -> f64 {
+        let q = (-self.two_lc * delta).exp();
+        let (mut qp, mut qm, mut s) = (1.0, 1.0, 1.0);
+        for a in &self.a {
+            qp *= q;
+            qm /= q;
+            s += a * (qp + qm);
+        }
+        (-delta * delta * self.c).exp() * s
+    }
 }
 
 /// g_i = δF_i + σ h_i and a_i = g_i − Σ_j w_j g_j / Σ_j w_j (the CPU twin of the `rates` shader).
