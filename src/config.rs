@@ -5,7 +5,7 @@
 //! with toml's message (which names the key and the line); every value that parses but is out of
 //! range comes back as [`Error::Invalid`] naming the dotted key (`kernel.epsilon`,
 //! `energy[0].sample.file`, …), the value and what is allowed. `nan` and `inf` are rejected
-//! everywhere. The reference of every key is `docs/config-reference.md`.
+//! everywhere. The reference of every key is the README's configuration reference.
 //!
 //! ```
 //! use frflow::config::Config;
@@ -220,7 +220,7 @@ impl<'de> Deserialize<'de> for StepSizeConfig {
     }
 }
 
-/// The whole config file. See `docs/config-reference.md` for every key.
+/// The whole config file. See the README's configuration reference for every key.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

@@ -52,9 +52,10 @@ fn window(particles: &Particles, k: usize) -> (f64, f64) {
         return (0.0, l);
     }
     let d = particles.space.dim;
-    let (lo, hi) = particles.positions.chunks_exact(d).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-        (a.min(x[k]), b.max(x[k]))
-    });
+    let (lo, hi) = particles
+        .positions
+        .chunks_exact(d)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x[k]), b.max(x[k])));
     let pad = 0.05 * (hi - lo).max(1e-9);
     (lo - pad, hi + pad)
 }

@@ -439,11 +439,12 @@ fn missing_config_file_names_the_path() {
 }
 
 #[test]
-fn reference_doc_full_example_builds() {
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/config-reference.md")).unwrap();
-    let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+fn readme_full_config_example_builds() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = doc.find("### A full example").expect("the README's full config example");
+    let start = section + doc[section..].find("```toml\n").expect("a toml block") + "```toml\n".len();
     let end = start + doc[start..].find("```").unwrap();
-    let p = build(&doc[start..end]).unwrap_or_else(|e| panic!("docs/config-reference.md example: {e}"));
+    let p = build(&doc[start..end]).unwrap_or_else(|e| panic!("README full config example: {e}"));
     assert_eq!((p.particles.len(), p.model.energy.len()), (4096, 3));
     assert_eq!(p.model.variant, Variant::Smoothed);
 }
