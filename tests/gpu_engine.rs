@@ -8,13 +8,13 @@
 //! rates are compared relative to max |a| with 1e-4, two orders of magnitude above that, leaving
 //! room for the cancellation in a_i = g_i − mean when |g| exceeds |a|.
 
+use frflow::Error;
 use frflow::engine::cpu::CpuEngine;
 use frflow::engine::gpu::{GpuContext, GpuEngine, GpuOptions};
 use frflow::engine::{Diagnostics, Engine};
 use frflow::model::{Divergence, Domain, Energy, ModelSpec, Potential, QuadratureSpec, Reference, Space, Variant};
 use frflow::particles::{Initial, Particles, State};
 use frflow::stepper::{Scheme, StepSize, Stepper};
-use frflow::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::OnceLock;
@@ -277,6 +277,280 @@ fn rates_match_cpu_without_divergence_or_without_energy() {
     ]);
 }
 
+/// max_i |log w_gpu − log w_cpu|: the largest relative weight difference.
+fn log_weight_error(c: &State, g: &State) -> f64 {
+    c.log_weights.iter().zip(&g.log_weights).map(|(a, b)| if a == b { 0.0 } else { (a - b).abs() }).fold(0.0, f64::max)
+}
+
+/// Runs both engines from the same random state; `chunks` splits the steps into advance calls
+/// with an evaluate() between them (as the run loop does), which exercises the cached evaluation.
+fn compare_trajectories(case: &Case, stepper: Stepper, steps: u64, chunks: u64, until: Option<f64>) -> (State, State) {
+    let ctx = context().expect("checked by the caller");
+    let (mut cpu, mut gpu) = engines(&ctx, case, GpuOptions::default());
+    let state = random_state(case.n, 2.0, case.seed + 2);
+    cpu.set_state(state.clone()).unwrap();
+    gpu.set_state(state).unwrap();
+    let t = std::time::Instant::now();
+    let (mut tc, mut tg) = (0, 0);
+    for _ in 0..chunks {
+        tc += cpu.advance(steps / chunks, &stepper, until).unwrap();
+        tg += gpu.advance(steps / chunks, &stepper, until).unwrap();
+        let (dc, dg) = (cpu.evaluate().unwrap(), gpu.evaluate().unwrap());
+        assert_eq!(dc.step, dg.step, "{case:?}");
+        assert!((dc.time - dg.time).abs() <= 1e-9 * dc.time.abs().max(1.0), "{case:?}: t {} vs {}", dc.time, dg.time);
+    }
+    assert_eq!(tc, tg, "{case:?}: steps taken");
+    let (sc, sg) = (cpu.state().unwrap(), gpu.state().unwrap());
+    let err = log_weight_error(&sc, &sg);
+    eprintln!(
+        "{} {:?} {} d={} N={} {:?}: {} steps to t = {}, max |Δ log w| = {err:.2e} ({:.2}s)",
+        case.variant.name(),
+        case.divergence,
+        case.domain,
+        case.dim,
+        case.n,
+        stepper.scheme,
+        sg.step,
+        sg.time,
+        t.elapsed().as_secs_f64()
+    );
+    // f32 rounding of ~1e-7 per step in log w, over a few hundred steps, stays far below 1e-3.
+    assert!(err < 1e-3, "{case:?}: weights differ by {err:e} in log");
+    (sc, sg)
+}
+
+#[test]
+fn euler_trajectories_of_200_steps_match_cpu() {
+    if context().is_none() {
+        return;
+    }
+    let euler = Stepper::new(Scheme::Euler, StepSize::Fixed(0.01)).unwrap();
+    compare_trajectories(&case(Measure, Kl, "torus-uniform", 1, 255), euler, 200, 4, None);
+    compare_trajectories(&case(MeasureTarget, Chi2, "torus-uniform", 3, 200), euler, 200, 1, None);
+    compare_trajectories(&case(Smoothed, Kl, "gaussian", 1, 100), euler, 200, 2, None);
+    compare_trajectories(&case(Exact, Kl, "gaussian", 2, 1000), euler, 200, 1, None);
+}
+
+#[test]
+fn exponential_trajectories_of_200_steps_match_cpu() {
+    if context().is_none() {
+        return;
+    }
+    let exp = Stepper::new(Scheme::Exponential, StepSize::Fixed(0.02)).unwrap();
+    compare_trajectories(&case(Blob, Kl, "gaussian", 2, 255), exp, 200, 4, None);
+    compare_trajectories(&case(SmoothedTarget, Kl, "torus-gibbs", 1, 100), exp, 200, 1, None);
+    compare_trajectories(&case(Exact, Chi2, "gaussian", 1, 300), exp, 200, 2, None);
+}
+
+#[test]
+fn a_final_time_is_reached_exactly_with_fixed_and_automatic_steps() {
+    if context().is_none() {
+        return;
+    }
+    let c = case(Measure, Kl, "gaussian", 1, 255);
+    // 0.3 / 0.007 is not an integer: the last fixed step is shortened.
+    let fixed = Stepper::new(Scheme::Euler, StepSize::Fixed(0.007)).unwrap();
+    let (_, g) = compare_trajectories(&c, fixed, 1000, 1, Some(0.3));
+    assert_eq!(g.time, 0.3);
+    for scheme in [Scheme::Euler, Scheme::Exponential] {
+        let auto = Stepper::new(scheme, StepSize::Auto { safety: 0.5, h_max: 0.05 }).unwrap();
+        let (_, g) = compare_trajectories(&c, auto, 1000, 3, Some(0.7));
+        assert_eq!(g.time, 0.7);
+    }
+}
+
+#[test]
+fn positivity_violation_names_the_same_step_and_particle_as_cpu() {
+    let Some(ctx) = context() else { return };
+    let c = Case { sigma: 1.5, ..case(Measure, Kl, "gaussian", 1, 64) };
+    let stepper = Stepper::new(Scheme::Euler, StepSize::Fixed(0.3)).unwrap();
+    let (mut cpu, mut gpu) = engines(&ctx, &c, GpuOptions::default());
+    // Mass in the tails flows inwards and overshoots: h·max a grows from 0.02 to 0.55 over five
+    // steps, then jumps to 1.2 at step 5, far from 1 on both sides, so f32 and f64 agree.
+    let mut lw: Vec<f64> = cpu.particles().positions.iter().map(|x| 1.5 * (x - 0.5) * (x - 0.5)).collect();
+    let z = frflow::model::log_sum_exp(&lw);
+    lw.iter_mut().for_each(|l| *l -= z);
+    let state = State { log_weights: lw, step: 0, time: 0.0 };
+    cpu.set_state(state.clone()).unwrap();
+    gpu.set_state(state).unwrap();
+    let ec = cpu.advance(100, &stepper, None).unwrap_err();
+    let eg = gpu.advance(100, &stepper, None).unwrap_err();
+    eprintln!("cpu: {ec}\ngpu: {eg}");
+    match (ec, eg) {
+        (
+            Error::Positivity { step: s1, particle: p1, h_times_rate: r1, h: h1 },
+            Error::Positivity { step: s2, particle: p2, h_times_rate: r2, h: h2 },
+        ) => {
+            assert_eq!(s1, 5, "the case should fail after five good steps");
+            assert_eq!((s1, p1), (s2, p2));
+            assert!((r1 - r2).abs() < 1e-4 * r1 && (h1 - h2).abs() < 1e-6 * h1);
+        }
+        other => panic!("expected two positivity errors, got {other:?}"),
+    }
+    // The weights are those after the last good step, on both.
+    let (sc, sg) = (cpu.state().unwrap(), gpu.state().unwrap());
+    assert_eq!(sc.step, sg.step);
+    assert!(log_weight_error(&sc, &sg) < 1e-4);
+    // And the engine can go on with a smaller step.
+    let small = Stepper::new(Scheme::Euler, StepSize::Fixed(0.01)).unwrap();
+    assert_eq!(gpu.advance(3, &small, None).unwrap(), 3);
+}
+
+#[test]
+fn checked_and_unchecked_shader_modules_give_the_same_rates() {
+    let Some(ctx) = context() else { return };
+    for c in [case(Blob, Kl, "torus-uniform", 3, 300), case(Smoothed, Chi2, "gaussian", 2, 100)] {
+        let (model, particles) = c.build();
+        let state = random_state(c.n, 5.0, 3);
+        let mut rates = Vec::new();
+        for checked in [false, true] {
+            let options = GpuOptions { checked_shaders: checked, ..GpuOptions::default() };
+            let mut gpu = GpuEngine::with_options(ctx.clone(), model.clone(), particles.clone(), options).unwrap();
+            gpu.set_state(state.clone()).unwrap();
+            rates.push(gpu.rates().unwrap());
+        }
+        // Bounds checks change no arithmetic: the results agree to the last bit or nearly so.
+        let err = rate_error(&rates[0], &rates[1]);
+        assert!(err < 1e-6, "{c:?}: checked vs unchecked {err:e}");
+    }
+}
+
+#[test]
+fn a_two_dimensional_grid_gives_the_same_rates_and_steps() {
+    let Some(ctx) = context() else { return };
+    let c = case(Blob, Kl, "gaussian", 2, 4097);
+    let (model, particles) = c.build();
+    let stepper = Stepper::new(Scheme::Exponential, StepSize::Fixed(0.05)).unwrap();
+    let mut out = Vec::new();
+    for limit in [None, Some(3)] {
+        let options = GpuOptions { max_workgroups_per_dimension: limit, ..GpuOptions::default() };
+        let mut gpu = GpuEngine::with_options(ctx.clone(), model.clone(), particles.clone(), options).unwrap();
+        let a = gpu.rates().unwrap();
+        gpu.advance(3, &stepper, None).unwrap();
+        out.push((a, gpu.state().unwrap()));
+    }
+    assert_eq!(out[0].0, out[1].0, "rates on a 1-D and a 2-D grid");
+    assert_eq!(out[0].1, out[1].1, "weights on a 1-D and a 2-D grid");
+}
+
+#[test]
+fn unsupported_energies_are_refused_by_name() {
+    let Some(ctx) = context() else { return };
+    let (mut model, particles) = case(Measure, Kl, "gaussian", 1, 10).build();
+    model.energy.push(Energy::Interaction { strength: 1.0, width: 0.5 });
+    match GpuEngine::new(ctx, model, particles) {
+        Err(Error::Invalid { field, value, .. }) => {
+            assert_eq!(field, "energy[1].kind");
+            assert_eq!(value, "interaction");
+        }
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("an interaction energy must be refused"),
+    }
+}
+
+#[test]
+fn a_problem_beyond_the_device_limits_is_too_large() {
+    let Some(ctx) = context() else { return };
+    let space = Space::new(3, Domain::Euclidean).unwrap();
+    let model = ModelSpec {
+        space,
+        reference: Reference::Gaussian { mean: vec![0.0; 3], std: 1.0 },
+        divergence: Kl,
+        sigma: 1.0,
+        epsilon: 0.5,
+        variant: Smoothed,
+        energy: vec![],
+        quadrature: QuadratureSpec { order: 32, samples: 64, seed: 1 },
+    }
+    .build()
+    .unwrap();
+    let limit = ctx.limits().max_storage_buffer_binding_size.min(ctx.limits().max_buffer_size);
+    // 32³ nodes of 16 bytes per particle.
+    let n = (limit / (32768 * 16) + 1) as usize;
+    let particles = Particles::sample(space, &Initial::Gaussian { mean: vec![0.0; 3], std: 1.0 }, n, 1).unwrap();
+    match GpuEngine::new(ctx, model, particles) {
+        Err(Error::TooLarge { max_n, needed, limit: l, .. }) => {
+            assert!(max_n < n as u64 && needed > l, "{max_n} {needed} {l}");
+        }
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("N = {n} cannot fit"),
+    }
+}
+
+#[test]
+fn spec_t2_particle_check_matches_cpu() {
+    let Some(ctx) = context() else { return };
+    // SPEC §7 T2 with variant A: π = N(0, 1), λ = 0, σ = 1, ε = 0.5, μ₀ = N(0.8, 1.5²).
+    let space = Space::new(1, Domain::Euclidean).unwrap();
+    let model = ModelSpec {
+        space,
+        reference: Reference::Gaussian { mean: vec![0.0], std: 1.0 },
+        divergence: Kl,
+        sigma: 1.0,
+        epsilon: 0.5,
+        variant: Measure,
+        energy: vec![],
+        quadrature: QuadratureSpec::default(),
+    }
+    .build()
+    .unwrap();
+    let particles = Particles::sample(space, &Initial::Gaussian { mean: vec![0.8], std: 1.5 }, 2048, 42).unwrap();
+    let mut cpu = CpuEngine::new(model.clone(), particles.clone()).unwrap();
+    let mut gpu = GpuEngine::new(ctx, model, particles).unwrap();
+    let stepper = Stepper::new(Scheme::Euler, StepSize::Fixed(0.01)).unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(gpu.advance(1000, &stepper, Some(2.0)).unwrap(), 200);
+    eprintln!("T2 on the GPU: {:.2}s", t.elapsed().as_secs_f64());
+    assert_eq!(cpu.advance(1000, &stepper, Some(2.0)).unwrap(), 200);
+    let (dc, dg) = (cpu.evaluate().unwrap(), gpu.evaluate().unwrap());
+    eprintln!("T2 cpu mean {} var {}; gpu mean {} var {}", dc.mean[0], dc.variance[0], dg.mean[0], dg.variance[0]);
+    assert_eq!(dg.time, 2.0);
+    assert!((dc.mean[0] - dg.mean[0]).abs() < 1e-4, "{} vs {}", dc.mean[0], dg.mean[0]);
+    assert!(
+        (dc.variance[0] - dg.variance[0]).abs() < 1e-4 * dc.variance[0],
+        "{} vs {}",
+        dc.variance[0],
+        dg.variance[0]
+    );
+    let err = log_weight_error(&cpu.state().unwrap(), &gpu.state().unwrap());
+    assert!(err < 1e-4, "max |Δ log w| = {err:e}");
+}
+
+#[test]
+fn adapters_are_chosen_by_kind_index_or_name_and_unknown_names_are_errors() {
+    let Some(ctx) = context() else { return };
+    let list = frflow::engine::gpu::list_adapters();
+    assert!(!list.is_empty());
+    assert_eq!(
+        frflow::engine::gpu::hardware_adapter_available(),
+        list.iter().any(|a| a.device_type != "cpu"),
+        "{list:?}"
+    );
+    let name = &ctx.adapter_info().name;
+    let index = list.iter().find(|a| &a.name == name).expect("the open adapter is listed").index;
+    let by_index = GpuContext::new(Some(&index.to_string())).unwrap();
+    assert_eq!(&by_index.adapter_info().name, name);
+    if ctx.is_software() {
+        assert!(GpuContext::new(Some("software")).unwrap().is_software());
+    }
+    match GpuContext::new(Some("no-such-adapter-xyz")) {
+        Err(Error::Gpu(m)) => assert!(m.contains("no-such-adapter-xyz") && m.contains(name.as_str()), "{m}"),
+        other => panic!("expected Error::Gpu, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_host_owned_device_can_be_wrapped() {
+    let Some(ctx) = context() else { return };
+    // The host application's device: here simply the test context's, wrapped again.
+    let host = GpuContext::from_device(ctx.device().clone(), ctx.queue().clone(), ctx.adapter_info().clone());
+    let c = case(Measure, Kl, "gaussian", 2, 100);
+    let (model, particles) = c.build();
+    let mut cpu = CpuEngine::new(model.clone(), particles.clone()).unwrap();
+    let mut gpu = GpuEngine::new(host, model, particles).unwrap();
+    assert!(rate_error(&cpu.rates().unwrap(), &gpu.rates().unwrap()) < 1e-4);
+}
+
 #[test]
 fn rates_match_cpu_for_measure_variant_on_the_torus() {
     let Some(ctx) = context() else { return };
@@ -284,5 +558,3 @@ fn rates_match_cpu_for_measure_variant_on_the_torus() {
     let err = compare_rates(&ctx, &case, 3.0);
     assert!(err < 1e-4, "{case:?}: relative rate error {err:e}");
 }
-
-fn _unused(_: Result<()>, _: Error, _: Scheme, _: StepSize, _: Stepper) {}
