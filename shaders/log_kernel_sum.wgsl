@@ -46,27 +46,45 @@ fn min_image(d: vec4<f32>) -> vec4<f32> {
     return d;
 }
 
-// The scaled difference target − tile[j] of packed vec4 number p (minimum image on the torus);
-// the coefficient lane of the last vec4 is zeroed.
+// Real coordinates in the last packed vec4 (0 to 3; its w lane is the coefficient).
+const LAST: u32 = D - 4u * (P - 1u);
+
+// The scaled difference target − tile[j] of packed vec4 number p (minimum image on the torus).
+// Lanes beyond the real coordinates hold garbage and are never summed.
 fn diff(j: u32, p: u32) -> vec4<f32> {
-    var d: vec4<f32>;
     if FIXED {
-        d = vec4<f32>(bitcast<vec4<i32>>(tgt[p] - tile[j * P + p]));
-    } else {
-        d = min_image(bitcast<vec4<f32>>(tgt[p]) - bitcast<vec4<f32>>(tile[j * P + p]));
+        return vec4<f32>(bitcast<vec4<i32>>(tgt[p] - tile[j * P + p]));
     }
-    if p == P - 1u {
-        d.w = 0.0;
+    return min_image(bitcast<vec4<f32>>(tgt[p]) - bitcast<vec4<f32>>(tile[j * P + p]));
+}
+
+// |d|² over the first `lanes` lanes; `lanes` is a constant after unrolling, so only the real
+// coordinates cost anything.
+fn norm2(d: vec4<f32>, lanes: u32) -> f32 {
+    switch lanes {
+        case 1u: {
+            return d.x * d.x;
+        }
+        case 2u: {
+            return dot(d.xy, d.xy);
+        }
+        case 3u: {
+            return dot(d.xyz, d.xyz);
+        }
+        case 4u: {
+            return dot(d, d);
+        }
+        default: {
+            return 0.0;
+        }
     }
-    return d;
 }
 
 // log2 of coefficient times kernel at the minimum image, for tile entry j.
 fn exponent(j: u32) -> f32 {
     var s = 0.0;
     for (var p = 0u; p < P; p++) {
-        let d = diff(j, p);
-        s += dot(d, d);
+        s += norm2(diff(j, p), select(4u, LAST, p == P - 1u));
     }
     if FIXED {
         s *= params.unit * params.unit;

@@ -211,18 +211,24 @@ impl GpuContext {
         let ctx = Self::wrap(device, queue, info);
         // The default handler panics; record the message instead and report it as Error::Gpu at
         // the next synchronisation point. Only for devices frflow owns: a host application's
-        // device keeps its own handler (see `from_device`).
+        // device keeps its own handlers (see `from_device`).
         let slot = ctx.lost.clone();
         ctx.device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
             s.get_or_insert_with(|| e.to_string());
         }));
+        let slot = ctx.lost.clone();
+        ctx.device.set_device_lost_callback(move |reason, message| {
+            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+            s.get_or_insert_with(|| format!("device lost ({reason:?}): {message}"));
+        });
         Ok(ctx)
     }
 
     /// Wraps a device and queue that the host application already owns. Its limits are those the
-    /// device was created with; frflow leaves the device's uncaptured-error handler alone and
-    /// catches its own errors with error scopes.
+    /// device was created with; frflow leaves the device's uncaptured-error handler and
+    /// device-lost callback alone and catches its own errors with error scopes (and a failed wait
+    /// on the device).
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, adapter_info: wgpu::AdapterInfo) -> Self {
         Self::wrap(device, queue, adapter_info)
     }
@@ -230,11 +236,6 @@ impl GpuContext {
     fn wrap(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
         let limits = device.limits();
         let lost = Arc::new(Mutex::new(None));
-        let slot = lost.clone();
-        device.set_device_lost_callback(move |reason, message| {
-            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
-            s.get_or_insert_with(|| format!("device lost ({reason:?}): {message}"));
-        });
         GpuContext { device, queue, info, limits, lost, pipelines: Arc::new(Mutex::new(HashMap::new())) }
     }
 

@@ -740,7 +740,7 @@ impl Engine for GpuEngine {
     fn advance(&mut self, steps: u64, stepper: &Stepper, until: Option<f64>) -> Result<u64> {
         let mut taken = 0;
         while taken < steps && !reached(self.time, until) {
-            let round = (steps - taken).min(self.options.steps_per_readback.max(1));
+            let round = (steps - taken).min(self.options.steps_per_readback.clamp(1, u64::from(u32::MAX)));
             let k = self.advance_round(round, stepper, until)?;
             taken += k;
             if k < round {
