@@ -517,6 +517,50 @@ fn spec_t2_particle_check_matches_cpu() {
 }
 
 #[test]
+fn log_kernel_sum_matches_its_cpu_twin_at_awkward_sizes() {
+    use frflow::model::Gaussian;
+    let Some(ctx) = context() else { return };
+    let mut rng = ChaCha8Rng::seed_from_u64(99);
+    // (targets, sources, d, domain, ε, decades of the coefficients); targets = None: the N × N
+    // sum with targets = sources.
+    let cases: [(Option<usize>, usize, usize, Domain, f64, f64); 8] = [
+        (None, 1, 1, Domain::Euclidean, 0.5, 0.0),
+        (Some(7), 255, 2, Domain::Torus { side: 1.0 }, 0.2, 5.0),
+        (Some(255), 7, 3, Domain::Euclidean, 0.1, 30.0),
+        (None, 1000, 5, Domain::Torus { side: 3.0 }, 0.4, 30.0),
+        (Some(1000), 129, 8, Domain::Euclidean, 1.0, 2.0),
+        (None, 4097, 1, Domain::Torus { side: 1.0 }, 1e-4, 30.0),
+        (Some(300), 4097, 3, Domain::Euclidean, 1e-3, 10.0),
+        (Some(129), 1000, 4, Domain::Torus { side: 2.0 }, 0.9, 3.0),
+    ];
+    for (nt, ns, d, domain, eps, decades) in cases {
+        let space = Space::new(d, domain).unwrap();
+        let kernel = Gaussian::new(&space, eps, true, "epsilon").unwrap();
+        let draw = |n: usize, rng: &mut ChaCha8Rng| -> Vec<f64> {
+            (0..n * d)
+                .map(|_| match domain {
+                    Domain::Torus { side } => side * rng.random::<f64>(),
+                    Domain::Euclidean => 3.0 * (rng.random::<f64>() - 0.5),
+                })
+                .collect()
+        };
+        let sources = draw(ns, &mut rng);
+        let coeffs: Vec<f64> = (0..ns).map(|_| -decades * std::f64::consts::LN_10 * rng.random::<f64>()).collect();
+        let targets = nt.map(|n| draw(n, &mut rng));
+        let t = targets.as_deref().unwrap_or(&sources);
+        let cpu = frflow::engine::cpu::log_kernel_sum(&space, &kernel, t, &sources, &coeffs);
+        let gpu = frflow::engine::gpu::log_kernel_sum(&ctx, &space, &kernel, t, &sources, &coeffs).unwrap();
+        // f32: the result's magnitude times a few ulps, plus the rounding of O(100) exponents
+        // (~1e-7). The worst case is L/ε = 1e4, where the 32-bit fixed-point positions (steps of
+        // 2.3e-10 L) put ~1e-5 into |x − y|²/2ε² for neighbours a few ε apart: ~6e-6 here.
+        let err = cpu.iter().zip(&gpu).map(|(a, b)| (a - b).abs() / (1.0 + a.abs())).fold(0.0, f64::max);
+        eprintln!("log_kernel_sum {:?}×{ns} d={d} {domain:?} eps={eps} images={}: {err:.2e}", nt, kernel.images);
+        assert!(err < 1e-5, "{nt:?}×{ns} d={d} {domain:?} eps={eps}: {err:e}");
+        assert!(gpu.iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
 fn adapters_are_chosen_by_kind_index_or_name_and_unknown_names_are_errors() {
     let Some(ctx) = context() else { return };
     let list = frflow::engine::gpu::list_adapters();

@@ -38,8 +38,10 @@
 pub mod context;
 mod host;
 mod kernels;
+mod standalone;
 
 pub use context::{AdapterReport, DEVICE_ENV, GpuContext, hardware_adapter_available, list_adapters};
+pub use standalone::{KernelBench, bench_log_kernel_sum, log_kernel_sum};
 
 use super::{Diagnostics, Engine, reached, remaining_time};
 use crate::error::{Error, Result};
@@ -779,101 +781,4 @@ impl Engine for GpuEngine {
         self.cache = Cache::Stale;
         Ok(())
     }
-}
-
-/// What [`bench_log_kernel_sum`] measured.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct KernelBench {
-    /// The adapter's name.
-    pub adapter: String,
-    /// Dimension d.
-    pub dim: usize,
-    /// N (targets = sources).
-    pub n: usize,
-    /// Kernel sums timed (after one warm-up).
-    pub reps: u32,
-    /// Wall-clock seconds for all `reps`.
-    pub seconds: f64,
-    /// N² · reps / seconds.
-    pub pairs_per_second: f64,
-}
-
-/// Times the N × N `log_kernel_sum` pass alone (R^d, standard normal points, uniform weights,
-/// ε = 0.5): `reps` dispatches in one submission, after a warm-up that compiles the pipeline.
-pub fn bench_log_kernel_sum(ctx: &GpuContext, dim: usize, n: usize, reps: u32, checked: bool) -> Result<KernelBench> {
-    use rand::SeedableRng;
-    let space = crate::model::Space::new(dim, crate::model::Domain::Euclidean)?;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    let points: Vec<f64> = (0..n * dim).map(|_| crate::particles::standard_normal(&mut rng)).collect();
-    let layout = Layout::new(&space, &[&points], 0.5);
-    let p = kernels::packed_len(dim);
-    let mut packed = layout.pack(&points, dim, p);
-    for chunk in packed.chunks_exact_mut(p) {
-        chunk[p - 1][3] = (-(n as f32).ln() * std::f32::consts::LOG2_E).to_bits();
-    }
-    let header = Header {
-        dim: dim as u32,
-        packed: p as u32,
-        torus: false,
-        images: 0,
-        variant: 0,
-        kl: true,
-        fixed: layout.fixed,
-    };
-    let device = &ctx.device;
-    let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-    let init = |label: &str, bytes: &[u8], usage| {
-        device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytes, usage })
-    };
-    let src = init("bench_src", bytemuck::cast_slice(&packed), storage);
-    let out = init("bench_out", bytemuck::cast_slice(&vec![0f32; n]), storage);
-    let ctl = init("bench_control", bytemuck::cast_slice(&control::fresh()), storage);
-    let params = KernelParams {
-        n_targets: n as u32,
-        n_sources: n as u32,
-        pad0: 0,
-        pad1: 0,
-        log_norm: 0.0,
-        side: 0.0,
-        inv_side: 0.0,
-        unit: layout.unit as f32,
-    };
-    let uni = init("bench_params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
-    let pipeline = kernels::pipeline(ctx, &kernels::LOG_KERNEL_SUM, &header, checked)?;
-    let entries: Vec<wgpu::BindGroupEntry> = [&uni, &src, &src, &out, &ctl]
-        .iter()
-        .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
-        .collect();
-    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("bench"),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &entries,
-    });
-    let groups = (n.div_ceil(KERNEL_WG as usize) as u32).min(ctx.limits().max_compute_workgroups_per_dimension);
-    let run = |count: u32| -> Result<f64> {
-        let start = std::time::Instant::now();
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bench") });
-        {
-            let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            cpass.set_pipeline(&pipeline);
-            cpass.set_bind_group(0, &bind_group, &[]);
-            for _ in 0..count {
-                cpass.dispatch_workgroups(groups, n.div_ceil(KERNEL_WG as usize).div_ceil(groups as usize) as u32, 1);
-            }
-        }
-        ctx.queue.submit([encoder.finish()]);
-        ctx.wait()?;
-        Ok(start.elapsed().as_secs_f64())
-    };
-    run(1)?;
-    let seconds = run(reps.max(1))?;
-    Ok(KernelBench {
-        adapter: ctx.adapter_info().name.clone(),
-        dim,
-        n,
-        reps: reps.max(1),
-        seconds,
-        pairs_per_second: (n as f64).powi(2) * f64::from(reps.max(1)) / seconds,
-    })
 }

@@ -1,0 +1,226 @@
+//! The kernel sum on its own: the GPU twin of [`crate::engine::cpu::log_kernel_sum`] with the same
+//! arguments, and a timing hook for `frflow bench`.
+
+use super::context::GpuContext;
+use super::host::{KernelParams, LOG_ZERO, Layout, control};
+use super::kernels::{self, Header, KERNEL_WG};
+use crate::error::{Error, Result};
+use crate::model::{Domain, Gaussian, Space};
+use wgpu::util::DeviceExt;
+
+/// One recorded `log_kernel_sum` dispatch with its buffers.
+struct KernelSum {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    out: wgpu::Buffer,
+    groups: (u32, u32),
+    n_targets: usize,
+}
+
+impl KernelSum {
+    /// Packs the points (targets with no coefficient, or the sources themselves when `targets`
+    /// is `sources`, which lets the shift start at the self term) and records the pass.
+    fn new(
+        ctx: &GpuContext,
+        space: &Space,
+        kernel: &Gaussian,
+        targets: &[f64],
+        sources: &[f64],
+        log_coeffs: &[f64],
+        checked: bool,
+    ) -> Result<Self> {
+        let d = space.dim;
+        let (nt, ns) = (targets.len() / d, sources.len() / d);
+        if ns == 0 || log_coeffs.len() != ns || targets.len() % d != 0 || sources.len() % d != 0 {
+            return Err(Error::invalid(
+                "log_kernel_sum",
+                format!(
+                    "{} target values, {} source values, {} coefficients",
+                    targets.len(),
+                    sources.len(),
+                    log_coeffs.len()
+                ),
+                format!("whole points of dimension {d}, at least one source, one coefficient per source"),
+            ));
+        }
+        let p = kernels::packed_len(d);
+        let limits = ctx.limits();
+        let limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let per_point = (p * 16) as u64;
+        let largest = nt.max(ns) as u64 * per_point;
+        if largest > limit || nt.max(ns) as u64 > u64::from(u32::MAX) {
+            return Err(Error::TooLarge {
+                what: "the packed points of a kernel sum".into(),
+                needed: largest,
+                limit,
+                max_n: limit / per_point,
+            });
+        }
+        let same = std::ptr::eq(targets, sources);
+        let layout = Layout::new(space, &[targets, sources], kernel.width);
+        let mut packed_sources = layout.pack(sources, d, p);
+        for (chunk, c) in packed_sources.chunks_exact_mut(p).zip(log_coeffs) {
+            let c = if *c == f64::NEG_INFINITY { LOG_ZERO } else { (*c * std::f64::consts::LOG2_E) as f32 };
+            chunk[p - 1][3] = c.to_bits();
+        }
+        let header = Header {
+            dim: d as u32,
+            packed: p as u32,
+            torus: space.side().is_some(),
+            images: kernel.images,
+            variant: 0,
+            kl: true,
+            fixed: layout.fixed,
+        };
+        let device = &ctx.device;
+        let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+        let init = |label: &str, bytes: &[u8], usage| {
+            let bytes = if bytes.is_empty() { &[0u8; 16][..] } else { bytes };
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytes, usage })
+        };
+        let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let src = init("kernel_sources", bytemuck::cast_slice(&packed_sources), storage);
+        let tgt = if same {
+            None
+        } else {
+            Some(init("kernel_targets", bytemuck::cast_slice(&layout.pack(targets, d, p)), storage))
+        };
+        let out = init("kernel_out", bytemuck::cast_slice(&vec![0f32; nt]), storage);
+        let ctl = init("kernel_control", bytemuck::cast_slice(&control::fresh()), storage);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("allocating a kernel sum of {nt} × {ns} points: {e}")));
+        }
+        let side = match space.domain {
+            Domain::Torus { side } => side * layout.scale,
+            Domain::Euclidean => 0.0,
+        };
+        let params = KernelParams {
+            n_targets: nt as u32,
+            n_sources: ns as u32,
+            pad0: 0,
+            pad1: 0,
+            log_norm: kernel.log_norm as f32,
+            side: side as f32,
+            inv_side: if side > 0.0 { (1.0 / side) as f32 } else { 0.0 },
+            unit: layout.unit as f32,
+        };
+        let uni = init("kernel_params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
+        let pipeline = kernels::pipeline(ctx, &kernels::LOG_KERNEL_SUM, &header, checked)?;
+        let entries: Vec<wgpu::BindGroupEntry> = [&uni, tgt.as_ref().unwrap_or(&src), &src, &out, &ctl]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .collect();
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("log_kernel_sum"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let total = nt.div_ceil(KERNEL_WG as usize).max(1) as u32;
+        let max_dim = limits.max_compute_workgroups_per_dimension.max(1);
+        let groups = if total <= max_dim { (total, 1) } else { (max_dim, total.div_ceil(max_dim)) };
+        Ok(KernelSum { pipeline, bind_group, out, groups, n_targets: nt })
+    }
+
+    /// Submits `count` dispatches and waits for them.
+    fn run(&self, ctx: &GpuContext, count: u32) -> Result<()> {
+        let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kernel") });
+        {
+            let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            cpass.set_pipeline(&self.pipeline);
+            cpass.set_bind_group(0, &self.bind_group, &[]);
+            for _ in 0..count {
+                cpass.dispatch_workgroups(self.groups.0, self.groups.1, 1);
+            }
+        }
+        ctx.queue.submit([encoder.finish()]);
+        ctx.wait()
+    }
+
+    fn read(&self, ctx: &GpuContext) -> Result<Vec<f64>> {
+        let bytes = (self.n_targets * 4) as u64;
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kernel_staging"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read") });
+        encoder.copy_buffer_to_buffer(&self.out, 0, &staging, 0, bytes);
+        ctx.queue.submit([encoder.finish()]);
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        ctx.wait()?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("the readback was dropped".into()))?
+            .map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
+        let data = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("reading back: {e}")))?.to_vec();
+        let values: Vec<f32> = bytemuck::pod_collect_to_vec(&data);
+        Ok(values.into_iter().map(f64::from).collect())
+    }
+}
+
+/// log Σ_s exp(log_coeffs[s]) · K(t, y_s) for every target t, on the GPU in f32: the twin of
+/// [`crate::engine::cpu::log_kernel_sum`], with the same arguments plus the device. Pass the same
+/// slice as `targets` and `sources` for an N × N sum (the shift then starts at the self term).
+pub fn log_kernel_sum(
+    ctx: &GpuContext,
+    space: &Space,
+    kernel: &Gaussian,
+    targets: &[f64],
+    sources: &[f64],
+    log_coeffs: &[f64],
+) -> Result<Vec<f64>> {
+    let k = KernelSum::new(ctx, space, kernel, targets, sources, log_coeffs, false)?;
+    k.run(ctx, 1)?;
+    k.read(ctx)
+}
+
+/// What [`bench_log_kernel_sum`] measured.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct KernelBench {
+    /// The adapter's name.
+    pub adapter: String,
+    /// Dimension d.
+    pub dim: usize,
+    /// N (targets = sources).
+    pub n: usize,
+    /// Kernel sums timed (after one warm-up).
+    pub reps: u32,
+    /// Wall-clock seconds for all `reps`.
+    pub seconds: f64,
+    /// N² · reps / seconds.
+    pub pairs_per_second: f64,
+}
+
+/// Times the N × N `log_kernel_sum` pass alone (R^d, standard normal points, uniform weights,
+/// ε = 0.5): `reps` dispatches in one submission, after a warm-up that compiles the pipeline.
+/// `checked` selects the bounds-checked shader module.
+pub fn bench_log_kernel_sum(ctx: &GpuContext, dim: usize, n: usize, reps: u32, checked: bool) -> Result<KernelBench> {
+    use rand::SeedableRng;
+    let space = Space::new(dim, Domain::Euclidean)?;
+    let kernel = Gaussian::new(&space, 0.5, true, "epsilon")?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let points: Vec<f64> = (0..n * dim).map(|_| crate::particles::standard_normal(&mut rng)).collect();
+    let coeffs = vec![-(n as f64).ln(); n];
+    let k = KernelSum::new(ctx, &space, &kernel, &points, &points, &coeffs, checked)?;
+    k.run(ctx, 1)?;
+    let reps = reps.max(1);
+    let start = std::time::Instant::now();
+    k.run(ctx, reps)?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(KernelBench {
+        adapter: ctx.adapter_info().name.clone(),
+        dim,
+        n,
+        reps,
+        seconds,
+        pairs_per_second: (n as f64).powi(2) * f64::from(reps) / seconds,
+    })
+}
