@@ -360,6 +360,66 @@ fn a_final_time_is_reached_exactly_with_fixed_and_automatic_steps() {
 }
 
 #[test]
+fn automatic_steps_over_several_readbacks_track_the_cpu_clock() {
+    let Some(ctx) = context() else { return };
+    let c = case(Blob, Kl, "gaussian", 2, 200);
+    let (model, particles) = c.build();
+    let options = GpuOptions { steps_per_submission: 2, steps_per_readback: 5, ..GpuOptions::default() };
+    let mut cpu = CpuEngine::new(model.clone(), particles.clone()).unwrap();
+    let mut gpu = GpuEngine::with_options(ctx, model, particles, options).unwrap();
+    for scheme in [Scheme::Euler, Scheme::Exponential] {
+        let auto = Stepper::new(scheme, StepSize::Auto { safety: 0.3, h_max: 0.2 }).unwrap();
+        // No final time: 23 steps over five device loops.
+        assert_eq!(cpu.advance(23, &auto, None).unwrap(), 23);
+        assert_eq!(gpu.advance(23, &auto, None).unwrap(), 23);
+        let (tc, tg) = (cpu.state().unwrap().time, gpu.state().unwrap().time);
+        // Each h comes from an f32 max rate: the clocks agree to f32 precision.
+        assert!((tc - tg).abs() < 1e-5 * tc, "{scheme:?}: t {tc} vs {tg}");
+        // With a final time part way through a device loop.
+        let until = Some(tc + 0.37);
+        let (kc, kg) = (cpu.advance(100, &auto, until).unwrap(), gpu.advance(100, &auto, until).unwrap());
+        assert_eq!(kc, kg, "{scheme:?}: steps to the final time");
+        assert_eq!(gpu.state().unwrap().time, until.unwrap());
+        let err = log_weight_error(&cpu.state().unwrap(), &gpu.state().unwrap());
+        assert!(err < 1e-3, "{scheme:?}: {err:e}");
+    }
+}
+
+#[test]
+fn non_finite_rates_are_reported_like_the_cpu() {
+    let Some(ctx) = context() else { return };
+    let space = Space::new(1, Domain::Euclidean).unwrap();
+    let model = ModelSpec {
+        space,
+        // π = N(0.2, 0.001²): at x = 2, 2·K m / π overflows even f64.
+        reference: Reference::Gaussian { mean: vec![0.2], std: 1e-3 },
+        divergence: Chi2,
+        sigma: 1.0,
+        epsilon: 0.3,
+        variant: Measure,
+        energy: vec![],
+        quadrature: QuadratureSpec::default(),
+    }
+    .build()
+    .unwrap();
+    let particles = Particles::from_positions(space, vec![2.0, 0.2, 0.2005, -1.0, 0.5]).unwrap();
+    let mut cpu = CpuEngine::new(model.clone(), particles.clone()).unwrap();
+    let mut gpu = GpuEngine::new(ctx, model, particles).unwrap();
+    let stepper = Stepper::new(Scheme::Euler, StepSize::Fixed(0.01)).unwrap();
+    for result in [
+        cpu.evaluate().map(|_| 0),
+        gpu.evaluate().map(|_| 0),
+        cpu.advance(3, &stepper, None),
+        gpu.advance(3, &stepper, None),
+    ] {
+        match result {
+            Err(Error::NonFinite { step: 0, particle: 0, quantity: "rate", value }) => assert!(!value.is_finite()),
+            other => panic!("expected a non-finite rate at particle 0, step 0: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn positivity_violation_names_the_same_step_and_particle_as_cpu() {
     let Some(ctx) = context() else { return };
     let c = Case { sigma: 1.5, ..case(Measure, Kl, "gaussian", 1, 64) };
