@@ -376,10 +376,10 @@ fn automatic_steps_over_several_readbacks_track_the_cpu_clock() {
         // Each h comes from an f32 max rate: the clocks agree to f32 precision.
         assert!((tc - tg).abs() < 1e-5 * tc, "{scheme:?}: t {tc} vs {tg}");
         // With a final time part way through a device loop.
-        let until = Some(tc + 0.37);
-        let (kc, kg) = (cpu.advance(100, &auto, until).unwrap(), gpu.advance(100, &auto, until).unwrap());
+        let until = tc + 0.37;
+        let (kc, kg) = (cpu.advance(100, &auto, Some(until)).unwrap(), gpu.advance(100, &auto, Some(until)).unwrap());
         assert_eq!(kc, kg, "{scheme:?}: steps to the final time");
-        assert_eq!(gpu.state().unwrap().time, until.unwrap());
+        assert_eq!(gpu.state().unwrap().time, until);
         let err = log_weight_error(&cpu.state().unwrap(), &gpu.state().unwrap());
         assert!(err < 1e-3, "{scheme:?}: {err:e}");
     }

@@ -284,7 +284,8 @@ impl Layout {
 
 /// A log-weight as the device stores it.
 pub(crate) fn to_device_log_weight(l: f64) -> f32 {
-    if l == f64::NEG_INFINITY { LOG_ZERO } else { l as f32 }
+    // −∞ and anything that small (which f32 would round to −∞) is a zero weight.
+    if l <= f64::from(LOG_ZERO) { LOG_ZERO } else { l as f32 }
 }
 
 /// A log-weight read back from the device.

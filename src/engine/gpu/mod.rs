@@ -7,7 +7,13 @@
 //! the quadrature nodes and log π there, log μ₀) is computed once on the host in f64, exactly as
 //! the CPU engine does, and uploaded as f32. Positions are packed with the log2 coefficient of
 //! each point into `P = ⌈(d+1)/4⌉` vec4s, centred and scaled so that the kernel is
-//! `exp2(-|x' - y'|²)`.
+//! `exp2(-|x' - y'|²)`; as f32, or as 32-bit fixed point when ε is small against the domain
+//! (exact differences, and the torus' minimum image by wrapping integer arithmetic).
+//!
+//! The kernel sum never underflows: each target keeps a shift m (starting at its own
+//! coefficient in an N × N pass, the self term) and accumulates exp2(e − m), raising m with a
+//! rescale when a term exceeds it by a factor 2³², so weights spanning 1e−30..1 and ε far below the
+//! spacing still give finite logs. Grids beyond the device's workgroups per dimension are 2-D.
 //!
 //! One evaluation is a fixed list of dispatches (the CPU twin of each is named in its file):
 //!
@@ -23,10 +29,10 @@
 //! energies, max/min g with the arg-max, the first non-finite g, and the weighted moments).
 //! A step adds `step_control` (one invocation: chooses h, automatic or fixed, caps it at the final
 //! time, checks finiteness and positivity, and halts the device loop on failure) and
-//! `euler_update`, or `exponential_update` + `normalise`. Every pass reads the halt word, so once
-//! a step fails or the final time is reached the remaining encoded steps do nothing and the
-//! weights stay those after the last good step; the host reads the control block once per
-//! [`GpuOptions::steps_per_readback`] steps and turns it into the CPU engine's errors, with the
+//! `euler_update`, or `exponential_update` + `normalise`. Every pass of the loop reads the halt
+//! word, so once a step fails or the final time is reached the remaining encoded steps do
+//! nothing and the weights stay those after the last good step; the host reads the control block
+//! once per [`GpuOptions::steps_per_readback`] steps and turns it into the CPU engine's errors, with the
 //! same step and particle.
 //!
 //! Time: with a fixed h the host runs the CPU engine's f64 clock (so both engines take the same
