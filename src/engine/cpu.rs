@@ -23,46 +23,122 @@ pub fn log_kernel_sum(
     sources: &[f64],
     log_coeffs: &[f64],
 ) -> Vec<f64> {
+    let exponent = KernelExponent::new(space, kernel);
+    targets.par_chunks_exact(space.dim).map(|t| log_sum_row(&exponent, t, sources, log_coeffs)).collect()
+}
+
+/// One target's streamed log-sum-exp (see [`log_kernel_sum`]).
+fn log_sum_row(exponent: &KernelExponent, t: &[f64], sources: &[f64], log_coeffs: &[f64]) -> f64 {
     const BLOCK: usize = 256;
-    let d = space.dim;
-    let c = 0.5 / (kernel.width * kernel.width);
-    let side = space.side().unwrap_or(0.0);
-    let inv_side = if side > 0.0 { 1.0 / side } else { 0.0 };
-    let images = ImageSum::new(kernel, side);
-    targets
-        .par_chunks_exact(d)
-        .map(|t| {
-            let mut e = [0.0f64; BLOCK];
-            let (mut max, mut acc) = (f64::NEG_INFINITY, 0.0);
-            for (ys, lcs) in sources.chunks(BLOCK * d).zip(log_coeffs.chunks(BLOCK)) {
-                let e = &mut e[..lcs.len()];
-                for ((ek, y), lc) in e.iter_mut().zip(ys.chunks_exact(d)).zip(lcs) {
-                    *ek = if kernel.images > 0 {
-                        let prod: f64 = t.iter().zip(y).map(|(a, b)| images.factor(space.delta(*a, *b))).product();
-                        lc + prod.ln()
-                    } else {
-                        let mut r2 = 0.0;
-                        for (a, b) in t.iter().zip(y) {
-                            let mut delta = a - b;
-                            delta -= side * (delta * inv_side).round();
-                            r2 += delta * delta;
-                        }
-                        lc - c * r2
-                    };
+    let d = t.len();
+    let mut e = [0.0f64; BLOCK];
+    let (mut max, mut acc) = (f64::NEG_INFINITY, 0.0);
+    for (ys, lcs) in sources.chunks(BLOCK * d).zip(log_coeffs.chunks(BLOCK)) {
+        let e = &mut e[..lcs.len()];
+        for ((ek, y), lc) in e.iter_mut().zip(ys.chunks_exact(d)).zip(lcs) {
+            *ek = lc + exponent.log_k(t, y);
+        }
+        let block_max = e.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if block_max == f64::NEG_INFINITY {
+            continue;
+        }
+        if block_max > max {
+            acc *= (max - block_max).exp();
+            max = block_max;
+        }
+        acc += e.iter().map(|x| (x - max).exp()).sum::<f64>();
+    }
+    max + acc.ln() + exponent.log_norm
+}
+
+/// log K(x, y) without the normalising constant: −|x − y|²/(2ε²) with the minimum image, or the
+/// log of the periodic image sum when the kernel needs images.
+struct KernelExponent {
+    space: Space,
+    c: f64,
+    side: f64,
+    inv_side: f64,
+    log_norm: f64,
+    images: Option<ImageSum>,
+}
+
+impl KernelExponent {
+    fn new(space: &Space, kernel: &Gaussian) -> Self {
+        let side = space.side().unwrap_or(0.0);
+        KernelExponent {
+            space: *space,
+            c: 0.5 / (kernel.width * kernel.width),
+            side,
+            inv_side: if side > 0.0 { 1.0 / side } else { 0.0 },
+            log_norm: kernel.log_norm,
+            images: (kernel.images > 0).then(|| ImageSum::new(kernel, side)),
+        }
+    }
+
+    #[inline]
+    fn log_k(&self, t: &[f64], y: &[f64]) -> f64 {
+        match &self.images {
+            Some(images) => t.iter().zip(y).map(|(a, b)| images.factor(self.space.delta(*a, *b))).product::<f64>().ln(),
+            None => {
+                let mut r2 = 0.0;
+                for (a, b) in t.iter().zip(y) {
+                    let mut delta = a - b;
+                    delta -= self.side * (delta * self.inv_side).round();
+                    r2 += delta * delta;
                 }
-                let block_max = e.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                if block_max == f64::NEG_INFINITY {
-                    continue;
-                }
-                if block_max > max {
-                    acc *= (max - block_max).exp();
-                    max = block_max;
-                }
-                acc += e.iter().map(|x| (x - max).exp()).sum::<f64>();
+                -self.c * r2
             }
-            max + acc.ln() + kernel.log_norm
-        })
-        .collect()
+        }
+    }
+}
+
+/// Particle–particle kernel sums with the matrix K_ij / K(0) kept in memory: positions never
+/// move, so each step's N×N pass becomes a matrix–vector product instead of N² exponentials.
+/// Rows whose sum would underflow (weights spanning more than ~1e300) fall back to the
+/// streamed [`log_kernel_sum`], so the result is as robust as the streamed one.
+struct PairMatrix {
+    width: f64,
+    exponent: KernelExponent,
+    values: Vec<f64>,
+}
+
+/// The largest N² kept in memory per cached kernel (256 MiB of f64).
+const PAIR_CACHE_ENTRIES: usize = 1 << 25;
+
+impl PairMatrix {
+    fn new(space: &Space, kernel: &Gaussian, pos: &[f64]) -> Option<Self> {
+        let n = pos.len() / space.dim;
+        if n * n > PAIR_CACHE_ENTRIES {
+            return None;
+        }
+        let exponent = KernelExponent::new(space, kernel);
+        let values = pos
+            .par_chunks_exact(space.dim)
+            .flat_map_iter(|t| pos.chunks_exact(space.dim).map(|y| exponent.log_k(t, y)).collect::<Vec<_>>())
+            .map(f64::exp)
+            .collect();
+        Some(PairMatrix { width: kernel.width, exponent, values })
+    }
+
+    /// log Σ_j exp(log_coeffs[j]) K(X_i, X_j) for every particle i.
+    fn log_sum(&self, pos: &[f64], log_coeffs: &[f64]) -> Vec<f64> {
+        let n = log_coeffs.len();
+        let shift = log_coeffs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let v: Vec<f64> = log_coeffs.iter().map(|c| (c - shift).exp()).collect();
+        let d = pos.len() / n;
+        self.values
+            .par_chunks_exact(n)
+            .zip(pos.par_chunks_exact(d))
+            .map(|(row, t)| {
+                let s: f64 = row.iter().zip(&v).map(|(k, v)| k * v).sum();
+                if s > 1e-280 {
+                    shift + s.ln() + self.exponent.log_norm
+                } else {
+                    log_sum_row(&self.exponent, t, pos, log_coeffs)
+                }
+            })
+            .collect()
+    }
 }
 
 /// The periodised one-coordinate factor Σ_{|n| ≤ M} exp(−(δ + nL)² c) of the torus kernel,
@@ -111,7 +187,6 @@ struct Evaluation {
 }
 
 /// Quantities of the model at the fixed positions, computed once.
-#[derive(Debug)]
 struct Fixed {
     /// log π(X_i) (or log K_ε π(X_i) for B).
     log_ref: Vec<f64>,
@@ -123,6 +198,8 @@ struct Fixed {
     log_ref_nodes: Vec<f64>,
     /// Per MMD term: (1/M) Σ_k k(X_i, Y_k), and (1/M²) Σ_kl k(Y_k, Y_l).
     mmd: Vec<(Vec<f64>, f64)>,
+    /// Particle–particle kernel matrices, when N² is small enough to keep them.
+    pairs: Vec<PairMatrix>,
 }
 
 /// The f64 reference engine.
@@ -255,7 +332,30 @@ impl Fixed {
                 _ => None,
             })
             .collect();
-        Fixed { log_ref, potential, nodes, log_ref_nodes, mmd }
+        let mut kernels: Vec<Gaussian> = m
+            .energy
+            .iter()
+            .filter_map(|e| match e {
+                Energy::Interaction { width, .. } | Energy::Mmd { width, .. } => {
+                    Some(Gaussian::new(space, *width, false, "width").expect("validated"))
+                }
+                _ => None,
+            })
+            .collect();
+        if m.has_divergence() && matches!(m.variant, Variant::Measure | Variant::MeasureTarget | Variant::Blob) {
+            kernels.push(m.kernel);
+        }
+        let pairs = kernels.iter().filter_map(|k| PairMatrix::new(space, k, &p.positions)).collect();
+        Fixed { log_ref, potential, nodes, log_ref_nodes, mmd, pairs }
+    }
+
+    /// log Σ_j exp(log_coeffs[j]) K(X_i, X_j) for every particle: from a kept matrix when there
+    /// is one for this kernel, else streamed.
+    fn pair_log_sum(&self, space: &Space, kernel: &Gaussian, pos: &[f64], log_coeffs: &[f64]) -> Vec<f64> {
+        match self.pairs.iter().find(|p| p.width == kernel.width && p.exponent.log_norm == kernel.log_norm) {
+            Some(matrix) => matrix.log_sum(pos, log_coeffs),
+            None => log_kernel_sum(space, kernel, pos, pos, log_coeffs),
+        }
     }
 }
 
@@ -272,14 +372,14 @@ fn energy_derivative(m: &Model, fixed: &Fixed, pos: &[f64], lw: &[f64], w: &[f64
             Energy::Interaction { strength, width } => {
                 let k = Gaussian::new(space, *width, false, "interaction.width").expect("validated");
                 let s: Vec<f64> =
-                    log_kernel_sum(space, &k, pos, pos, lw).into_iter().map(|v| strength * v.exp()).collect();
+                    fixed.pair_log_sum(space, &k, pos, lw).into_iter().map(|v| strength * v.exp()).collect();
                 f += 0.5 * wsum(&s);
                 dfdm.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
             }
             Energy::Mmd { width, .. } => {
                 let (nu, cnn) = mmd.next().expect("one per MMD term");
                 let k = Gaussian::new(space, *width, false, "mmd.width").expect("validated");
-                let s: Vec<f64> = log_kernel_sum(space, &k, pos, pos, lw).into_iter().map(f64::exp).collect();
+                let s: Vec<f64> = fixed.pair_log_sum(space, &k, pos, lw).into_iter().map(f64::exp).collect();
                 f += 0.5 * (wsum(&s) - 2.0 * wsum(nu) + cnn);
                 dfdm.iter_mut().zip(s.iter().zip(nu)).for_each(|(a, (s, nu))| *a += s - nu);
             }
@@ -343,11 +443,11 @@ fn divergence_derivative(
     };
     match m.variant {
         Variant::Measure | Variant::MeasureTarget => {
-            let s = log_kernel_sum(space, k, pos, pos, lw);
+            let s = fixed.pair_log_sum(space, k, pos, lw);
             (finish(s.iter().zip(&fixed.log_ref).map(|(s, r)| s - r).collect()), None)
         }
         Variant::Blob => {
-            let s = log_kernel_sum(space, k, pos, pos, lw);
+            let s = fixed.pair_log_sum(space, k, pos, lw);
             let ratio: Vec<f64> = s.iter().zip(&fixed.log_ref).map(|(s, r)| s - r).collect();
             // Second pass: Σ_j w_j K(x_j, x_i) / S_j (KL) or / π_j (χ²).
             let coeffs: Vec<f64> = if kl {
@@ -355,7 +455,7 @@ fn divergence_derivative(
             } else {
                 lw.iter().zip(&fixed.log_ref).map(|(l, r)| l - r).collect()
             };
-            let second = log_kernel_sum(space, k, pos, pos, &coeffs);
+            let second = fixed.pair_log_sum(space, k, pos, &coeffs);
             if kl {
                 let h = ratio.iter().zip(&second).map(|(r, s)| r + s.exp()).collect();
                 (h, Some(wsum(&ratio)))
@@ -489,5 +589,38 @@ impl Engine for CpuEngine {
         self.state = state;
         self.cache = None;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Domain;
+    use rand::{Rng, SeedableRng};
+
+    /// The kept matrix and the streamed sum are two evaluations of the same f64 quantity: they
+    /// agree to rounding (1e-12 relative on log S, whose terms are summed in different orders),
+    /// also when weights span 1e-300..1 and the fallback path is taken.
+    #[test]
+    fn kept_pair_matrix_matches_streamed_kernel_sum() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for (domain, eps) in
+            [(Domain::Euclidean, 0.3), (Domain::Torus { side: 1.0 }, 0.02), (Domain::Torus { side: 1.0 }, 0.4)]
+        {
+            for d in [1, 3] {
+                let space = Space::new(d, domain).unwrap();
+                let k = Gaussian::new(&space, eps, true, "eps").unwrap();
+                let n = 301;
+                let pos: Vec<f64> = (0..n * d).map(|_| rng.random::<f64>()).collect();
+                for span in [1.0, 700.0] {
+                    let lw: Vec<f64> = (0..n).map(|_| -span * rng.random::<f64>()).collect();
+                    let kept = PairMatrix::new(&space, &k, &pos).unwrap().log_sum(&pos, &lw);
+                    let streamed = log_kernel_sum(&space, &k, &pos, &pos, &lw);
+                    for (a, b) in kept.iter().zip(&streamed) {
+                        assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{domain:?} d={d} span={span}: {a} vs {b}");
+                    }
+                }
+            }
+        }
     }
 }
