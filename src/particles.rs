@@ -239,7 +239,7 @@ impl State {
         State { log_weights: vec![-(n as f64).ln(); n], step: 0, time: 0.0 }
     }
 
-    /// The weights w_i = exp(log w_i), shifted so that the largest is exact before exponentiating.
+    /// The weights w_i = exp(log w_i) (f64 log-weights underflow only below 1e-308).
     pub fn weights(&self) -> Vec<f64> {
         self.log_weights.iter().map(|l| l.exp()).collect()
     }
