@@ -171,11 +171,16 @@ impl ImageSum {
     }
 }
 
+/// Σ_j w_j g_j / Σ_j w_j: the mean of g under the normalised μᴺ.
+pub fn weighted_mean(weights: &[f64], g: &[f64]) -> f64 {
+    let wg: Vec<f64> = weights.iter().zip(g).map(|(w, g)| w * g).collect();
+    pairwise_sum(&wg) / pairwise_sum(weights)
+}
+
 /// g_i = δF_i + σ h_i and a_i = g_i − Σ_j w_j g_j / Σ_j w_j (the CPU twin of the `rates` shader).
 pub fn rates(weights: &[f64], dfdm: &[f64], h: &[f64], sigma: f64) -> Vec<f64> {
     let g: Vec<f64> = dfdm.iter().zip(h).map(|(f, hh)| f + sigma * hh).collect();
-    let wg: Vec<f64> = weights.iter().zip(&g).map(|(w, g)| w * g).collect();
-    let mean = pairwise_sum(&wg) / pairwise_sum(weights);
+    let mean = weighted_mean(weights, &g);
     g.iter().map(|g| g - mean).collect()
 }
 
@@ -183,23 +188,163 @@ pub fn rates(weights: &[f64], dfdm: &[f64], h: &[f64], sigma: f64) -> Vec<f64> {
 #[derive(Clone, Debug)]
 struct Evaluation {
     rates: Vec<f64>,
+    /// Σ w g / Σ w, which [`Engine::rates_at`] subtracts at other points.
+    mean_g: f64,
     diagnostics: Diagnostics,
+}
+
+/// Quantities of the model at a set of points that depend only on where the points are.
+struct PointData {
+    /// The points, T × d.
+    points: Vec<f64>,
+    /// log π (or log K_ε π for B) at the points.
+    log_ref: Vec<f64>,
+    /// Σ of the potential terms U at the points.
+    potential: Vec<f64>,
+    /// Quadrature nodes y_{t,q} = x_t + ε ξ_q, (T·Q) × d, for D and D′.
+    nodes: Vec<f64>,
+    /// log π(y_{t,q}) or log K_ε π(y_{t,q}).
+    log_ref_nodes: Vec<f64>,
+    /// Per MMD term: (1/M) Σ_k k(x_t, Y_k).
+    mmd_nu: Vec<Vec<f64>>,
+}
+
+impl PointData {
+    fn new(m: &Model, points: Vec<f64>) -> Self {
+        let (space, d) = (&m.space, m.space.dim);
+        let log_ref_at = |pos: &[f64], smoothed: bool| -> Vec<f64> {
+            pos.par_chunks_exact(d)
+                .map(|x| {
+                    if smoothed {
+                        m.reference.log_smoothed_density(space, &m.kernel, &m.quadrature, x)
+                    } else {
+                        m.reference.log_density(space, x)
+                    }
+                })
+                .collect()
+        };
+        let log_ref = log_ref_at(&points, m.variant == Variant::MeasureTarget);
+        let potential = points
+            .par_chunks_exact(d)
+            .map(|x| {
+                m.energy
+                    .iter()
+                    .map(|e| match e {
+                        Energy::Potential(u) => u.value(space, x),
+                        _ => 0.0,
+                    })
+                    .sum()
+            })
+            .collect();
+        let (mut nodes, mut log_ref_nodes) = (Vec::new(), Vec::new());
+        if m.variant.uses_quadrature() {
+            let q = &m.quadrature;
+            nodes = Vec::with_capacity(points.len() * q.len());
+            for x in points.chunks_exact(d) {
+                for xi in q.nodes.chunks_exact(d) {
+                    let start = nodes.len();
+                    nodes.extend(x.iter().zip(xi).map(|(a, b)| a + m.kernel.width * b));
+                    space.wrap(&mut nodes[start..]);
+                }
+            }
+            log_ref_nodes = log_ref_at(&nodes, m.variant == Variant::SmoothedTarget);
+        }
+        let mmd_nu = m
+            .energy
+            .iter()
+            .filter_map(|e| match e {
+                Energy::Mmd { width, sample } => {
+                    let k = Gaussian::new(space, *width, false, "mmd.width").expect("validated");
+                    let coeffs = vec![-(sample.len() as f64).ln(); sample.len()];
+                    Some(
+                        log_kernel_sum(space, &k, &points, &sample.values, &coeffs).into_iter().map(f64::exp).collect(),
+                    )
+                }
+                _ => None,
+            })
+            .collect();
+        PointData { points, log_ref, potential, nodes, log_ref_nodes, mmd_nu }
+    }
 }
 
 /// Quantities of the model at the fixed positions, computed once.
 struct Fixed {
-    /// log π(X_i) (or log K_ε π(X_i) for B).
-    log_ref: Vec<f64>,
-    /// Σ of potential terms U(X_i).
-    potential: Vec<f64>,
-    /// Quadrature nodes y_{i,q} = X_i + ε ξ_q, (N·Q) × d, for D and D′.
-    nodes: Vec<f64>,
-    /// log π(y_{i,q}) or log K_ε π(y_{i,q}).
-    log_ref_nodes: Vec<f64>,
-    /// Per MMD term: (1/M) Σ_k k(X_i, Y_k), and (1/M²) Σ_kl k(Y_k, Y_l).
-    mmd: Vec<(Vec<f64>, f64)>,
+    /// Everything that depends only on the particles' positions.
+    at_particles: PointData,
+    /// Per MMD term: (1/M²) Σ_kl k(Y_k, Y_l).
+    mmd_cnn: Vec<f64>,
     /// Particle–particle kernel matrices, when N² is small enough to keep them.
     pairs: Vec<PairMatrix>,
+}
+
+impl Fixed {
+    fn new(m: &Model, p: &Particles) -> Self {
+        let space = &m.space;
+        let mmd_cnn = m
+            .energy
+            .iter()
+            .filter_map(|e| match e {
+                Energy::Mmd { width, sample } => {
+                    let k = Gaussian::new(space, *width, false, "mmd.width").expect("validated");
+                    let lm = -(sample.len() as f64).ln();
+                    let nn = log_kernel_sum(space, &k, &sample.values, &sample.values, &vec![lm; sample.len()]);
+                    Some(pairwise_sum(&nn.iter().map(|v| (v + lm).exp()).collect::<Vec<_>>()))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut kernels: Vec<Gaussian> = m
+            .energy
+            .iter()
+            .filter_map(|e| match e {
+                Energy::Interaction { width, .. } | Energy::Mmd { width, .. } => {
+                    Some(Gaussian::new(space, *width, false, "width").expect("validated"))
+                }
+                _ => None,
+            })
+            .collect();
+        if m.has_divergence() && matches!(m.variant, Variant::Measure | Variant::MeasureTarget | Variant::Blob) {
+            kernels.push(m.kernel);
+        }
+        let pairs = kernels.iter().filter_map(|k| PairMatrix::new(space, k, &p.positions)).collect();
+        Fixed { at_particles: PointData::new(m, p.positions.clone()), mmd_cnn, pairs }
+    }
+
+    /// log Σ_j exp(log_coeffs[j]) K(X_i, X_j) for every particle: from a kept matrix when there
+    /// is one for this kernel, else streamed.
+    fn pair_log_sum(&self, space: &Space, kernel: &Gaussian, log_coeffs: &[f64]) -> Vec<f64> {
+        let pos = &self.at_particles.points;
+        match self.pairs.iter().find(|p| p.width == kernel.width && p.exponent.log_norm == kernel.log_norm) {
+            Some(matrix) => matrix.log_sum(pos, log_coeffs),
+            None => log_kernel_sum(space, kernel, pos, pos, log_coeffs),
+        }
+    }
+
+    /// log Σ_j exp(log_coeffs[j]) K(x_t, X_j) for every target: the particles' own kept
+    /// matrix when the targets are the particles.
+    fn log_sum_to(&self, space: &Space, kernel: &Gaussian, targets: &Targets, log_coeffs: &[f64]) -> Vec<f64> {
+        match targets {
+            Targets::Particles => self.pair_log_sum(space, kernel, log_coeffs),
+            Targets::Points(t) => log_kernel_sum(space, kernel, &t.points, &self.at_particles.points, log_coeffs),
+        }
+    }
+}
+
+/// Where the first variation is evaluated.
+enum Targets<'a> {
+    /// At the particles themselves (the flow's own rates; values of F and D come along).
+    Particles,
+    /// At other points (to drive a non-interacting reference system).
+    Points(&'a PointData),
+}
+
+/// δF/δm and h_ε at the targets, and the values F(μᴺ) and D_ε(μᴺ) when the targets are the
+/// particles (D_ε only where the variant is a gradient flow).
+struct Variation {
+    dfdm: Vec<f64>,
+    h: Vec<f64>,
+    f_value: f64,
+    d_value: Option<f64>,
 }
 
 /// The f64 reference engine.
@@ -251,139 +396,69 @@ impl CpuEngine {
         Ok(self.cache.as_ref().expect("just filled"))
     }
 
+    fn variation(&self, targets: &Targets, w: &[f64]) -> Variation {
+        let m = &self.model;
+        let lw = &self.state.log_weights;
+        let (dfdm, f_value) = energy_derivative(m, &self.fixed, targets, lw, w);
+        let (h, d_value) = if m.has_divergence() {
+            let mu0 = self.particles.log_initial_density.as_deref();
+            divergence_derivative(m, &self.fixed, targets, mu0, lw, w)
+        } else {
+            (vec![0.0; dfdm.len()], Some(0.0))
+        };
+        Variation { dfdm, h, f_value, d_value }
+    }
+
     fn evaluate_state(&self) -> Result<Evaluation> {
         let m = &self.model;
-        let (space, pos) = (&m.space, &self.particles.positions);
-        let lw = &self.state.log_weights;
-        let w: Vec<f64> = lw.iter().map(|l| l.exp()).collect();
-        let (dfdm, f_energy) = energy_derivative(m, &self.fixed, pos, lw, &w);
-        let (h, d_energy) = if m.has_divergence() {
-            divergence_derivative(m, &self.fixed, self.particles.log_initial_density.as_deref(), pos, lw, &w)
-        } else {
-            (vec![0.0; w.len()], Some(0.0))
-        };
-        let a = rates(&w, &dfdm, &h, m.sigma);
+        let w: Vec<f64> = self.state.log_weights.iter().map(|l| l.exp()).collect();
+        let v = self.variation(&Targets::Particles, &w);
+        let g: Vec<f64> = v.dfdm.iter().zip(&v.h).map(|(f, h)| f + m.sigma * h).collect();
+        let a = rates(&w, &v.dfdm, &v.h, m.sigma);
         if let Some(i) = a.iter().position(|v| !v.is_finite()) {
             return Err(Error::NonFinite { step: self.state.step, particle: i, quantity: "rate", value: a[i] });
         }
-        let energy = d_energy.map(|d| f_energy + m.sigma * d);
-        let diagnostics = summarise(space, pos, &w, &a, &self.state, f_energy, energy);
-        Ok(Evaluation { rates: a, diagnostics })
+        let energy = v.d_value.map(|d| v.f_value + m.sigma * d);
+        let pos = &self.particles.positions;
+        let diagnostics = summarise(&m.space, pos, &w, &a, &self.state, v.f_value, energy);
+        Ok(Evaluation { rates: a, mean_g: weighted_mean(&w, &g), diagnostics })
     }
 }
 
-impl Fixed {
-    fn new(m: &Model, p: &Particles) -> Self {
-        let (space, d) = (&m.space, m.space.dim);
-        let points = |pos: &[f64], smoothed: bool| -> Vec<f64> {
-            pos.par_chunks_exact(d)
-                .map(|x| {
-                    if smoothed {
-                        m.reference.log_smoothed_density(space, &m.kernel, &m.quadrature, x)
-                    } else {
-                        m.reference.log_density(space, x)
-                    }
-                })
-                .collect()
-        };
-        let log_ref = points(&p.positions, m.variant == Variant::MeasureTarget);
-        let potential = p
-            .positions
-            .par_chunks_exact(d)
-            .map(|x| {
-                m.energy
-                    .iter()
-                    .map(|e| match e {
-                        Energy::Potential(u) => u.value(space, x),
-                        _ => 0.0,
-                    })
-                    .sum()
-            })
-            .collect();
-        let (mut nodes, mut log_ref_nodes) = (Vec::new(), Vec::new());
-        if m.variant.uses_quadrature() {
-            let q = &m.quadrature;
-            nodes = Vec::with_capacity(p.len() * q.len() * d);
-            for x in p.positions.chunks_exact(d) {
-                for xi in q.nodes.chunks_exact(d) {
-                    let start = nodes.len();
-                    nodes.extend(x.iter().zip(xi).map(|(a, b)| a + m.kernel.width * b));
-                    space.wrap(&mut nodes[start..]);
-                }
-            }
-            log_ref_nodes = points(&nodes, m.variant == Variant::SmoothedTarget);
-        }
-        let mmd = m
-            .energy
-            .iter()
-            .filter_map(|e| match e {
-                Energy::Mmd { width, sample } => {
-                    let k = Gaussian::new(space, *width, false, "mmd.width").expect("validated");
-                    let lm = -(sample.len() as f64).ln();
-                    let coeffs = vec![lm; sample.len()];
-                    let nu: Vec<f64> = log_kernel_sum(space, &k, &p.positions, &sample.values, &coeffs)
-                        .into_iter()
-                        .map(f64::exp)
-                        .collect();
-                    let nn = log_kernel_sum(space, &k, &sample.values, &sample.values, &coeffs);
-                    let cnn = pairwise_sum(&nn.iter().map(|v| (v + lm).exp()).collect::<Vec<_>>());
-                    Some((nu, cnn))
-                }
-                _ => None,
-            })
-            .collect();
-        let mut kernels: Vec<Gaussian> = m
-            .energy
-            .iter()
-            .filter_map(|e| match e {
-                Energy::Interaction { width, .. } | Energy::Mmd { width, .. } => {
-                    Some(Gaussian::new(space, *width, false, "width").expect("validated"))
-                }
-                _ => None,
-            })
-            .collect();
-        if m.has_divergence() && matches!(m.variant, Variant::Measure | Variant::MeasureTarget | Variant::Blob) {
-            kernels.push(m.kernel);
-        }
-        let pairs = kernels.iter().filter_map(|k| PairMatrix::new(space, k, &p.positions)).collect();
-        Fixed { log_ref, potential, nodes, log_ref_nodes, mmd, pairs }
-    }
-
-    /// log Σ_j exp(log_coeffs[j]) K(X_i, X_j) for every particle: from a kept matrix when there
-    /// is one for this kernel, else streamed.
-    fn pair_log_sum(&self, space: &Space, kernel: &Gaussian, pos: &[f64], log_coeffs: &[f64]) -> Vec<f64> {
-        match self.pairs.iter().find(|p| p.width == kernel.width && p.exponent.log_norm == kernel.log_norm) {
-            Some(matrix) => matrix.log_sum(pos, log_coeffs),
-            None => log_kernel_sum(space, kernel, pos, pos, log_coeffs),
-        }
-    }
-}
-
-/// δF/δm at the particles and F(μᴺ), summed over the energy terms (SPEC §5).
-fn energy_derivative(m: &Model, fixed: &Fixed, pos: &[f64], lw: &[f64], w: &[f64]) -> (Vec<f64>, f64) {
-    let (space, d, n) = (&m.space, m.space.dim, w.len());
+/// δF/δm at the targets, and F(μᴺ) when the targets are the particles (SPEC §5).
+fn energy_derivative(m: &Model, fixed: &Fixed, targets: &Targets, lw: &[f64], w: &[f64]) -> (Vec<f64>, f64) {
+    let (space, d) = (&m.space, m.space.dim);
+    let (pos, own) = (&fixed.at_particles.points, &fixed.at_particles);
+    let at = match targets {
+        Targets::Particles => own,
+        Targets::Points(t) => t,
+    };
     let wsum = |v: &[f64]| pairwise_sum(&w.iter().zip(v).map(|(a, b)| a * b).collect::<Vec<_>>());
-    let mut dfdm = fixed.potential.clone();
-    let mut f = wsum(&fixed.potential);
-    let mut mmd = fixed.mmd.iter();
+    let mut dfdm = at.potential.clone();
+    let mut f = wsum(&own.potential);
+    let mut mmd = 0;
     for e in &m.energy {
         match e {
             Energy::Potential(_) => {}
             Energy::Interaction { strength, width } => {
                 let k = Gaussian::new(space, *width, false, "interaction.width").expect("validated");
                 let s: Vec<f64> =
-                    fixed.pair_log_sum(space, &k, pos, lw).into_iter().map(|v| strength * v.exp()).collect();
-                f += 0.5 * wsum(&s);
+                    fixed.log_sum_to(space, &k, targets, lw).into_iter().map(|v| strength * v.exp()).collect();
+                if matches!(targets, Targets::Particles) {
+                    f += 0.5 * wsum(&s);
+                }
                 dfdm.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
             }
             Energy::Mmd { width, .. } => {
-                let (nu, cnn) = mmd.next().expect("one per MMD term");
                 let k = Gaussian::new(space, *width, false, "mmd.width").expect("validated");
-                let s: Vec<f64> = fixed.pair_log_sum(space, &k, pos, lw).into_iter().map(f64::exp).collect();
-                f += 0.5 * (wsum(&s) - 2.0 * wsum(nu) + cnn);
-                dfdm.iter_mut().zip(s.iter().zip(nu)).for_each(|(a, (s, nu))| *a += s - nu);
+                let s: Vec<f64> = fixed.log_sum_to(space, &k, targets, lw).into_iter().map(f64::exp).collect();
+                if matches!(targets, Targets::Particles) {
+                    f += 0.5 * (wsum(&s) - 2.0 * wsum(&own.mmd_nu[mmd]) + fixed.mmd_cnn[mmd]);
+                }
+                dfdm.iter_mut().zip(s.iter().zip(&at.mmd_nu[mmd])).for_each(|(a, (s, nu))| *a += s - nu);
+                mmd += 1;
             }
-            Energy::TwoLayerNet { inputs, targets, penalty } => {
+            Energy::TwoLayerNet { inputs, targets: y, penalty } => {
                 let mm = inputs.len();
                 // f_m(z_k) = Σ_i w_i φ(x_i, z_k) (M×N), then the residuals' pull on each neuron (N×M).
                 let resid: Vec<f64> = (0..mm)
@@ -392,22 +467,22 @@ fn energy_derivative(m: &Model, fixed: &Fixed, pos: &[f64], lw: &[f64], w: &[f64
                         let z = inputs.row(k);
                         let terms: Vec<f64> =
                             pos.chunks_exact(d).zip(w).map(|(x, wi)| wi * Energy::neuron(x, z)).collect();
-                        targets[k] - pairwise_sum(&terms)
+                        y[k] - pairwise_sum(&terms)
                     })
                     .collect();
+                let norm = |x: &[f64]| x.iter().map(|v| v * v).sum::<f64>();
                 let sq: Vec<f64> = resid.iter().map(|r| r * r).collect();
-                let norms: Vec<f64> = pos.chunks_exact(d).map(|x| x.iter().map(|v| v * v).sum()).collect();
+                let norms: Vec<f64> = pos.chunks_exact(d).map(norm).collect();
                 f += pairwise_sum(&sq) / (2.0 * mm as f64) + 0.5 * penalty * wsum(&norms);
-                let pull: Vec<f64> = pos
+                let pull: Vec<f64> = at
+                    .points
                     .par_chunks_exact(d)
                     .map(|x| {
                         let terms: Vec<f64> = (0..mm).map(|k| resid[k] * Energy::neuron(x, inputs.row(k))).collect();
-                        -pairwise_sum(&terms) / mm as f64
+                        -pairwise_sum(&terms) / mm as f64 + 0.5 * penalty * norm(x)
                     })
                     .collect();
-                for i in 0..n {
-                    dfdm[i] += pull[i] + 0.5 * penalty * norms[i];
-                }
+                dfdm.iter_mut().zip(pull).for_each(|(a, p)| *a += p);
             }
             Energy::Npmle { observations, noise } => {
                 let k = Gaussian::new(space, *noise, true, "npmle.noise").expect("validated");
@@ -415,7 +490,7 @@ fn energy_derivative(m: &Model, fixed: &Fixed, pos: &[f64], lw: &[f64], w: &[f64
                 let log_p = log_kernel_sum(space, &k, &observations.values, pos, lw);
                 f -= pairwise_sum(&log_p) / mm;
                 let coeffs: Vec<f64> = log_p.iter().map(|lp| -lp - mm.ln()).collect();
-                let r = log_kernel_sum(space, &k, pos, &observations.values, &coeffs);
+                let r = log_kernel_sum(space, &k, &at.points, &observations.values, &coeffs);
                 dfdm.iter_mut().zip(r).for_each(|(a, r)| *a -= r.exp());
             }
         }
@@ -423,18 +498,24 @@ fn energy_derivative(m: &Model, fixed: &Fixed, pos: &[f64], lw: &[f64], w: &[f64
     (dfdm, f)
 }
 
-/// h_ε(μᴺ, X_i) for the model's variant and divergence (SPEC §3), and the divergence's value where
-/// the variant is a gradient flow. For C, D and D′, h is the exact gradient of the discrete
-/// divergence with respect to w_i, so V_ε(μᴺ) cannot increase along the flow for small h.
+/// h_ε(μᴺ, x) at the targets for the model's variant and divergence (SPEC §3), and the
+/// divergence's value where the variant is a gradient flow and the targets are the particles.
+/// For C, D and D′, h is the exact gradient of the discrete divergence with respect to w_i, so
+/// V_ε(μᴺ) cannot increase along the flow for small h.
 fn divergence_derivative(
     m: &Model,
     fixed: &Fixed,
+    targets: &Targets,
     log_mu0: Option<&[f64]>,
-    pos: &[f64],
     lw: &[f64],
     w: &[f64],
 ) -> (Vec<f64>, Option<f64>) {
     let (space, k) = (&m.space, &m.kernel);
+    let own = &fixed.at_particles;
+    let (at, at_particles) = match targets {
+        Targets::Particles => (own, true),
+        Targets::Points(t) => (*t, false),
+    };
     let kl = m.divergence == Divergence::Kl;
     let wsum = |v: &[f64]| pairwise_sum(&w.iter().zip(v).map(|(a, b)| a * b).collect::<Vec<_>>());
     // log of (density ratio): KL uses it as is, χ² as 2·exp(·).
@@ -443,51 +524,56 @@ fn divergence_derivative(
     };
     match m.variant {
         Variant::Measure | Variant::MeasureTarget => {
-            let s = fixed.pair_log_sum(space, k, pos, lw);
-            (finish(s.iter().zip(&fixed.log_ref).map(|(s, r)| s - r).collect()), None)
+            let s = fixed.log_sum_to(space, k, targets, lw);
+            (finish(s.iter().zip(&at.log_ref).map(|(s, r)| s - r).collect()), None)
         }
         Variant::Blob => {
-            let s = fixed.pair_log_sum(space, k, pos, lw);
-            let ratio: Vec<f64> = s.iter().zip(&fixed.log_ref).map(|(s, r)| s - r).collect();
-            // Second pass: Σ_j w_j K(x_j, x_i) / S_j (KL) or / π_j (χ²).
+            let s = fixed.log_sum_to(space, k, targets, lw);
+            let ratio: Vec<f64> = s.iter().zip(&at.log_ref).map(|(s, r)| s - r).collect();
+            // Second pass: Σ_j w_j K(x_j, x) / S_j (KL) or / π_j (χ²), with S_j = (K μᴺ)(X_j).
             let coeffs: Vec<f64> = if kl {
-                lw.iter().zip(&s).map(|(l, s)| l - s).collect()
+                let s_own = if at_particles { s.clone() } else { fixed.pair_log_sum(space, k, lw) };
+                lw.iter().zip(&s_own).map(|(l, s)| l - s).collect()
             } else {
-                lw.iter().zip(&fixed.log_ref).map(|(l, r)| l - r).collect()
+                lw.iter().zip(&own.log_ref).map(|(l, r)| l - r).collect()
             };
-            let second = fixed.pair_log_sum(space, k, pos, &coeffs);
-            if kl {
-                let h = ratio.iter().zip(&second).map(|(r, s)| r + s.exp()).collect();
-                (h, Some(wsum(&ratio)))
-            } else {
-                let first: Vec<f64> = ratio.iter().map(|r| r.exp()).collect();
-                let h = first.iter().zip(&second).map(|(f, s)| f + s.exp()).collect();
-                (h, Some(wsum(&first) - 1.0))
-            }
+            let second = fixed.log_sum_to(space, k, targets, &coeffs);
+            let first: Vec<f64> = if kl { ratio.clone() } else { ratio.iter().map(|r| r.exp()).collect() };
+            let h = first.iter().zip(&second).map(|(f, s)| f + s.exp()).collect();
+            let value = at_particles.then(|| if kl { wsum(&first) } else { wsum(&first) - 1.0 });
+            (h, value)
         }
         Variant::Smoothed | Variant::SmoothedTarget => {
             let quad = &m.quadrature;
             let q = quad.len();
-            let s = log_kernel_sum(space, k, &fixed.nodes, pos, lw);
-            let log_ratio: Vec<f64> = s.iter().zip(&fixed.log_ref_nodes).map(|(s, r)| s - r).collect();
-            // First term: Σ_q ω_q f(y_{i,q}) with f = log ratio (KL) or ratio (χ²).
-            let first: Vec<f64> = log_ratio
+            let pos = &own.points;
+            // (K μᴺ) at the particles' nodes (the second pass's denominators) and at the targets' nodes.
+            let s_own = log_kernel_sum(space, k, &own.nodes, pos, lw);
+            let s_at = if at_particles { s_own.clone() } else { log_kernel_sum(space, k, &at.nodes, pos, lw) };
+            // First term: Σ_q ω_q f(y_{t,q}) with f = log ratio (KL) or ratio (χ²).
+            let first: Vec<f64> = s_at
+                .iter()
+                .zip(&at.log_ref_nodes)
+                .map(|(s, r)| s - r)
+                .collect::<Vec<_>>()
                 .chunks_exact(q)
                 .map(|r| r.iter().zip(&quad.weights).map(|(r, om)| om * if kl { *r } else { r.exp() }).sum())
                 .collect();
-            // Second term: Σ_{j,q} w_j ω_q K(y_{j,q}, x_i) / (K m)(y_{j,q}) (KL) or / π(y_{j,q}) (χ²).
-            let denom = if kl { &s } else { &fixed.log_ref_nodes };
-            let coeffs: Vec<f64> = (0..s.len()).map(|jq| lw[jq / q] + quad.weights[jq % q].ln() - denom[jq]).collect();
-            let second = log_kernel_sum(space, k, pos, &fixed.nodes, &coeffs);
+            // Second term: Σ_{j,q} w_j ω_q K(y_{j,q}, x) / (K μᴺ)(y_{j,q}) (KL) or / π(y_{j,q}) (χ²).
+            let denom = if kl { &s_own } else { &own.log_ref_nodes };
+            let coeffs: Vec<f64> =
+                (0..s_own.len()).map(|jq| lw[jq / q] + quad.weights[jq % q].ln() - denom[jq]).collect();
+            let second = log_kernel_sum(space, k, &at.points, &own.nodes, &coeffs);
             let h = first.iter().zip(&second).map(|(f, s)| f + s.exp()).collect();
-            let value = if kl { wsum(&first) } else { wsum(&first) - 1.0 };
-            (h, Some(value))
+            let value = at_particles.then(|| if kl { wsum(&first) } else { wsum(&first) - 1.0 });
+            (h, value)
         }
         Variant::Exact => {
+            // Only reachable at the particles: rates_at refuses the oracle, which knows no density elsewhere.
             let mu0 = log_mu0.expect("checked in CpuEngine::new");
             let ln_n = (w.len() as f64).ln();
             let log_ratio: Vec<f64> =
-                lw.iter().zip(mu0).zip(&fixed.log_ref).map(|((l, m0), r)| ln_n + l + m0 - r).collect();
+                lw.iter().zip(mu0).zip(&own.log_ref).map(|((l, m0), r)| ln_n + l + m0 - r).collect();
             let h = finish(log_ratio);
             let value = if kl { wsum(&h) } else { 0.5 * wsum(&h) - 1.0 };
             (h, Some(value))
@@ -548,6 +634,34 @@ impl Engine for CpuEngine {
 
     fn rates(&mut self) -> Result<Vec<f64>> {
         Ok(self.evaluation()?.rates.clone())
+    }
+
+    fn rates_at(&mut self, points: &[f64]) -> Result<Vec<f64>> {
+        let space = self.model.space;
+        if points.len() % space.dim != 0 {
+            return Err(Error::invalid(
+                "points",
+                format!("{} values", points.len()),
+                format!("a multiple of d = {}", space.dim),
+            ));
+        }
+        if let Some(i) = points.iter().position(|v| !v.is_finite()) {
+            return Err(Error::invalid(format!("points[{i}]"), points[i], "finite numbers only"));
+        }
+        if self.model.variant == Variant::Exact && self.model.has_divergence() {
+            return Err(Error::invalid(
+                "kernel.variant",
+                "exact",
+                "a kernelized variant: the exact oracle knows μᴺ's density only at its own particles",
+            ));
+        }
+        let mean_g = self.evaluation()?.mean_g;
+        let mut points = points.to_vec();
+        points.chunks_exact_mut(space.dim).for_each(|x| space.wrap(x));
+        let targets = PointData::new(&self.model, points);
+        let w = self.state.weights();
+        let v = self.variation(&Targets::Points(&targets), &w);
+        Ok(v.dfdm.iter().zip(&v.h).map(|(f, h)| f + self.model.sigma * h - mean_g).collect())
     }
 
     fn advance(&mut self, steps: u64, stepper: &Stepper, until: Option<f64>) -> Result<u64> {
@@ -620,6 +734,57 @@ mod tests {
                         assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{domain:?} d={d} span={span}: {a} vs {b}");
                     }
                 }
+            }
+        }
+    }
+
+    /// rates_at evaluates the same first variation at arbitrary points: at the particles' own
+    /// positions it must reproduce the flow's rates (to rounding, 1e-10 of max |a|: the sums run
+    /// through the streamed path instead of the kept matrices) for every kernelized variant,
+    /// divergence and energy, and it must differ elsewhere.
+    #[test]
+    fn rates_at_the_particles_equal_the_flows_rates() {
+        use crate::model::{Energy, ModelSpec, Points, Potential, QuadratureSpec, Reference};
+        use crate::particles::Initial;
+        use std::sync::Arc;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        for variant in
+            [Variant::Measure, Variant::MeasureTarget, Variant::Blob, Variant::Smoothed, Variant::SmoothedTarget]
+        {
+            for divergence in [Divergence::Kl, Divergence::Chi2] {
+                let space = Space::new(2, Domain::Torus { side: 1.0 }).unwrap();
+                let sample = Arc::new(Points { dim: 2, values: (0..40).map(|_| rng.random::<f64>()).collect() });
+                let model = ModelSpec {
+                    space,
+                    reference: Reference::Uniform,
+                    divergence,
+                    sigma: 0.7,
+                    epsilon: 0.1,
+                    variant,
+                    energy: vec![
+                        Energy::Potential(Potential::Cosine { amplitude: 1.0, frequency: 1 }),
+                        Energy::Interaction { strength: 0.3, width: 0.2 },
+                        Energy::Mmd { width: 0.15, sample: sample.clone() },
+                        Energy::Npmle { observations: sample, noise: 0.1 },
+                    ],
+                    quadrature: QuadratureSpec { order: 3, ..Default::default() },
+                }
+                .build()
+                .unwrap();
+                let particles = Particles::sample(space, &Initial::Uniform { low: 0.0, high: 1.0 }, 57, 2).unwrap();
+                let pos = particles.positions.clone();
+                let mut engine = CpuEngine::new(model, particles).unwrap();
+                let lw: Vec<f64> = (0..57).map(|_| -4.0 - 2.0 * rng.random::<f64>()).collect();
+                engine.set_state(State { log_weights: lw, step: 0, time: 0.0 }).unwrap();
+                let own = engine.rates().unwrap();
+                let at = engine.rates_at(&pos).unwrap();
+                let scale = own.iter().fold(0.0f64, |m, a| m.max(a.abs()));
+                for (a, b) in own.iter().zip(&at) {
+                    assert!((a - b).abs() <= 1e-10 * scale, "{variant:?} {divergence:?}: {a} vs {b}");
+                }
+                let shifted: Vec<f64> = pos.iter().map(|x| x + 0.013).collect();
+                let moved = engine.rates_at(&shifted).unwrap();
+                assert!(own.iter().zip(&moved).any(|(a, b)| (a - b).abs() > 1e-6 * scale), "{variant:?}");
             }
         }
     }

@@ -54,6 +54,14 @@ pub trait Engine {
     /// The rates a_i of the current state.
     fn rates(&mut self) -> Result<Vec<f64>>;
 
+    /// The rates a_ε(μᴺ, x) of the current state at other points x (row-major, d columns):
+    /// δF/δm + σ h_ε at x minus its mean under μᴺ. This drives a non-interacting reference
+    /// system (SPEC §4) with a larger interacting one.
+    fn rates_at(&mut self, points: &[f64]) -> Result<Vec<f64>> {
+        let _ = points;
+        Err(crate::Error::invalid("engine", self.name(), "an engine that evaluates rates at other points (cpu)"))
+    }
+
     /// Takes up to `steps` steps, stopping early once the flow time reaches `until`; returns the
     /// number of steps taken.
     fn advance(&mut self, steps: u64, stepper: &Stepper, until: Option<f64>) -> Result<u64>;
