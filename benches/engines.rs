@@ -52,5 +52,30 @@ fn full_step(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, kernel_sum, full_step);
+/// The GPU engine at small N on whatever adapter is best here (lavapipe on a machine without a
+/// GPU); large N belongs to `frflow bench` on a real card.
+fn gpu_step(c: &mut Criterion) {
+    let Ok(ctx) = frflow::engine::gpu::GpuContext::new(None) else {
+        eprintln!("no GPU adapter: skipping the GPU benchmarks");
+        return;
+    };
+    let mut g = c.benchmark_group(format!("gpu_step_d3 ({})", ctx.adapter_info().name));
+    g.sample_size(10);
+    let stepper = Stepper::new(Scheme::Exponential, StepSize::Fixed(1e-3)).unwrap();
+    for n in [1024usize, 4096] {
+        let engine = problem(n, 3, Variant::Measure);
+        let (model, particles) = (engine.model().clone(), engine.particles().clone());
+        let mut gpu = frflow::engine::gpu::GpuEngine::new(ctx.clone(), model, particles).unwrap();
+        g.throughput(Throughput::Elements((n * n) as u64));
+        g.bench_with_input(BenchmarkId::new("A", n), &n, |b, _| {
+            b.iter(|| {
+                gpu.advance(4, &stepper, None).unwrap();
+                gpu.evaluate().unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, kernel_sum, full_step, gpu_step);
 criterion_main!(benches);

@@ -46,6 +46,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -58,6 +59,7 @@ pub mod particles;
 pub mod plot;
 pub mod runner;
 pub mod stepper;
+pub mod transport;
 
 pub use error::{Error, Result};
 

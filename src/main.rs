@@ -1,6 +1,7 @@
 //! The frflow command-line tool: a thin layer over the library.
 
 use clap::{Parser, Subcommand};
+use frflow::bench::{BenchOptions, run_bench};
 use frflow::config::EngineChoice;
 use frflow::flow::{Summary, Termination};
 use frflow::runner::{RunRequest, resume, run_config};
@@ -64,6 +65,45 @@ enum Command {
     },
     /// Print the version and the GPU adapters this machine offers.
     Info,
+    /// Measure pair throughput: the N×N kernel-sum pass alone and whole steps (median of repeats).
+    Bench {
+        /// Particle counts, comma separated (e.g. 65536,1048576).
+        #[arg(long, value_delimiter = ',', default_value = "4096")]
+        n: Vec<usize>,
+        /// Dimension d.
+        #[arg(long, default_value_t = 3)]
+        d: usize,
+        /// Kernelization variant of the step: A, B, C, D, D', exact.
+        #[arg(long, default_value = "A", value_parser = parse_variant)]
+        variant: frflow::model::Variant,
+        /// Energy of the step: none, potential, interaction, mmd, two-layer-net, npmle.
+        #[arg(long, default_value = "none")]
+        energy: frflow::bench::BenchEnergy,
+        /// Data size M for mmd, two-layer-net and npmle.
+        #[arg(long, default_value_t = 4096)]
+        m: usize,
+        /// Engine: gpu (default) or cpu.
+        #[arg(long, default_value = "gpu", value_parser = EngineChoice::from_str)]
+        engine: EngineChoice,
+        /// GPU adapter by kind, index or name substring (default: the best one; also FRFLOW_DEVICE).
+        #[arg(long)]
+        device: Option<String>,
+        /// Timed batches per figure; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Each batch is grown until it lasts at least this many seconds.
+        #[arg(long, default_value_t = 0.2)]
+        min_batch_seconds: f64,
+        /// Use the bounds-checked shader modules (slower; for comparison).
+        #[arg(long)]
+        checked: bool,
+        /// The card's ceiling in pair evaluations per second (e.g. 3.9e12 for an H100), to report the fraction reached.
+        #[arg(long)]
+        ceiling: Option<f64>,
+        /// Also write the report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 /// A flag raised by the first Ctrl-C; a second one exits at once.
@@ -98,6 +138,24 @@ fn report(summary: &Summary, out: &Path) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn parse_variant(s: &str) -> Result<frflow::model::Variant, String> {
+    frflow::model::Variant::ALL
+        .into_iter()
+        .find(|v| v.name().eq_ignore_ascii_case(s))
+        .ok_or_else(|| format!("`{s}`: allowed A, B, C, D, D', exact"))
+}
+
+/// Runs the benchmark, prints its table and writes the JSON report.
+fn bench(options: &BenchOptions, json: Option<&Path>) -> frflow::Result<()> {
+    let report = run_bench(options)?;
+    print!("{}", report.table());
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report).expect("plain data");
+        std::fs::write(path, text).map_err(|e| frflow::Error::io(path, e))?;
+    }
+    Ok(())
 }
 
 /// Prints the version and every GPU adapter with the limits that bound N.
@@ -149,6 +207,34 @@ fn main() -> ExitCode {
         Command::Info => {
             info();
             return ExitCode::SUCCESS;
+        }
+        Command::Bench {
+            n,
+            d,
+            variant,
+            energy,
+            m,
+            engine,
+            device,
+            repeats,
+            min_batch_seconds,
+            checked,
+            ceiling,
+            json,
+        } => {
+            let device = match engine {
+                EngineChoice::Cpu => None,
+                _ => Some(device.unwrap_or_default()),
+            };
+            let options =
+                BenchOptions { n, dim: d, variant, energy, m, repeats, min_batch_seconds, device, checked, ceiling };
+            return match bench(&options, json.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
     };
     match result {

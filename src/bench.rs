@@ -1,0 +1,366 @@
+//! `frflow bench`: pair throughput of the kernel-sum pass alone and of whole steps.
+//!
+//! Each figure is the median over `repeats` timed batches after a warm-up. GPU batches are timed
+//! by wall clock around a submission and a blocking readback (so they include one submit and one
+//! small transfer per batch, amortised over the batch); batch sizes grow until a batch lasts at
+//! least `min_batch_seconds`, so launch overhead is measured honestly at small N and hidden at
+//! large N only as far as the step itself hides it.
+
+use crate::engine::Engine;
+use crate::engine::cpu::{CpuEngine, log_kernel_sum};
+use crate::engine::gpu::context::GpuContext;
+use crate::engine::gpu::{GpuEngine, bench_log_kernel_sum};
+use crate::error::{Error, Result};
+use crate::io::data::{bumps_regression, gaussian_mixture_sample};
+use crate::model::{
+    Divergence, Domain, Energy, Gaussian, Model, ModelSpec, Points, Potential, QuadratureSpec, Reference, Space,
+    Variant,
+};
+use crate::particles::{Component, Initial, Particles};
+use crate::stepper::{Scheme, StepSize, Stepper};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Which energy F the benchmarked problem has (besides the divergence).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BenchEnergy {
+    /// F = 0.
+    None,
+    /// A quadratic potential (N work).
+    Potential,
+    /// A Gaussian interaction (one more N×N pass).
+    Interaction,
+    /// Half squared MMD to M points (N×N + N×M).
+    Mmd,
+    /// A two-layer network on M data points (M×N + N×M); needs d ≥ 3.
+    TwoLayerNet,
+    /// Gaussian-mixture NPMLE on M observations (M×N + N×M).
+    Npmle,
+}
+
+impl std::str::FromStr for BenchEnergy {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s {
+            "none" => BenchEnergy::None,
+            "potential" => BenchEnergy::Potential,
+            "interaction" => BenchEnergy::Interaction,
+            "mmd" => BenchEnergy::Mmd,
+            "two-layer-net" => BenchEnergy::TwoLayerNet,
+            "npmle" => BenchEnergy::Npmle,
+            _ => return Err(format!("`{s}`: allowed none, potential, interaction, mmd, two-layer-net, npmle")),
+        })
+    }
+}
+
+/// What to benchmark.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Particle counts.
+    pub n: Vec<usize>,
+    /// Dimension.
+    pub dim: usize,
+    /// Kernelization variant of the whole-step benchmark.
+    pub variant: Variant,
+    /// Energy of the whole-step benchmark.
+    pub energy: BenchEnergy,
+    /// Data size M for the MMD, network and NPMLE energies.
+    pub m: usize,
+    /// Timed batches per figure (the median is reported).
+    pub repeats: usize,
+    /// A batch is grown until it lasts at least this long.
+    pub min_batch_seconds: f64,
+    /// `None`: the CPU engine; `Some(selector)`: the GPU engine on that adapter ("" = best).
+    pub device: Option<String>,
+    /// Use bounds-checked shader modules.
+    pub checked: bool,
+    /// The card's pair-evaluation ceiling, to report the fraction reached.
+    pub ceiling: Option<f64>,
+}
+
+/// One row of the benchmark table.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchRow {
+    /// N.
+    pub n: usize,
+    /// d.
+    pub dim: usize,
+    /// The variant of the step.
+    pub variant: String,
+    /// The energy of the step.
+    pub energy: BenchEnergy,
+    /// Median pairs/s of the N×N log-kernel-sum pass alone.
+    pub kernel_pairs_per_second: f64,
+    /// `kernel_pairs_per_second / ceiling`.
+    pub kernel_fraction_of_ceiling: Option<f64>,
+    /// Kernel pairs one step evaluates (all N×N, N×M and (N·Q)×N passes).
+    pub pairs_per_step: f64,
+    /// Median seconds per step.
+    pub step_seconds: f64,
+    /// 1 / step_seconds.
+    pub steps_per_second: f64,
+    /// pairs_per_step / step_seconds.
+    pub step_pairs_per_second: f64,
+    /// step_pairs_per_second / kernel_pairs_per_second: 1 means the step costs no more than its passes.
+    pub step_vs_kernel: f64,
+    /// `step_pairs_per_second / ceiling`.
+    pub step_fraction_of_ceiling: Option<f64>,
+}
+
+/// The whole report, as written to JSON.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchReport {
+    /// frflow's version.
+    pub frflow_version: String,
+    /// `cpu-f64` or the adapter's name.
+    pub device: String,
+    /// The wgpu backend (GPU only).
+    pub backend: Option<String>,
+    /// The device type (GPU only).
+    pub device_type: Option<String>,
+    /// The driver and its version (GPU only).
+    pub driver: Option<String>,
+    /// The ceiling given with `--ceiling`.
+    pub ceiling: Option<f64>,
+    /// How the figures were timed.
+    pub timing: String,
+    /// One row per N.
+    pub rows: Vec<BenchRow>,
+}
+
+/// The benchmark problem: uniform positions on the unit torus (R^d for the network and NPMLE,
+/// whose data live there), σ = 1, ε = 0.1, the chosen variant and energy.
+pub fn bench_problem(
+    n: usize,
+    dim: usize,
+    variant: Variant,
+    energy: BenchEnergy,
+    m: usize,
+) -> Result<(Model, Particles)> {
+    let euclidean = matches!(energy, BenchEnergy::TwoLayerNet | BenchEnergy::Npmle);
+    let space = Space::new(dim, if euclidean { Domain::Euclidean } else { Domain::Torus { side: 1.0 } })?;
+    let reference = if euclidean { Reference::Gaussian { mean: vec![0.0; dim], std: 2.0 } } else { Reference::Uniform };
+    let sample = |std: f64| -> Result<Arc<Points>> {
+        let c = Component { weight: 1.0, mean: vec![0.5; dim], std };
+        Ok(Arc::new(gaussian_mixture_sample(&[c], m, 0.0, 7)?))
+    };
+    let terms = match energy {
+        BenchEnergy::None => vec![],
+        BenchEnergy::Potential => {
+            vec![Energy::Potential(Potential::Quadratic { strength: 1.0, center: vec![0.5; dim] })]
+        }
+        BenchEnergy::Interaction => vec![Energy::Interaction { strength: 0.5, width: 0.2 }],
+        BenchEnergy::Mmd => vec![Energy::Mmd { width: 0.2, sample: sample(0.1)? }],
+        BenchEnergy::TwoLayerNet => {
+            if dim < 3 {
+                return Err(Error::invalid("--d", dim, "at least 3 for the two-layer network (x = (a, b, c))"));
+            }
+            let (z1, y) = bumps_regression(m, 0.05, 7)?;
+            // Inputs of dimension d − 2: the bumps input in the first column, copies after it.
+            let p = dim - 2;
+            let values = z1.values.iter().flat_map(|z| std::iter::repeat_n(*z, p)).collect();
+            vec![Energy::TwoLayerNet {
+                inputs: Arc::new(Points { dim: p, values }),
+                targets: Arc::new(y),
+                penalty: 1e-3,
+            }]
+        }
+        BenchEnergy::Npmle => vec![Energy::Npmle { observations: sample(1.0)?, noise: 0.3 }],
+    };
+    let model = ModelSpec {
+        space,
+        reference,
+        divergence: Divergence::Kl,
+        sigma: 1.0,
+        epsilon: 0.1,
+        variant,
+        energy: terms,
+        quadrature: QuadratureSpec { order: 3, samples: 16, ..Default::default() },
+    }
+    .build()?;
+    let init = if euclidean {
+        Initial::Gaussian { mean: vec![0.0; dim], std: 1.5 }
+    } else {
+        Initial::Uniform { low: 0.0, high: 1.0 }
+    };
+    Ok((model, Particles::sample(space, &init, n, 1)?))
+}
+
+/// Kernel pairs one step evaluates: the divergence's passes plus the energy's.
+pub fn pairs_per_step(model: &Model, n: usize) -> f64 {
+    let n = n as f64;
+    let q = model.quadrature.len() as f64;
+    let divergence = match model.variant {
+        Variant::Measure | Variant::MeasureTarget => n * n,
+        Variant::Blob => 2.0 * n * n,
+        Variant::Smoothed | Variant::SmoothedTarget => 2.0 * q * n * n,
+        Variant::Exact => 0.0,
+    };
+    let energy: f64 = model
+        .energy
+        .iter()
+        .map(|e| match e {
+            Energy::Potential(_) => 0.0,
+            Energy::Interaction { .. } | Energy::Mmd { .. } => n * n,
+            Energy::TwoLayerNet { inputs, .. } => 2.0 * n * inputs.len() as f64,
+            Energy::Npmle { observations, .. } => 2.0 * n * observations.len() as f64,
+        })
+        .sum();
+    divergence + energy
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let k = v.len();
+    if k % 2 == 1 { v[k / 2] } else { 0.5 * (v[k / 2 - 1] + v[k / 2]) }
+}
+
+/// Times `run(count)` (which does `count` units of work and waits for them): grows `count` until
+/// one batch lasts `min_seconds`, then returns the median seconds per unit over `repeats` batches.
+fn time_per_unit(repeats: usize, min_seconds: f64, mut run: impl FnMut(u64) -> Result<()>) -> Result<f64> {
+    run(1)?; // warm-up: pipelines compiled, buffers resident
+    let mut count = 1u64;
+    loop {
+        let start = Instant::now();
+        run(count)?;
+        let s = start.elapsed().as_secs_f64();
+        if s >= min_seconds || count >= 1 << 20 {
+            let mut per = vec![s / count as f64];
+            for _ in 1..repeats.max(1) {
+                let start = Instant::now();
+                run(count)?;
+                per.push(start.elapsed().as_secs_f64() / count as f64);
+            }
+            return Ok(median(per));
+        }
+        count = (count * 2).max((count as f64 * min_seconds / s.max(1e-9)).ceil() as u64).min(1 << 20);
+    }
+}
+
+/// Runs the benchmark.
+pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
+    if opts.n.is_empty() || opts.n.contains(&0) {
+        return Err(Error::invalid("--n", format!("{:?}", opts.n), "one or more particle counts ≥ 1"));
+    }
+    let ctx = match &opts.device {
+        Some(sel) => Some(GpuContext::new((!sel.is_empty()).then_some(sel.as_str()))?),
+        None => None,
+    };
+    let stepper = Stepper::new(Scheme::Exponential, StepSize::Fixed(1e-4))?;
+    let mut rows = Vec::new();
+    for &n in &opts.n {
+        let nf = n as f64;
+        let kernel_seconds = match &ctx {
+            Some(ctx) => time_per_unit(opts.repeats, opts.min_batch_seconds, |reps| {
+                let reps = u32::try_from(reps).unwrap_or(u32::MAX);
+                bench_log_kernel_sum(ctx, opts.dim, n, reps, opts.checked).map(|_| ())
+            })?,
+            None => {
+                let space = Space::new(opts.dim, Domain::Euclidean)?;
+                let k = Gaussian::new(&space, 0.5, true, "epsilon")?;
+                let (_, p) = bench_problem(n, opts.dim, Variant::Measure, BenchEnergy::None, opts.m)?;
+                let lw = vec![-nf.ln(); n];
+                time_per_unit(opts.repeats, opts.min_batch_seconds, |reps| {
+                    for _ in 0..reps {
+                        std::hint::black_box(log_kernel_sum(&space, &k, &p.positions, &p.positions, &lw));
+                    }
+                    Ok(())
+                })?
+            }
+        };
+        let (model, particles) = bench_problem(n, opts.dim, opts.variant, opts.energy, opts.m)?;
+        let pairs = pairs_per_step(&model, n);
+        let mut engine: Box<dyn Engine> = match &ctx {
+            Some(ctx) => {
+                let options = crate::engine::gpu::GpuOptions { checked_shaders: opts.checked, ..Default::default() };
+                Box::new(GpuEngine::with_options(ctx.clone(), model, particles, options)?)
+            }
+            None => Box::new(CpuEngine::new(model, particles)?),
+        };
+        // evaluate() reads the diagnostics back, so the clock stops only once the device is done.
+        let step_seconds = time_per_unit(opts.repeats, opts.min_batch_seconds, |steps| {
+            engine.advance(steps, &stepper, None)?;
+            engine.evaluate().map(|_| ())
+        })?;
+        let kernel_rate = nf * nf / kernel_seconds;
+        let step_rate = pairs / step_seconds;
+        rows.push(BenchRow {
+            n,
+            dim: opts.dim,
+            variant: opts.variant.name().into(),
+            energy: opts.energy,
+            kernel_pairs_per_second: kernel_rate,
+            kernel_fraction_of_ceiling: opts.ceiling.map(|c| kernel_rate / c),
+            pairs_per_step: pairs,
+            step_seconds,
+            steps_per_second: 1.0 / step_seconds,
+            step_pairs_per_second: step_rate,
+            step_vs_kernel: step_rate / kernel_rate,
+            step_fraction_of_ceiling: opts.ceiling.map(|c| step_rate / c),
+        });
+    }
+    let (device, backend, device_type, driver) = match &ctx {
+        Some(ctx) => {
+            let r = ctx.report();
+            (r.name, Some(r.backend), Some(r.device_type), Some(r.driver))
+        }
+        None => (format!("cpu-f64 ({} threads)", rayon::current_num_threads()), None, None, None),
+    };
+    Ok(BenchReport {
+        frflow_version: env!("CARGO_PKG_VERSION").into(),
+        device,
+        backend,
+        device_type,
+        driver,
+        ceiling: opts.ceiling,
+        timing: format!(
+            "median of {} batches after a warm-up; wall clock around submit + blocking readback; batches ≥ {} s",
+            opts.repeats, opts.min_batch_seconds
+        ),
+        rows,
+    })
+}
+
+impl BenchReport {
+    /// The report as a plain-text table.
+    pub fn table(&self) -> String {
+        let mut t = format!("device: {}", self.device);
+        if let (Some(b), Some(k), Some(d)) = (&self.backend, &self.device_type, &self.driver) {
+            t.push_str(&format!(" ({b}, {k}, driver {d})"));
+        }
+        t.push_str(&format!("\ntiming: {}\n", self.timing));
+        t.push_str(&format!(
+            "{:>9} {:>2} {:>5} {:>13} | {:>13} {:>9} | {:>11} {:>11} {:>13} {:>9} {:>9}\n",
+            "N",
+            "d",
+            "var",
+            "energy",
+            "kernel pair/s",
+            "of ceil",
+            "step ms",
+            "steps/s",
+            "step pair/s",
+            "vs kern",
+            "of ceil"
+        ));
+        let pct = |f: Option<f64>| f.map(|f| format!("{:.1}%", 100.0 * f)).unwrap_or_else(|| "-".into());
+        for r in &self.rows {
+            t.push_str(&format!(
+                "{:>9} {:>2} {:>5} {:>13} | {:>13.3e} {:>9} | {:>11.4} {:>11.1} {:>13.3e} {:>8.1}% {:>9}\n",
+                r.n,
+                r.dim,
+                r.variant,
+                format!("{:?}", r.energy).to_lowercase(),
+                r.kernel_pairs_per_second,
+                pct(r.kernel_fraction_of_ceiling),
+                1e3 * r.step_seconds,
+                r.steps_per_second,
+                r.step_pairs_per_second,
+                100.0 * r.step_vs_kernel,
+                pct(r.step_fraction_of_ceiling)
+            ));
+        }
+        t
+    }
+}
