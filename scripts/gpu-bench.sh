@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One prepared device run with every figure the README's benchmark table needs (a few minutes
+# on an H100). On a machine with the GPU, after `bash ../shared/gpu/fetch-vulkan-loader.sh` and
+# `cargo build --release` here:
+#   .gl/run bash scripts/gpu-bench.sh target/release/frflow "$OUT"
+# Writes OUT/info.txt and one JSON report per benchmark; the tables go to stdout.
+set -euo pipefail
+bin=${1:?usage: gpu-bench.sh FRFLOW_BINARY OUT_DIR}
+out=${2:?usage: gpu-bench.sh FRFLOW_BINARY OUT_DIR}
+ceiling=${CEILING:-3.9e12}   # pair evaluations per second on an H100 (DESIGN.md)
+mkdir -p "$out"
+"$bin" info | tee "$out/info.txt"
+# The kernel-sum pass and the variant-A step, d = 3, from launch-bound to saturated sizes.
+"$bin" bench --n 65536,262144,1048576 --d 3 --variant A --ceiling "$ceiling" --json "$out/bench-A.json"
+# The bounds-checked shader module at the largest size, for the cost of runtime checks.
+"$bin" bench --n 1048576 --d 3 --variant A --checked --ceiling "$ceiling" --json "$out/bench-A-checked.json"
+# The other kernelizations (C: two passes; D, D′: (N·Q)×N passes with Q = 27 at d = 3).
+"$bin" bench --n 262144 --d 3 --variant C --ceiling "$ceiling" --json "$out/bench-C.json"
+"$bin" bench --n 65536 --d 3 --variant D --ceiling "$ceiling" --json "$out/bench-D.json"
+# Each energy with variant A (M = 65536 data points for the data-driven ones).
+for e in interaction mmd two-layer-net npmle; do
+  "$bin" bench --n 262144 --d 3 --variant A --energy "$e" --m 65536 --ceiling "$ceiling" --json "$out/bench-$e.json"
+done
+# Dimension dependence of the kernel pass.
+for d in 1 2 5 8; do
+  "$bin" bench --n 262144 --d "$d" --variant A --ceiling "$ceiling" --json "$out/bench-A-d$d.json"
+done
