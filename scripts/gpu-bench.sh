@@ -3,13 +3,17 @@
 # on an H100). On a machine with the GPU, after `bash ../shared/gpu/fetch-vulkan-loader.sh` and
 # `cargo build --release` here:
 #   .gl/run bash scripts/gpu-bench.sh target/release/frflow "$OUT"
-# Writes OUT/info.txt and one JSON report per benchmark; the tables go to stdout.
+# Writes OUT/tables.txt (everything printed) and OUT/bench-json.tar (one JSON report per
+# benchmark), two files, since the device tool returns only a few.
 set -euo pipefail
 bin=${1:?usage: gpu-bench.sh FRFLOW_BINARY OUT_DIR}
-out=${2:?usage: gpu-bench.sh FRFLOW_BINARY OUT_DIR}
+final=${2:?usage: gpu-bench.sh FRFLOW_BINARY OUT_DIR}
 ceiling=${CEILING:-3.9e12}   # pair evaluations per second on an H100 (DESIGN.md)
-mkdir -p "$out"
-"$bin" info | tee "$out/info.txt"
+out=$(mktemp -d)
+mkdir -p "$final"
+trap 'tar -cf "$final/bench-json.tar" -C "$out" .' EXIT
+exec > >(tee "$final/tables.txt") 2>&1
+"$bin" info
 # The kernel-sum pass and the variant-A step, d = 3, from launch-bound to saturated sizes.
 "$bin" bench --n 65536,262144,1048576 --d 3 --variant A --ceiling "$ceiling" --json "$out/bench-A.json"
 # The bounds-checked shader module at the largest size, for the cost of runtime checks.
