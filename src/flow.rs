@@ -124,8 +124,9 @@ pub fn run(
         let next = options.max_steps.map_or(next, |m| next.min(m));
         let taken = engine.advance(next - diag.step, &options.stepper, options.final_time)?;
         diag = engine.evaluate()?;
+        // An engine that takes no step before the final time would make this loop spin forever.
         if taken == 0 && !reached(diag.time, options.final_time) {
-            return Err(Error::Gpu("the engine took no step".into()));
+            return Err(Error::invalid("engine", engine.name(), "an engine that takes the steps it is asked for"));
         }
         for o in observers.iter_mut() {
             if due(o.every(), diag.step) && stop_reason(&diag, options, interrupt.as_deref()).is_none() {
