@@ -20,7 +20,7 @@ struct DivParams {
 
 @group(0) @binding(0) var<uniform> params: DivParams;
 @group(0) @binding(1) var<storage, read> lw: array<f32>;
-// Per particle: (δF, log π or log K_ε π, log μ₀, 0).
+// Per particle: (U, log π or log K_ε π, log μ₀, 0).
 @group(0) @binding(2) var<storage, read> fixed: array<vec4<f32>>;
 // log (K_ε μᴺ)(X_i) (A, B, C).
 @group(0) @binding(3) var<storage, read> logs: array<f32>;
@@ -34,6 +34,8 @@ struct DivParams {
 @group(0) @binding(8) var<storage, read_write> g: array<f32>;
 @group(0) @binding(9) var<storage, read_write> integrand: array<f32>;
 @group(0) @binding(10) var<storage, read> control: array<u32>;
+// Per particle: (δF, f), the energies' total (see energy_accumulate.wgsl).
+@group(0) @binding(11) var<storage, read> energy: array<vec2<f32>>;
 
 const MEASURE: u32 = 0u;
 const MEASURE_TARGET: u32 = 1u;
@@ -95,6 +97,6 @@ fn main(
             }
         }
     }
-    g[i] = f.x + params.sigma * h;
+    g[i] = energy[i].x + params.sigma * h;
     integrand[i] = e;
 }

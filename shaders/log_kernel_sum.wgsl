@@ -11,12 +11,22 @@
 // exceeds it by more than RESCALE. So the largest term seen is >= 2^0 after the first real group,
 // no term exceeds 2^RESCALE, and neither tiny weights nor a bandwidth far below the spacing can
 // give log 0 or overflow.
+//
+// Split sources (chunk_len > 0): when there are few targets (data points, a small reference
+// system) one workgroup per target tile would leave most of a GPU idle, so the grid is
+// target_groups × chunks and each workgroup sums one chunk of chunk_len sources. It then writes
+// the pair (m, Σ exp2(e - m)) in log2 units to out[2 (chunk · n_targets + t)] and
+// `log_sum_merge` combines the chunks in a fixed order. A chunk without the self term may
+// underflow to 0 against a self-term shift; it is then below 2^-126 of the total, which
+// contains the self term.
 
 struct KernelParams {
     n_targets: u32,
     n_sources: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // Sources per chunk (a multiple of WG), or 0 for one pass over all sources.
+    chunk_len: u32,
+    // Workgroups per chunk along the targets (split sources only).
+    target_groups: u32,
     // Natural-log constant factor of the kernel, added to the result.
     log_norm: f32,
     // Torus side in scaled units (unused on R^d) and its inverse.
@@ -131,7 +141,21 @@ fn main(
     if workgroupUniformLoad(&halt) != RUNNING {
         return;
     }
-    let t = group_index(wid, nwg) * WG + lid;
+    var group = group_index(wid, nwg);
+    var chunk = 0u;
+    var begin = 0u;
+    var end = params.n_sources;
+    if params.chunk_len != 0u {
+        chunk = group / params.target_groups;
+        group -= chunk * params.target_groups;
+        begin = chunk * params.chunk_len;
+        end = min(begin + params.chunk_len, params.n_sources);
+        // The grid's spare workgroups (a 2-D grid is a whole rectangle); uniform in the workgroup.
+        if begin >= params.n_sources {
+            return;
+        }
+    }
+    let t = group * WG + lid;
     let live = t < params.n_targets;
     var m = SENTINEL;
     if live {
@@ -141,9 +165,9 @@ fn main(
         m = bitcast<f32>(tgt[P - 1u].w);
     }
     var acc = vec4<f32>(0.0);
-    for (var base = 0u; base < params.n_sources; base += WG) {
+    for (var base = begin; base < end; base += WG) {
         let s = base + lid;
-        if s < params.n_sources {
+        if s < end {
             for (var p = 0u; p < P; p++) {
                 tile[lid * P + p] = sources[s * P + p];
             }
@@ -171,6 +195,13 @@ fn main(
         workgroupBarrier();
     }
     if live {
-        out[t] = (m + log2(acc.x + acc.y + acc.z + acc.w)) * LN2 + params.log_norm;
+        let total = acc.x + acc.y + acc.z + acc.w;
+        if params.chunk_len != 0u {
+            let at = 2u * (chunk * params.n_targets + t);
+            out[at] = m;
+            out[at + 1u] = total;
+        } else {
+            out[t] = (m + log2(total)) * LN2 + params.log_norm;
+        }
     }
 }

@@ -47,11 +47,13 @@ const S_ARGMAX: u32 = 9u;
 const S_BAD_RATE: u32 = 10u;
 const S_MAX_A: u32 = 11u;
 const S_MAX_ABS_A: u32 = 12u;
+const S_FDATA: u32 = 13u;
 const S_MOMENTS: u32 = 16u;
 const STATS_LEN: u32 = 32u;
 
-// Sums reduced by `summarise`: mass, Σ w g, Σ w², Σ w δF, Σ w e, then Σ w x_k and Σ w x_k².
-const NS: u32 = 5u + 2u * D;
+// Sums reduced by `summarise`: mass, Σ w g, Σ w², Σ w f (F's per-particle part), Σ w e, the
+// data terms of F, then Σ w x_k and Σ w x_k².
+const NS: u32 = 6u + 2u * D;
 
 // One workgroup's (or thread's) partial of the `summarise` reduction.
 struct Partial {
@@ -78,6 +80,14 @@ fn log1p_(x: f32) -> f32 {
     let s = 1.0 + z2 * (1.0 / 3.0 + z2 * (1.0 / 5.0 + z2 * (1.0 / 7.0 + z2 * (1.0 / 9.0 + z2 * (1.0 / 11.0
         + z2 * (1.0 / 13.0 + z2 * (1.0 / 15.0)))))));
     return 2.0 * z * s;
+}
+
+// tanh(u) without the overflow of (e^2u − 1)/(e^2u + 1) at large |u|; absolute error a few ulp
+// of 1, which is what the network's sums need.
+fn tanh_(u: f32) -> f32 {
+    let t = exp2(-2.0 * LOG2E * abs(u));
+    let r = (1.0 - t) / (1.0 + t);
+    return select(-r, r, u >= 0.0);
 }
 
 // The linear index of this workgroup in a (possibly 2-D) grid.

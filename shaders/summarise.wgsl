@@ -8,19 +8,23 @@
 struct SumParams {
     n: u32,
     groups: u32,
-    _pad0: u32,
+    // Entries of the data-term buffer (0 without network or NPMLE terms).
+    m_data: u32,
     // Scaled length of one fixed-point step (FIXED only).
     unit: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: SumParams;
 @group(0) @binding(1) var<storage, read> lw: array<f32>;
-@group(0) @binding(2) var<storage, read> fixed: array<vec4<f32>>;
+// Per particle: (δF, f), F's per-particle part f (see energy_accumulate.wgsl).
+@group(0) @binding(2) var<storage, read> energy: array<vec2<f32>>;
 @group(0) @binding(3) var<storage, read> g: array<f32>;
 @group(0) @binding(4) var<storage, read> integrand: array<f32>;
 @group(0) @binding(5) var<storage, read> pos: array<vec4<u32>>;
 @group(0) @binding(6) var<storage, read_write> partials: array<Partial>;
 @group(0) @binding(7) var<storage, read> control: array<u32>;
+// F's terms per data point (r_k²/2M for a network, −log p_k / M for the NPMLE).
+@group(0) @binding(8) var<storage, read> data_f: array<f32>;
 
 var<workgroup> sh: array<Partial, WG>;
 var<workgroup> halt: u32;
@@ -74,7 +78,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         acc.sums[0] += w;
         acc.sums[1] += w * gi;
         acc.sums[2] += w * w;
-        acc.sums[3] += w * fixed[i].x;
+        acc.sums[3] += w * energy[i].y;
         acc.sums[4] += w * integrand[i];
         for (var k = 0u; k < D; k++) {
             // The scaled, centred coordinate (see log_kernel_sum.wgsl for the two layouts).
@@ -83,8 +87,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if FIXED {
                 x = f32(bitcast<i32>(u)) * params.unit;
             }
-            acc.sums[5u + k] += w * x;
-            acc.sums[5u + D + k] += w * x * x;
+            acc.sums[6u + k] += w * x;
+            acc.sums[6u + D + k] += w * x * x;
         }
         if gi > acc.max_g {
             acc.max_g = gi;
@@ -92,6 +96,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         acc.max_neg_g = max(acc.max_neg_g, -gi);
         acc.max_lw = max(acc.max_lw, l);
+    }
+    // The data terms, walked by the same grid.
+    for (var k = wid.x * WG + lid; k < params.m_data; k += params.groups * WG) {
+        acc.sums[5] += data_f[k];
     }
     sh[lid] = acc;
     workgroupBarrier();

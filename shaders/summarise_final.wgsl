@@ -4,7 +4,7 @@
 struct SumParams {
     n: u32,
     groups: u32,
-    _pad0: u32,
+    m_data: u32,
     unit: f32,
 }
 
@@ -72,6 +72,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         stats[S_W2] = bitcast<u32>(r.sums[2]);
         stats[S_WDF] = bitcast<u32>(r.sums[3]);
         stats[S_WE] = bitcast<u32>(r.sums[4]);
+        stats[S_FDATA] = bitcast<u32>(r.sums[5]);
         stats[S_MEAN] = bitcast<u32>(mean);
         stats[S_MAX_G] = bitcast<u32>(r.max_g);
         stats[S_MIN_G] = bitcast<u32>(-r.max_neg_g);
@@ -81,7 +82,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         stats[S_MAX_A] = bitcast<u32>(r.max_g - mean);
         stats[S_MAX_ABS_A] = bitcast<u32>(max(r.max_g - mean, mean + r.max_neg_g));
         for (var k = 0u; k < 2u * D; k++) {
-            stats[S_MOMENTS + k] = bitcast<u32>(r.sums[5u + k]);
+            stats[S_MOMENTS + k] = bitcast<u32>(r.sums[6u + k]);
         }
     }
 }

@@ -494,21 +494,6 @@ fn a_two_dimensional_grid_gives_the_same_rates_and_steps() {
 }
 
 #[test]
-fn unsupported_energies_are_refused_by_name() {
-    let Some(ctx) = context() else { return };
-    let (mut model, particles) = case(Measure, Kl, "gaussian", 1, 10).build();
-    model.energy.push(Energy::Interaction { strength: 1.0, width: 0.5 });
-    match GpuEngine::new(ctx, model, particles) {
-        Err(Error::Invalid { field, value, .. }) => {
-            assert_eq!(field, "energy[1].kind");
-            assert_eq!(value, "interaction");
-        }
-        Err(e) => panic!("wrong error {e}"),
-        Ok(_) => panic!("an interaction energy must be refused"),
-    }
-}
-
-#[test]
 fn a_problem_beyond_the_device_limits_is_too_large() {
     let Some(ctx) = context() else { return };
     let space = Space::new(3, Domain::Euclidean).unwrap();

@@ -25,6 +25,7 @@ pub(crate) mod stats {
     pub const BAD_RATE: usize = 10;
     pub const MAX_A: usize = 11;
     pub const MAX_ABS_A: usize = 12;
+    pub const FDATA: usize = 13;
     pub const MOMENTS: usize = 16;
     pub const LEN: usize = 32;
 }
@@ -61,23 +62,74 @@ pub(crate) mod control {
 pub(crate) struct KernelParams {
     pub n_targets: u32,
     pub n_sources: u32,
-    pub pad0: u32,
-    pub pad1: u32,
+    /// Sources per chunk when the sources are split (0: one pass over all of them).
+    pub chunk_len: u32,
+    /// Workgroups along the targets per chunk (split sources only).
+    pub target_groups: u32,
     pub log_norm: f32,
     pub side: f32,
     pub inv_side: f32,
     pub unit: f32,
 }
 
-/// Two counts (n and a second one: groups or Q), as most element-wise shaders take, and the
-/// fixed-point unit where a shader reads coordinates.
+/// Two counts (n and a second one: groups or Q), as most element-wise shaders take, the number
+/// of data terms (`summarise` only) and the fixed-point unit where a shader reads coordinates.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct Counts {
     pub n: u32,
     pub aux: u32,
-    pub pad0: u32,
+    pub m_data: u32,
     pub unit: f32,
+}
+
+/// Mirrors `MergeParams` in log_sum_merge.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct MergeParams {
+    pub n_targets: u32,
+    pub chunks: u32,
+    pub pad0: u32,
+    pub log_norm: f32,
+}
+
+/// Mirrors `Params` in energy_accumulate.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct AccumulateParams {
+    pub n: u32,
+    pub kind: u32,
+    pub first: u32,
+    pub pad0: u32,
+    pub strength: f32,
+    pub pad1: [f32; 3],
+}
+
+/// Mirrors `NetParams` in net_forward.wgsl and net_backward.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct NetParams {
+    pub n: u32,
+    pub m: u32,
+    pub chunk_len: u32,
+    pub target_groups: u32,
+    pub inv_m: f32,
+    pub half_penalty: f32,
+    pub pad0: [f32; 2],
+}
+
+/// Mirrors `Params` in net_residuals.wgsl and npmle_coefficients.wgsl: a count, a second count
+/// (chunks; unused by the NPMLE), the offset in the data-term buffer, and two constants.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct DataParams {
+    pub m: u32,
+    pub chunks: u32,
+    pub offset: u32,
+    pub pad0: u32,
+    pub a: f32,
+    pub b: f32,
+    pub pad1: [f32; 2],
 }
 
 /// Mirrors `DivParams` in divergence_derivative.wgsl.
@@ -112,40 +164,27 @@ pub(crate) struct StepParams {
     pub total_hi: u32,
 }
 
-/// The model's quantities at the fixed positions, in f64 (the same as the CPU engine's `Fixed`,
-/// computed the same way so both engines start from identical numbers).
+/// The model's quantities at a set of points, in f64 (the same as the CPU engine's `PointData`,
+/// computed the same way so both engines start from identical numbers): at the fixed positions
+/// once, and at the points of each `rates_at` call.
 pub(crate) struct HostFixed {
-    /// δF at the particles (the potentials' sum).
+    /// The potentials' sum U at the points (δF of the linear terms).
     pub dfdm: Vec<f64>,
-    /// log π(X_i), or log K_ε π(X_i) for B.
+    /// log π(x), or log K_ε π(x) for B.
     pub log_ref: Vec<f64>,
-    /// Quadrature nodes y_{i,q} = X_i + ε ξ_q (wrapped), (N·Q) × d, for D and D′.
+    /// Quadrature nodes y_{t,q} = x_t + ε ξ_q (wrapped), (T·Q) × d, for D and D′.
     pub nodes: Vec<f64>,
     /// log π or log K_ε π at the nodes.
     pub log_ref_nodes: Vec<f64>,
 }
 
-/// Rejects what the GPU engine cannot compute yet, naming the field.
+/// Rejects what the GPU engine cannot compute, naming the field (as the CPU engine does).
 pub(crate) fn check_supported(model: &Model, particles: &Particles) -> Result<()> {
     if particles.space != model.space {
         return Err(Error::invalid(
             "particles",
             format!("{:?}", particles.space),
             format!("the model's space {:?}", model.space),
-        ));
-    }
-    for (k, e) in model.energy.iter().enumerate() {
-        let kind = match e {
-            Energy::Potential(_) => continue,
-            Energy::Interaction { .. } => "interaction",
-            Energy::Mmd { .. } => "mmd",
-            Energy::TwoLayerNet { .. } => "two-layer-net",
-            Energy::Npmle { .. } => "npmle",
-        };
-        return Err(Error::invalid(
-            format!("energy[{k}].kind"),
-            kind,
-            "potential: the GPU engine does not support this energy yet; use the CPU engine (engine = \"cpu\")",
         ));
     }
     if model.variant == Variant::Exact && model.has_divergence() && particles.log_initial_density.is_none() {
@@ -159,10 +198,11 @@ pub(crate) fn check_supported(model: &Model, particles: &Particles) -> Result<()
 }
 
 impl HostFixed {
-    /// Mirrors `Fixed::new` of the CPU engine (without the energies the GPU does not support).
-    pub fn new(m: &Model, p: &Particles) -> Self {
+    /// Mirrors `PointData::new` of the CPU engine (everything but the MMD's data sums, which the
+    /// device computes).
+    pub fn new(m: &Model, points: &[f64]) -> Self {
         let (space, d) = (&m.space, m.space.dim);
-        let points = |pos: &[f64], smoothed: bool| -> Vec<f64> {
+        let at = |pos: &[f64], smoothed: bool| -> Vec<f64> {
             pos.par_chunks_exact(d)
                 .map(|x| {
                     if smoothed {
@@ -173,9 +213,8 @@ impl HostFixed {
                 })
                 .collect()
         };
-        let log_ref = points(&p.positions, m.variant == Variant::MeasureTarget);
-        let dfdm = p
-            .positions
+        let log_ref = at(points, m.variant == Variant::MeasureTarget);
+        let dfdm = points
             .par_chunks_exact(d)
             .map(|x| {
                 m.energy
@@ -189,19 +228,25 @@ impl HostFixed {
             .collect();
         let (mut nodes, mut log_ref_nodes) = (Vec::new(), Vec::new());
         if m.variant.uses_quadrature() && m.has_divergence() {
-            let q = &m.quadrature;
-            nodes = Vec::with_capacity(p.len() * q.len() * d);
-            for x in p.positions.chunks_exact(d) {
-                for xi in q.nodes.chunks_exact(d) {
-                    let start = nodes.len();
-                    nodes.extend(x.iter().zip(xi).map(|(a, b)| a + m.kernel.width * b));
-                    space.wrap(&mut nodes[start..]);
-                }
-            }
-            log_ref_nodes = points(&nodes, m.variant == Variant::SmoothedTarget);
+            nodes = quadrature_nodes(m, points);
+            log_ref_nodes = at(&nodes, m.variant == Variant::SmoothedTarget);
         }
         HostFixed { dfdm, log_ref, nodes, log_ref_nodes }
     }
+}
+
+/// The quadrature nodes y_{t,q} = x_t + ε ξ_q of every point, wrapped into the torus' cell.
+pub(crate) fn quadrature_nodes(m: &Model, points: &[f64]) -> Vec<f64> {
+    let (d, q) = (m.space.dim, &m.quadrature);
+    let mut nodes = Vec::with_capacity(points.len() * q.len());
+    for x in points.chunks_exact(d) {
+        for xi in q.nodes.chunks_exact(d) {
+            let start = nodes.len();
+            nodes.extend(x.iter().zip(xi).map(|(a, b)| a + m.kernel.width * b));
+            m.space.wrap(&mut nodes[start..]);
+        }
+    }
+    nodes
 }
 
 /// Scaled half-extent above which coordinates are stored in fixed point (see [`Layout`]).
@@ -261,6 +306,18 @@ impl Layout {
         }
     }
 
+    /// Whether every point can be packed: always, except in fixed point on R^d, where the
+    /// coordinates must lie in the box the layout was made for (so that differences fit an i32).
+    pub fn contains(&self, points: &[f64], dim: usize) -> bool {
+        if !self.fixed || self.side.is_some() {
+            return true;
+        }
+        let limit = 2f64.powi(30);
+        points
+            .chunks_exact(dim)
+            .all(|x| x.iter().zip(&self.center).all(|(v, c)| ((v - c) * self.scale / self.unit).abs() <= limit))
+    }
+
     /// Points (rows of d) packed as `packed` vec4s each (as u32 bit patterns), the coefficient
     /// slot set to SENTINEL.
     pub fn pack(&self, points: &[f64], dim: usize, packed: usize) -> Vec<[u32; 4]> {
@@ -280,6 +337,31 @@ impl Layout {
         }
         out
     }
+}
+
+/// The network's neurons x = (a, b, c) as `packed` vec4 of f32 each: (a, b) in the first d − 1
+/// lanes, zeros, c in the last lane (see net_forward.wgsl).
+pub(crate) fn pack_neurons(points: &[f64], dim: usize, packed: usize) -> Vec<[f32; 4]> {
+    let mut out = vec![[0f32; 4]; points.len() / dim * packed];
+    for (x, dst) in points.chunks_exact(dim).zip(out.chunks_exact_mut(packed)) {
+        for (k, v) in x[..dim - 1].iter().enumerate() {
+            dst[k / 4][k % 4] = *v as f32;
+        }
+        dst[packed - 1][3] = x[dim - 1] as f32;
+    }
+    out
+}
+
+/// The network's inputs z as `packed` vec4 of f32 each: (z, 1) in the first d − 1 lanes (the 1
+/// meets b), zeros after, so that a·z + b is one dot product with a packed neuron.
+pub(crate) fn pack_inputs(inputs: &[f64], cols: usize, packed: usize) -> Vec<[f32; 4]> {
+    let mut out = vec![[0f32; 4]; inputs.len() / cols * packed];
+    for (z, dst) in inputs.chunks_exact(cols).zip(out.chunks_exact_mut(packed)) {
+        for (k, v) in z.iter().chain(std::iter::once(&1.0)).enumerate() {
+            dst[k / 4][k % 4] = *v as f32;
+        }
+    }
+    out
 }
 
 /// A log-weight as the device stores it.

@@ -53,7 +53,7 @@ pub(crate) const DIVERGENCE_DERIVATIVE: Shader = Shader {
     name: "divergence_derivative",
     source: include_str!("../../../shaders/divergence_derivative.wgsl"),
     workgroup: ELEMENT_WG,
-    binds: &[U, R, R, R, R, R, R, R, W, W, R],
+    binds: &[U, R, R, R, R, R, R, R, W, W, R, R],
 };
 pub(crate) const BLOB_COEFFICIENTS: Shader = Shader {
     name: "blob_coefficients",
@@ -71,7 +71,7 @@ pub(crate) const SUMMARISE: Shader = Shader {
     name: "summarise",
     source: include_str!("../../../shaders/summarise.wgsl"),
     workgroup: REDUCE_WG,
-    binds: &[U, R, R, R, R, R, W, R],
+    binds: &[U, R, R, R, R, R, W, R, R],
 };
 pub(crate) const SUMMARISE_FINAL: Shader = Shader {
     name: "summarise_final",
@@ -108,6 +108,49 @@ pub(crate) const NORMALISE: Shader = Shader {
     source: include_str!("../../../shaders/normalise.wgsl"),
     workgroup: ELEMENT_WG,
     binds: &[U, R, W, W, W],
+};
+
+pub(crate) const LOG_SUM_MERGE: Shader = Shader {
+    name: "log_sum_merge",
+    source: include_str!("../../../shaders/log_sum_merge.wgsl"),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, W, R],
+};
+pub(crate) const PACK_COEFFICIENTS: Shader = Shader {
+    name: "pack_coefficients",
+    source: include_str!("../../../shaders/pack_coefficients.wgsl"),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, W, R],
+};
+pub(crate) const ENERGY_ACCUMULATE: Shader = Shader {
+    name: "energy_accumulate",
+    source: include_str!("../../../shaders/energy_accumulate.wgsl"),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, R, R, W, R],
+};
+pub(crate) const NPMLE_COEFFICIENTS: Shader = Shader {
+    name: "npmle_coefficients",
+    source: include_str!("../../../shaders/npmle_coefficients.wgsl"),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, W, W, R],
+};
+pub(crate) const NET_FORWARD: Shader = Shader {
+    name: "net_forward",
+    source: include_str!("../../../shaders/net_forward.wgsl"),
+    workgroup: KERNEL_WG,
+    binds: &[U, R, R, R, W, R],
+};
+pub(crate) const NET_RESIDUALS: Shader = Shader {
+    name: "net_residuals",
+    source: include_str!("../../../shaders/net_residuals.wgsl"),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, R, W, W, R],
+};
+pub(crate) const NET_BACKWARD: Shader = Shader {
+    name: "net_backward",
+    source: include_str!("../../../shaders/net_backward.wgsl"),
+    workgroup: KERNEL_WG,
+    binds: &[U, R, R, R, W, W, R],
 };
 
 /// The compile-time constants of one engine's shaders.

@@ -3,9 +3,10 @@
 //!
 //! # Architecture
 //!
-//! Positions never move, so everything that depends only on them (δF = Σ U, log π or log K_ε π,
-//! the quadrature nodes and log π there, log μ₀) is computed once on the host in f64, exactly as
-//! the CPU engine does, and uploaded as f32. Positions are packed with the log2 coefficient of
+//! Positions never move, so everything that depends only on them (the potentials U, log π or
+//! log K_ε π, the quadrature nodes and log π there, log μ₀) is computed once on the host in f64,
+//! exactly as the CPU engine does, and uploaded as f32; the energies' data sets are uploaded once
+//! and stay on the device. Positions are packed with the log2 coefficient of
 //! each point into `P = ⌈(d+1)/4⌉` vec4s, centred and scaled so that the kernel is
 //! `exp2(-|x' - y'|²)`; as f32, or as 32-bit fixed point when ε is small against the domain
 //! (exact differences, and the torus' minimum image by wrapping integer arithmetic).
@@ -14,8 +15,14 @@
 //! coefficient in an N × N pass, the self term) and accumulates exp2(e − m), raising m with a
 //! rescale when a term exceeds it by a factor 2³², so weights spanning 1e−30..1 and ε far below the
 //! spacing still give finite logs. Grids beyond the device's workgroups per dimension are 2-D.
+//! A sum with few targets (under 256 workgroups' worth: data points, a small reference system)
+//! splits its sources into chunks, one workgroup per (target tile, chunk), and `log_sum_merge`
+//! combines the chunks in a fixed order, so a large GPU stays busy and results stay deterministic.
 //!
-//! One evaluation is a fixed list of dispatches (the CPU twin of each is named in its file):
+//! One evaluation is a fixed list of dispatches (the CPU twin of each is named in its file).
+//! First the energies (see the `energies` module: interaction, MMD, two-layer network, NPMLE,
+//! each ending in `energy_accumulate`, which keeps (δF, F's per-particle part) per particle),
+//! then the divergence:
 //!
 //! | variant | passes |
 //! |---|---|
@@ -26,7 +33,9 @@
 //!
 //! followed by `divergence_derivative` (h, g = δF + σh, the divergence's integrand), `summarise`
 //! and `summarise_final` (a deterministic two-level tree reduction of the mass, Σ w g, Σ w², the
-//! energies, max/min g with the arg-max, the first non-finite g, and the weighted moments).
+//! energies, F's per-data-point terms, max/min g with the arg-max, the first non-finite g, and
+//! the weighted moments). [`Engine::rates_at`] runs the same shaders with other points as
+//! targets, against the sources the evaluation left on the device (see the `at_points` module).
 //! A step adds `step_control` (one invocation: chooses h, automatic or fixed, caps it at the final
 //! time, checks finiteness and positivity, and halts the device loop on failure) and
 //! `euler_update`, or `exponential_update` + `normalise`. Every pass of the loop reads the halt
@@ -41,7 +50,10 @@
 //! (exact integer sums of each f32 h quantised to 2⁻⁵² of the span), the host converts it back to
 //! f64 after the readback, and a step that lands on the final time sets the time to it exactly.
 
+mod at_points;
+mod build;
 pub mod context;
+mod energies;
 mod host;
 mod kernels;
 mod standalone;
@@ -54,9 +66,10 @@ use crate::error::{Error, Result};
 use crate::model::{Divergence, Model, Variant};
 use crate::particles::{Particles, State};
 use crate::stepper::{Scheme, StepSize, Stepper};
-use host::{Counts, DivParams, HostFixed, KernelParams, Layout, NONE, StepParams, control, stats};
-use kernels::{ELEMENT_WG, Header, KERNEL_WG, REDUCE_GROUPS, REDUCE_WG, Shader};
-use wgpu::util::DeviceExt;
+use build::{Builder, KernelSpace, Pass};
+use energies::Energies;
+use host::{Counts, DivParams, HostFixed, NONE, StepParams, control, stats};
+use kernels::{ELEMENT_WG, Header, REDUCE_GROUPS, REDUCE_WG};
 
 /// Engine options; the defaults are what a run wants.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,13 +97,6 @@ impl Default for GpuOptions {
     }
 }
 
-/// One recorded dispatch.
-struct Pass {
-    pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
-    groups: (u32, u32),
-}
-
 /// The device buffers.
 struct Buffers {
     lw: wgpu::Buffer,
@@ -102,6 +108,14 @@ struct Buffers {
     step_params: wgpu::Buffer,
     staging_small: wgpu::Buffer,
     staging_big: wgpu::Buffer,
+    /// Per particle (δF, f): the energies' total (see energy_accumulate.wgsl).
+    energy: wgpu::Buffer,
+    /// C: the second pass's sources (log w − log S or − log π).
+    src2: wgpu::Buffer,
+    /// D, D′: the second pass's sources at the quadrature nodes.
+    node_src: wgpu::Buffer,
+    /// (ω_q, log ω_q).
+    quad: wgpu::Buffer,
 }
 
 /// What the device buffers hold about the current state.
@@ -120,9 +134,11 @@ pub struct GpuEngine {
     particles: Particles,
     options: GpuOptions,
     n: usize,
-    layout: Layout,
+    /// The smoothing kernel K_ε's layout and the engine's shader constants.
+    eps: KernelSpace,
     packed_pos: Vec<[u32; 4]>,
     buffers: Buffers,
+    energies: Energies,
     eval: Vec<Pass>,
     euler: Vec<Pass>,
     exponential: Vec<Pass>,
@@ -130,6 +146,10 @@ pub struct GpuEngine {
     step: u64,
     time: f64,
     cache: Cache,
+    /// Corners of the box of earlier `rates_at` points, included in the layouts on R^d.
+    extra: Vec<f64>,
+    /// The passes of the last `rates_at` call, reused while the points stay the same.
+    at_points: Option<at_points::AtPoints>,
 }
 
 /// Size of the small readback: stats then control.
@@ -143,6 +163,17 @@ impl GpuEngine {
 
     /// An engine with explicit options.
     pub fn with_options(context: GpuContext, model: Model, particles: Particles, options: GpuOptions) -> Result<Self> {
+        Self::build(context, model, particles, options, Vec::new())
+    }
+
+    /// The engine, with the layouts on R^d covering `extra` points too (see `rates_at`).
+    fn build(
+        context: GpuContext,
+        model: Model,
+        particles: Particles,
+        options: GpuOptions,
+        extra: Vec<f64>,
+    ) -> Result<Self> {
         host::check_supported(&model, &particles)?;
         context.check_lost()?;
         let ctx = context;
@@ -153,9 +184,8 @@ impl GpuEngine {
         let q = if quad { model.quadrature.len() } else { 1 };
         check_size(&ctx, n, q, p, quad)?;
 
-        let fixed = HostFixed::new(&model, &particles);
-        let layout = Layout::new(&model.space, &[&particles.positions, &fixed.nodes], model.kernel.width);
-        let packed_pos = layout.pack(&particles.positions, d, p);
+        let fixed = HostFixed::new(&model, &particles.positions);
+        let extra_nodes = if quad { host::quadrature_nodes(&model, &extra) } else { Vec::new() };
         let header = Header {
             dim: d as u32,
             packed: p as u32,
@@ -163,45 +193,25 @@ impl GpuEngine {
             images: model.kernel.images,
             variant: Variant::ALL.iter().position(|v| *v == model.variant).expect("listed") as u32,
             kl: model.divergence == Divergence::Kl,
-            fixed: layout.fixed,
+            fixed: false,
         };
+        let eps = KernelSpace::new(
+            &model.space,
+            model.kernel,
+            &[&particles.positions, &fixed.nodes, &extra, &extra_nodes],
+            &header,
+        );
+        let header = eps.header.clone();
+        let layout = &eps.layout;
+        let packed_pos = layout.pack(&particles.positions, d, p);
         let max_dim = options
             .max_workgroups_per_dimension
             .unwrap_or(u32::MAX)
             .min(ctx.limits().max_compute_workgroups_per_dimension)
             .max(1);
-        let grid = |groups: usize| -> (u32, u32) {
-            let groups = groups.max(1) as u32;
-            if groups <= max_dim { (groups, 1) } else { (max_dim, groups.div_ceil(max_dim)) }
-        };
-
+        let b = Builder { ctx: &ctx, checked: options.checked_shaders, max_dim };
         let device = &ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-        let init = |label: &str, bytes: &[u8]| {
-            // Never bind a zero-sized buffer (a dummy for bindings a variant does not use).
-            let bytes = if bytes.is_empty() { &[0u8; 16][..] } else { bytes };
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytes,
-                usage: storage,
-            })
-        };
-        let zeros = |label: &str, bytes: usize| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: bytes.max(16) as u64,
-                usage: storage,
-                mapped_at_creation: false,
-            })
-        };
-        let uniform = |label: &str, bytes: &[u8]| {
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytes,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            })
-        };
         let f32s = |v: &[f64]| v.iter().map(|x| *x as f32).collect::<Vec<f32>>();
 
         let lw0 = vec![-(n as f32).ln(); n];
@@ -212,118 +222,76 @@ impl GpuEngine {
         let log_mu0: Vec<f64> = particles.log_initial_density.clone().unwrap_or_else(|| vec![0.0; n]);
         let fixed4: Vec<[f32; 4]> =
             (0..n).map(|i| [fixed.dfdm[i] as f32, fixed.log_ref[i] as f32, log_mu0[i] as f32, 0.0]).collect();
-        let buffers = Buffers {
-            lw: init("lw", bytemuck::cast_slice(&lw0)),
-            src: init("src", bytemuck::cast_slice(&src0)),
-            g: zeros("g", n * 4),
-            a: zeros("a", n * 4),
-            stats: zeros("stats", stats::LEN * 4),
-            control: init("control", bytemuck::cast_slice(&control::fresh())),
-            step_params: uniform("step_params", bytemuck::bytes_of(&StepParams::default())),
-            staging_small: device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("staging_small"),
-                size: SMALL_BYTES,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
-            staging_big: device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("staging_big"),
-                size: (n * 4).max(16) as u64,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
-        };
-        let pos = init("pos", bytemuck::cast_slice(&packed_pos));
-        let fixed_buf = init("fixed", bytemuck::cast_slice(&fixed4));
-        let logs = zeros("logs", n * 4);
-        let logs2 = zeros("logs2", n * 4);
-        let integrand = zeros("integrand", n * 4);
-        let src2 = zeros("src2", if model.variant == Variant::Blob { n * p * 16 } else { 0 });
-        let nq = if quad { n * q } else { 0 };
-        let nodes = init("nodes", bytemuck::cast_slice(&layout.pack(&fixed.nodes, d, p)));
-        let node_src = zeros("node_src", nq * p * 16);
-        let node_logs = zeros("node_logs", nq * 4);
-        let node_ref = init("node_ref", bytemuck::cast_slice(&f32s(&fixed.log_ref_nodes)));
+        let energy0: Vec<[f32; 2]> = fixed.dfdm.iter().map(|u| [*u as f32; 2]).collect();
         let quad_w: Vec<[f32; 2]> = model.quadrature.weights.iter().map(|w| [*w as f32, w.ln() as f32]).collect();
-        let quad_buf = init("quad", bytemuck::cast_slice(&quad_w));
-        let reduce_groups = n.div_ceil(REDUCE_WG as usize).min(REDUCE_GROUPS as usize).max(1);
-        let lse_groups = n.div_ceil(ELEMENT_WG as usize).min(REDUCE_GROUPS as usize).max(1);
-        let partials = zeros("partials", reduce_groups * (5 + 2 * d + 5) * 4);
-        let lse_partials = zeros("lse_partials", lse_groups * 8);
+        let nq = if quad { n * q } else { 0 };
+        let buffers = Buffers {
+            lw: b.init("lw", bytemuck::cast_slice(&lw0)),
+            src: b.init("src", bytemuck::cast_slice(&src0)),
+            g: b.zeros("g", n * 4),
+            a: b.zeros("a", n * 4),
+            stats: b.zeros("stats", stats::LEN * 4),
+            control: b.init("control", bytemuck::cast_slice(&control::fresh())),
+            step_params: b.uniform("step_params", bytemuck::bytes_of(&StepParams::default())),
+            staging_small: build::staging(&ctx, "staging_small", SMALL_BYTES as usize),
+            staging_big: build::staging(&ctx, "staging_big", n * 8),
+            energy: b.init("energy", bytemuck::cast_slice(&energy0)),
+            src2: b.zeros("src2", if model.variant == Variant::Blob { n * p * 16 } else { 0 }),
+            node_src: b.zeros("node_src", nq * p * 16),
+            quad: b.init("quad", bytemuck::cast_slice(&quad_w)),
+        };
+        let pos = b.init("pos", bytemuck::cast_slice(&packed_pos));
+        let fixed_buf = b.init("fixed", bytemuck::cast_slice(&fixed4));
+        let logs = b.zeros("logs", n * 4);
+        let logs2 = b.zeros("logs2", n * 4);
+        let integrand = b.zeros("integrand", n * 4);
+        let nodes = b.init("nodes", bytemuck::cast_slice(&layout.pack(&fixed.nodes, d, p)));
+        let node_logs = b.zeros("node_logs", nq * 4);
+        let node_ref = b.init("node_ref", bytemuck::cast_slice(&f32s(&fixed.log_ref_nodes)));
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("allocating buffers for N = {n}: {e}")));
         }
 
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let build =
-            |shader: &Shader, params: &wgpu::Buffer, bufs: &[&wgpu::Buffer], groups: (u32, u32)| -> Result<Pass> {
-                let pipeline = kernels::pipeline(&ctx, shader, &header, options.checked_shaders)?;
-                let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
-                entries.extend(
-                    bufs.iter()
-                        .enumerate()
-                        .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }),
-                );
-                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(shader.name),
-                    layout: &pipeline.get_bind_group_layout(0),
-                    entries: &entries,
-                });
-                Ok(Pass { pipeline, bind_group, groups })
-            };
-        let b = &buffers;
-        let side = model.space.side().map_or(0.0, |l| l * layout.scale);
+        let bufs = &buffers;
+        let energies = Energies::new(&b, &model, &particles.positions, &extra, &header, &bufs.control)?;
+        let m_data = energies.m_data;
+        let reduce_groups = n.max(m_data).div_ceil(REDUCE_WG as usize).min(REDUCE_GROUPS as usize).max(1);
+        let lse_groups = n.div_ceil(ELEMENT_WG as usize).min(REDUCE_GROUPS as usize).max(1);
+        let partials = b.zeros("partials", reduce_groups * (6 + 2 * d + 5) * 4);
+        let lse_partials = b.zeros("lse_partials", lse_groups * 8);
         let unit = layout.unit as f32;
-        let kernel_pass = |targets: &wgpu::Buffer, nt: usize, sources: &wgpu::Buffer, ns: usize, out: &wgpu::Buffer| {
-            let params = KernelParams {
-                n_targets: nt as u32,
-                n_sources: ns as u32,
-                pad0: 0,
-                pad1: 0,
-                log_norm: model.kernel.log_norm as f32,
-                side: side as f32,
-                inv_side: if side > 0.0 { (1.0 / side) as f32 } else { 0.0 },
-                unit,
-            };
-            let u = uniform("kernel_params", bytemuck::bytes_of(&params));
-            build(
-                &kernels::LOG_KERNEL_SUM,
-                &u,
-                &[targets, sources, out, &b.control],
-                grid(nt.div_ceil(KERNEL_WG as usize)),
-            )
-        };
-        let counts = |n: usize, aux: usize| {
-            uniform("counts", bytemuck::bytes_of(&Counts { n: n as u32, aux: aux as u32, pad0: 0, unit }))
-        };
-        let elements = grid(n.div_ceil(ELEMENT_WG as usize));
-        let n_params = counts(n, 0);
+        let counts = |n: usize, aux: usize| Counts { n: n as u32, aux: aux as u32, m_data: 0, unit };
+        let elements = b.elements(n);
+        let ctl = &bufs.control;
 
-        let mut eval = Vec::new();
+        let mut eval = energies.passes(&b, &header, n, &bufs.lw, &fixed_buf, &bufs.energy, ctl)?;
         if has_div {
             match model.variant {
                 Variant::Measure | Variant::MeasureTarget => {
-                    eval.push(kernel_pass(&b.src, n, &b.src, n, &logs)?);
+                    eval.extend(b.kernel_sum(&eps, &bufs.src, n, &bufs.src, n, &logs, ctl)?);
                 }
                 Variant::Blob => {
-                    eval.push(kernel_pass(&b.src, n, &b.src, n, &logs)?);
-                    eval.push(build(
+                    eval.extend(b.kernel_sum(&eps, &bufs.src, n, &bufs.src, n, &logs, ctl)?);
+                    eval.push(b.pass(
                         &kernels::BLOB_COEFFICIENTS,
-                        &n_params,
-                        &[&b.lw, &logs, &fixed_buf, &pos, &src2, &b.control],
+                        &header,
+                        &counts(n, 0),
+                        &[&bufs.lw, &logs, &fixed_buf, &pos, &bufs.src2, ctl],
                         elements,
                     )?);
-                    eval.push(kernel_pass(&src2, n, &src2, n, &logs2)?);
+                    eval.extend(b.kernel_sum(&eps, &bufs.src2, n, &bufs.src2, n, &logs2, ctl)?);
                 }
                 Variant::Smoothed | Variant::SmoothedTarget => {
-                    eval.push(kernel_pass(&nodes, nq, &b.src, n, &node_logs)?);
-                    eval.push(build(
+                    eval.extend(b.kernel_sum(&eps, &nodes, nq, &bufs.src, n, &node_logs, ctl)?);
+                    eval.push(b.pass(
                         &kernels::NODE_COEFFICIENTS,
+                        &header,
                         &counts(nq, q),
-                        &[&b.lw, &node_logs, &node_ref, &quad_buf, &nodes, &node_src, &b.control],
-                        grid(nq.div_ceil(ELEMENT_WG as usize)),
+                        &[&bufs.lw, &node_logs, &node_ref, &bufs.quad, &nodes, &bufs.node_src, ctl],
+                        b.elements(nq),
                     )?);
-                    eval.push(kernel_pass(&pos, n, &node_src, nq, &logs2)?);
+                    eval.extend(b.kernel_sum(&eps, &pos, n, &bufs.node_src, nq, &logs2, ctl)?);
                 }
                 Variant::Exact => {}
             }
@@ -338,44 +306,67 @@ impl GpuEngine {
             pad1: 0.0,
             pad2: 0.0,
         };
-        eval.push(build(
+        eval.push(b.pass(
             &kernels::DIVERGENCE_DERIVATIVE,
-            &uniform("div_params", bytemuck::bytes_of(&div_params)),
-            &[&b.lw, &fixed_buf, &logs, &logs2, &node_logs, &node_ref, &quad_buf, &b.g, &integrand, &b.control],
+            &header,
+            &div_params,
+            &[
+                &bufs.lw,
+                &fixed_buf,
+                &logs,
+                &logs2,
+                &node_logs,
+                &node_ref,
+                &bufs.quad,
+                &bufs.g,
+                &integrand,
+                ctl,
+                &bufs.energy,
+            ],
             elements,
         )?);
-        let reduce_params = counts(n, reduce_groups);
-        eval.push(build(
+        let reduce_params = Counts { m_data: m_data as u32, ..counts(n, reduce_groups) };
+        eval.push(b.pass(
             &kernels::SUMMARISE,
+            &header,
             &reduce_params,
-            &[&b.lw, &fixed_buf, &b.g, &integrand, &pos, &partials, &b.control],
+            &[&bufs.lw, &bufs.energy, &bufs.g, &integrand, &pos, &partials, ctl, &energies.data_f],
             (reduce_groups as u32, 1),
         )?);
-        eval.push(build(&kernels::SUMMARISE_FINAL, &reduce_params, &[&partials, &b.stats, &b.control], (1, 1))?);
+        eval.push(b.pass(
+            &kernels::SUMMARISE_FINAL,
+            &header,
+            &reduce_params,
+            &[&partials, &bufs.stats, ctl],
+            (1, 1),
+        )?);
 
-        let step_control = |ctx_passes: &mut Vec<Pass>| -> Result<()> {
-            ctx_passes.push(build(&kernels::STEP_CONTROL, &b.step_params, &[&b.stats, &b.g, &b.control], (1, 1))?);
-            Ok(())
-        };
-        let mut euler = Vec::new();
-        step_control(&mut euler)?;
-        euler.push(build(&kernels::EULER_UPDATE, &n_params, &[&b.stats, &b.g, &b.lw, &b.src, &b.control], elements)?);
-        let mut exponential = Vec::new();
-        step_control(&mut exponential)?;
+        let step_control =
+            || b.pass_with(&kernels::STEP_CONTROL, &header, &bufs.step_params, &[&bufs.stats, &bufs.g, ctl], (1, 1));
+        let n_params = counts(n, 0);
+        let euler = vec![
+            step_control()?,
+            b.pass(
+                &kernels::EULER_UPDATE,
+                &header,
+                &n_params,
+                &[&bufs.stats, &bufs.g, &bufs.lw, &bufs.src, ctl],
+                elements,
+            )?,
+        ];
         let lse_params = counts(n, lse_groups);
-        exponential.push(build(
-            &kernels::EXPONENTIAL_UPDATE,
-            &lse_params,
-            &[&b.stats, &b.g, &b.lw, &lse_partials, &b.control],
-            (lse_groups as u32, 1),
-        )?);
-        exponential.push(build(
-            &kernels::NORMALISE,
-            &lse_params,
-            &[&lse_partials, &b.lw, &b.src, &b.control],
-            elements,
-        )?);
-        let rates_pass = build(&kernels::RATES, &n_params, &[&b.stats, &b.g, &b.a], elements)?;
+        let exponential = vec![
+            step_control()?,
+            b.pass(
+                &kernels::EXPONENTIAL_UPDATE,
+                &header,
+                &lse_params,
+                &[&bufs.stats, &bufs.g, &bufs.lw, &lse_partials, ctl],
+                (lse_groups as u32, 1),
+            )?,
+            b.pass(&kernels::NORMALISE, &header, &lse_params, &[&lse_partials, &bufs.lw, &bufs.src, ctl], elements)?,
+        ];
+        let rates_pass = b.pass(&kernels::RATES, &header, &n_params, &[&bufs.stats, &bufs.g, &bufs.a], elements)?;
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("setting up the GPU passes: {e}")));
         }
@@ -386,9 +377,10 @@ impl GpuEngine {
             particles,
             options,
             n,
-            layout,
+            eps,
             packed_pos,
             buffers,
+            energies,
             eval,
             euler,
             exponential,
@@ -396,6 +388,8 @@ impl GpuEngine {
             step: 0,
             time: 0.0,
             cache: Cache::Stale,
+            extra,
+            at_points: None,
         })
     }
 
@@ -419,12 +413,11 @@ impl GpuEngine {
         &self.options
     }
 
-    fn record(cpass: &mut wgpu::ComputePass<'_>, passes: &[Pass]) {
-        for p in passes {
-            cpass.set_pipeline(&p.pipeline);
-            cpass.set_bind_group(0, &p.bind_group, &[]);
-            cpass.dispatch_workgroups(p.groups.0, p.groups.1, 1);
-        }
+    /// δF/δm at the particles and F(μᴺ) for the current weights (SPEC §5), as the device computed
+    /// them (f32, returned as f64): the energies' part of the rates, before σ h_ε and the mean
+    /// are added. The GPU twin of the CPU engine's `energy_derivative` at the particles.
+    pub fn energy_derivative(&mut self) -> Result<(Vec<f64>, f64)> {
+        self.read_energy_derivative()
     }
 
     fn encoder(&self) -> wgpu::CommandEncoder {
@@ -433,18 +426,7 @@ impl GpuEngine {
 
     /// Maps `staging`'s first `bytes` bytes after everything submitted so far has run.
     fn map_read(&self, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        let slice = staging.slice(..bytes);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.ctx.wait()?;
-        rx.recv()
-            .map_err(|_| Error::Gpu("the readback was dropped".into()))?
-            .map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
-        let data = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("reading back: {e}")))?.to_vec();
-        staging.unmap();
-        Ok(data)
+        build::map_read(&self.ctx, staging, bytes)
     }
 
     /// Submits `encoder` after copying the stats and control blocks out, and returns them.
@@ -485,7 +467,7 @@ impl GpuEngine {
         let mut encoder = self.encoder();
         {
             let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            Self::record(&mut cpass, &self.eval);
+            build::record(&mut cpass, &self.eval);
         }
         let (s, _) = self.finish_small(encoder)?;
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -510,7 +492,8 @@ impl GpuEngine {
         let m = &self.model;
         let d = m.space.dim;
         let mass = f(stats::MASS);
-        let f_energy = f(stats::WDF);
+        // F = Σ w f + the data terms + the MMD constants (f64 on the host).
+        let f_energy = f(stats::WDF) + f(stats::FDATA) + self.energies.f_const;
         let energy = if !m.has_divergence() {
             Some(f_energy)
         } else if m.variant.is_gradient_flow() {
@@ -522,13 +505,13 @@ impl GpuEngine {
         } else {
             None
         };
-        let sc = self.layout.scale;
+        let sc = self.eps.layout.scale;
         let mut mean = vec![0.0; d];
         let mut variance = vec![0.0; d];
         for k in 0..d {
             let m1 = f(stats::MOMENTS + k) / mass;
             let m2 = f(stats::MOMENTS + d + k) / mass;
-            mean[k] = self.layout.center[k] + m1 / sc;
+            mean[k] = self.eps.layout.center[k] + m1 / sc;
             variance[k] = (m2 - m1 * m1).max(0.0) / (sc * sc);
         }
         Diagnostics {
@@ -597,15 +580,15 @@ impl GpuEngine {
                 let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
                 for _ in 0..chunk {
                     if !skip_eval {
-                        Self::record(&mut cpass, &self.eval);
+                        build::record(&mut cpass, &self.eval);
                     }
                     skip_eval = false;
-                    Self::record(&mut cpass, passes);
+                    build::record(&mut cpass, passes);
                 }
                 done += chunk;
                 if done == encoded {
                     // Evaluate the final state too, so the next evaluate() or step needs no pass.
-                    Self::record(&mut cpass, &self.eval);
+                    build::record(&mut cpass, &self.eval);
                 }
             }
             if done < encoded {
@@ -739,10 +722,14 @@ impl Engine for GpuEngine {
         let mut encoder = self.encoder();
         {
             let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            Self::record(&mut cpass, std::slice::from_ref(&self.rates_pass));
+            build::record(&mut cpass, std::slice::from_ref(&self.rates_pass));
         }
         self.ctx.queue.submit([encoder.finish()]);
         Ok(self.read_f32(&self.buffers.a, 0, self.n)?.into_iter().map(f64::from).collect())
+    }
+
+    fn rates_at(&mut self, points: &[f64]) -> Result<Vec<f64>> {
+        self.rates_at_points(points)
     }
 
     fn advance(&mut self, steps: u64, stepper: &Stepper, until: Option<f64>) -> Result<u64> {

@@ -97,8 +97,8 @@ impl KernelSum {
         let params = KernelParams {
             n_targets: nt as u32,
             n_sources: ns as u32,
-            pad0: 0,
-            pad1: 0,
+            chunk_len: 0,
+            target_groups: 0,
             log_norm: kernel.log_norm as f32,
             side: side as f32,
             inv_side: if side > 0.0 { (1.0 / side) as f32 } else { 0.0 },

@@ -1,0 +1,408 @@
+//! The energies of SPEC §5 beyond the potential, on the device: their data sets are uploaded
+//! once and stay there; each evaluation adds every term's δF/δm to the per-particle total
+//! `energy = (δF, f)` (f: F's per-particle part) and writes F's per-data-point part to `data_f`.
+//!
+//! | term | passes per evaluation (targets ← sources) | at other points (`rates_at`) |
+//! |---|---|---|
+//! | interaction | `pack_coefficients`, `log_kernel_sum` (N ← N) | `log_kernel_sum` (T ← N) |
+//! | MMD | `pack_coefficients`, `log_kernel_sum` (N ← N); k * ν (N ← M) once | the same two (T ← N, T ← M) |
+//! | network | `net_forward` (M ← N, split), `net_residuals`, `net_backward` (N ← M) | `net_backward` (T ← M) |
+//! | NPMLE | `pack_coefficients`, `log_kernel_sum` (M ← N), `npmle_coefficients`, `log_kernel_sum` (N ← M) | `log_kernel_sum` (T ← M) |
+//!
+//! each followed by `energy_accumulate`. Kernel terms have their own width, so each packs the
+//! particles (and its data) in its own scaled layout; `pack_coefficients` refreshes the log-weights
+//! in that copy. The MMD's constant (1/M²) Σ_kl k(Y_k, Y_l) is an M × M pass at construction,
+//! summed on the host in f64.
+
+use super::build::{Builder, KernelSpace, Pass, Split, read_f32, split, submit};
+use super::host::{AccumulateParams, Counts, DataParams, NetParams, pack_inputs, pack_neurons};
+use super::kernels::{self, Header, KERNEL_WG};
+use crate::engine::pairwise_sum;
+use crate::error::Result;
+use crate::model::{Energy, Gaussian, Model};
+
+/// `kind` in energy_accumulate.wgsl.
+const INTERACTION: u32 = 0;
+const MMD: u32 = 1;
+const NETWORK: u32 = 2;
+const NPMLE: u32 = 3;
+
+/// One energy term's device data.
+enum Term {
+    Interaction {
+        ks: KernelSpace,
+        /// The particles packed for this kernel; the coefficient slot holds log w.
+        src: wgpu::Buffer,
+        strength: f64,
+    },
+    Mmd {
+        ks: KernelSpace,
+        src: wgpu::Buffer,
+        /// The sample packed with coefficient −log M.
+        sample: wgpu::Buffer,
+        m: usize,
+        /// log (k * ν)(X_i), fixed.
+        nu: wgpu::Buffer,
+    },
+    Network {
+        /// The particles as neurons (see `pack_neurons`).
+        neurons: wgpu::Buffer,
+        /// The inputs (see `pack_inputs`).
+        inputs: wgpu::Buffer,
+        /// The targets y_k.
+        y: wgpu::Buffer,
+        /// The residuals r_k of the current weights.
+        resid: wgpu::Buffer,
+        /// `net_forward`'s per-chunk sums.
+        partials: wgpu::Buffer,
+        split: Split,
+        m: usize,
+        penalty: f64,
+        /// First entry in the data-term buffer.
+        offset: usize,
+    },
+    Npmle {
+        ks: KernelSpace,
+        /// The particles packed for this kernel, no coefficient (targets).
+        pos: wgpu::Buffer,
+        /// The same with log w (sources).
+        src: wgpu::Buffer,
+        /// The observations, no coefficient (targets).
+        obs: wgpu::Buffer,
+        /// The same with −log p(z_k) − log M (sources).
+        obs_src: wgpu::Buffer,
+        /// log p(z_k) of the current weights.
+        log_p: wgpu::Buffer,
+        m: usize,
+        offset: usize,
+    },
+}
+
+/// Every non-potential energy term of a model, on the device.
+pub(crate) struct Energies {
+    terms: Vec<Term>,
+    /// F's per-data-point terms (r_k²/2M, −log p_k / M), all terms concatenated.
+    pub data_f: wgpu::Buffer,
+    /// Entries of `data_f`.
+    pub m_data: usize,
+    /// F's constant: ½ (1/M²) Σ_kl k(Y_k, Y_l) summed over the MMD terms (f64, from the device's
+    /// f32 kernel sums).
+    pub f_const: f64,
+    /// Scratch per particle: a term's kernel sums.
+    l1: wgpu::Buffer,
+    l2: wgpu::Buffer,
+}
+
+impl Energies {
+    /// Uploads the terms' data, packed for `positions` (N × d) and, in the layouts' bounding
+    /// boxes, `extra` points; computes the MMD's fixed sums. `control` must be a running block.
+    pub fn new(
+        b: &Builder,
+        model: &Model,
+        positions: &[f64],
+        extra: &[f64],
+        header: &Header,
+        control: &wgpu::Buffer,
+    ) -> Result<Self> {
+        let (space, d, p) = (&model.space, model.space.dim, header.packed as usize);
+        let n = positions.len() / d;
+        let mut terms = Vec::new();
+        let (mut m_data, mut f_const) = (0, 0.0);
+        let mut fixed_passes = Vec::new();
+        let mut cnn_out = Vec::new();
+        for e in &model.energy {
+            match e {
+                Energy::Potential(_) => {}
+                Energy::Interaction { strength, width } => {
+                    let k = Gaussian::new(space, *width, false, "interaction.width")?;
+                    let ks = KernelSpace::new(space, k, &[positions, extra], header);
+                    let src = b.init("interaction_src", bytemuck::cast_slice(&ks.pack(positions)));
+                    terms.push(Term::Interaction { ks, src, strength: *strength });
+                }
+                Energy::Mmd { width, sample } => {
+                    let k = Gaussian::new(space, *width, false, "mmd.width")?;
+                    let m = sample.len();
+                    super::build::check_binding(b.ctx, "the MMD sample (M packed points)", m, p * 16)?;
+                    let ks = KernelSpace::new(space, k, &[positions, &sample.values, extra], header);
+                    // Until the first evaluation writes log w, the coefficient slot is SENTINEL:
+                    // here the particles are the targets of k * ν.
+                    let src = b.init("mmd_src", bytemuck::cast_slice(&ks.pack(positions)));
+                    let lm = -(m as f64).ln();
+                    let packed = ks.pack_with(&sample.values, &vec![lm; m]);
+                    let sample_buf = b.init("mmd_sample", bytemuck::cast_slice(&packed));
+                    let nu = b.zeros("mmd_nu", n * 4);
+                    fixed_passes.extend(b.kernel_sum(&ks, &src, n, &sample_buf, m, &nu, control)?);
+                    // The sample against itself: the shift starts at each point's own term.
+                    let cnn = b.zeros("mmd_cnn", m * 4);
+                    fixed_passes.extend(b.kernel_sum(&ks, &sample_buf, m, &sample_buf, m, &cnn, control)?);
+                    cnn_out.push((cnn, m));
+                    terms.push(Term::Mmd { ks, src, sample: sample_buf, m, nu });
+                }
+                Energy::TwoLayerNet { inputs, targets, penalty } => {
+                    let m = inputs.len();
+                    super::build::check_binding(b.ctx, "the network's inputs (M packed points)", m, p * 16)?;
+                    let neurons = b.init("net_neurons", bytemuck::cast_slice(&pack_neurons(positions, d, p)));
+                    let packed = pack_inputs(&inputs.values, inputs.dim, p);
+                    let inputs_buf = b.init("net_inputs", bytemuck::cast_slice(&packed));
+                    let y: Vec<f32> = targets.iter().map(|v| *v as f32).collect();
+                    let y = b.init("net_targets", bytemuck::cast_slice(&y));
+                    let wg = KERNEL_WG as usize;
+                    // net_forward always runs split; one chunk when splitting does not pay.
+                    let split = split(m, n, wg).unwrap_or(Split {
+                        chunk_len: n.div_ceil(wg) * wg,
+                        chunks: 1,
+                        target_groups: m.div_ceil(wg),
+                    });
+                    let partials = b.zeros("net_partials", split.chunks * m * 4);
+                    let resid = b.zeros("net_resid", m * 4);
+                    terms.push(Term::Network {
+                        neurons,
+                        inputs: inputs_buf,
+                        y,
+                        resid,
+                        partials,
+                        split,
+                        m,
+                        penalty: *penalty,
+                        offset: m_data,
+                    });
+                    m_data += m;
+                }
+                Energy::Npmle { observations, noise } => {
+                    let k = Gaussian::new(space, *noise, true, "npmle.noise")?;
+                    let m = observations.len();
+                    super::build::check_binding(b.ctx, "the NPMLE observations (M packed points)", m, p * 16)?;
+                    let ks = KernelSpace::new(space, k, &[positions, &observations.values, extra], header);
+                    let packed = ks.pack(positions);
+                    let pos = b.init("npmle_pos", bytemuck::cast_slice(&packed));
+                    let src = b.init("npmle_src", bytemuck::cast_slice(&packed));
+                    let packed = ks.pack(&observations.values);
+                    let obs = b.init("npmle_obs", bytemuck::cast_slice(&packed));
+                    let obs_src = b.init("npmle_obs_src", bytemuck::cast_slice(&packed));
+                    let log_p = b.zeros("npmle_log_p", m * 4);
+                    terms.push(Term::Npmle { ks, pos, src, obs, obs_src, log_p, m, offset: m_data });
+                    m_data += m;
+                }
+            }
+        }
+        if !fixed_passes.is_empty() {
+            submit(b.ctx, &fixed_passes);
+            for (cnn, m) in cnn_out {
+                let lm = -(m as f64).ln();
+                let v: Vec<f64> = read_f32(b.ctx, &cnn, m)?.into_iter().map(|v| (f64::from(v) + lm).exp()).collect();
+                f_const += 0.5 * pairwise_sum(&v);
+            }
+        }
+        let data_f = b.zeros("data_f", m_data * 4);
+        let l1 = b.zeros("energy_l1", n * 4);
+        let l2 = b.zeros("energy_l2", n * 4);
+        Ok(Energies { terms, data_f, m_data, f_const, l1, l2 })
+    }
+
+    /// Whether every kernel term's layout can pack `points` (see `Layout::contains`).
+    pub fn contains(&self, points: &[f64], dim: usize) -> bool {
+        self.terms.iter().all(|t| match t {
+            Term::Interaction { ks, .. } | Term::Mmd { ks, .. } | Term::Npmle { ks, .. } => {
+                ks.layout.contains(points, dim)
+            }
+            Term::Network { .. } => true,
+        })
+    }
+
+    /// The passes of one evaluation at the particles: every term's δF and F parts into
+    /// `energy`, and the data terms into `data_f`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn passes(
+        &self,
+        b: &Builder,
+        header: &Header,
+        n: usize,
+        lw: &wgpu::Buffer,
+        fixed: &wgpu::Buffer,
+        energy: &wgpu::Buffer,
+        control: &wgpu::Buffer,
+    ) -> Result<Vec<Pass>> {
+        let mut out = Vec::new();
+        let n_params = Counts { n: n as u32, aux: 0, m_data: 0, unit: 0.0 };
+        let (l1, l2) = (&self.l1, &self.l2);
+        for (idx, term) in self.terms.iter().enumerate() {
+            let acc = |kind: u32, strength: f64, l2: &wgpu::Buffer| {
+                accumulate(b, header, n, idx == 0, kind, strength, [fixed, l1, l2, energy, control])
+            };
+            match term {
+                Term::Interaction { ks, src, strength } => {
+                    out.push(b.pass(
+                        &kernels::PACK_COEFFICIENTS,
+                        &ks.header,
+                        &n_params,
+                        &[lw, src, control],
+                        b.elements(n),
+                    )?);
+                    out.extend(b.kernel_sum(ks, src, n, src, n, l1, control)?);
+                    out.push(acc(INTERACTION, *strength, l1)?);
+                }
+                Term::Mmd { ks, src, nu, .. } => {
+                    out.push(b.pass(
+                        &kernels::PACK_COEFFICIENTS,
+                        &ks.header,
+                        &n_params,
+                        &[lw, src, control],
+                        b.elements(n),
+                    )?);
+                    out.extend(b.kernel_sum(ks, src, n, src, n, l1, control)?);
+                    out.push(acc(MMD, 1.0, nu)?);
+                }
+                Term::Network { neurons, inputs, y, resid, partials, split, m, penalty, offset } => {
+                    let params = NetParams {
+                        n: n as u32,
+                        m: *m as u32,
+                        chunk_len: split.chunk_len as u32,
+                        target_groups: split.target_groups as u32,
+                        inv_m: 1.0 / *m as f32,
+                        half_penalty: (0.5 * penalty) as f32,
+                        pad0: [0.0; 2],
+                    };
+                    out.push(b.pass(
+                        &kernels::NET_FORWARD,
+                        header,
+                        &params,
+                        &[lw, neurons, inputs, partials, control],
+                        b.grid(split.target_groups * split.chunks),
+                    )?);
+                    let resid_params = DataParams {
+                        m: *m as u32,
+                        chunks: split.chunks as u32,
+                        offset: *offset as u32,
+                        a: (0.5 / *m as f64) as f32,
+                        ..Default::default()
+                    };
+                    out.push(b.pass(
+                        &kernels::NET_RESIDUALS,
+                        header,
+                        &resid_params,
+                        &[partials, y, resid, &self.data_f, control],
+                        b.elements(*m),
+                    )?);
+                    out.push(net_backward(b, header, n, *m, *penalty, [neurons, inputs, resid, l1, l2, control])?);
+                    out.push(acc(NETWORK, 1.0, l2)?);
+                }
+                Term::Npmle { ks, pos, src, obs, obs_src, log_p, m, offset } => {
+                    out.push(b.pass(
+                        &kernels::PACK_COEFFICIENTS,
+                        &ks.header,
+                        &n_params,
+                        &[lw, src, control],
+                        b.elements(n),
+                    )?);
+                    out.extend(b.kernel_sum(ks, obs, *m, src, n, log_p, control)?);
+                    let params = DataParams {
+                        m: *m as u32,
+                        offset: *offset as u32,
+                        a: (*m as f64).ln() as f32,
+                        b: (1.0 / *m as f64) as f32,
+                        ..Default::default()
+                    };
+                    out.push(b.pass(
+                        &kernels::NPMLE_COEFFICIENTS,
+                        &ks.header,
+                        &params,
+                        &[log_p, obs_src, &self.data_f, control],
+                        b.elements(*m),
+                    )?);
+                    out.extend(b.kernel_sum(ks, pos, n, obs_src, *m, l1, control)?);
+                    out.push(acc(NPMLE, 1.0, l1)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The passes that add every term's δF at `t` other points (row-major in `points`) to
+    /// `energy`, from the current evaluation's device state (log-weights in the packed copies,
+    /// residuals, NPMLE coefficients). `fixed` holds U at the points.
+    #[allow(clippy::too_many_arguments)]
+    pub fn passes_at(
+        &self,
+        b: &Builder,
+        header: &Header,
+        n: usize,
+        points: &[f64],
+        fixed: &wgpu::Buffer,
+        energy: &wgpu::Buffer,
+        control: &wgpu::Buffer,
+    ) -> Result<Vec<Pass>> {
+        let (d, p) = (header.dim as usize, header.packed as usize);
+        let t = points.len() / d;
+        let l1 = b.zeros("at_l1", t * 4);
+        let l2 = b.zeros("at_l2", t * 4);
+        let mut out = Vec::new();
+        for (idx, term) in self.terms.iter().enumerate() {
+            let acc = |kind: u32, strength: f64| {
+                accumulate(b, header, t, idx == 0, kind, strength, [fixed, &l1, &l2, energy, control])
+            };
+            match term {
+                Term::Interaction { ks, src, strength } => {
+                    let tp = b.init("at_points", bytemuck::cast_slice(&ks.pack(points)));
+                    out.extend(b.kernel_sum(ks, &tp, t, src, n, &l1, control)?);
+                    out.push(acc(INTERACTION, *strength)?);
+                }
+                Term::Mmd { ks, src, sample, m, .. } => {
+                    let tp = b.init("at_points", bytemuck::cast_slice(&ks.pack(points)));
+                    out.extend(b.kernel_sum(ks, &tp, t, src, n, &l1, control)?);
+                    out.extend(b.kernel_sum(ks, &tp, t, sample, *m, &l2, control)?);
+                    out.push(acc(MMD, 1.0)?);
+                }
+                Term::Network { inputs, resid, m, penalty, .. } => {
+                    let tp = b.init("at_neurons", bytemuck::cast_slice(&pack_neurons(points, d, p)));
+                    out.push(net_backward(b, header, t, *m, *penalty, [&tp, inputs, resid, &l1, &l2, control])?);
+                    out.push(acc(NETWORK, 1.0)?);
+                }
+                Term::Npmle { ks, obs_src, m, .. } => {
+                    let tp = b.init("at_points", bytemuck::cast_slice(&ks.pack(points)));
+                    out.extend(b.kernel_sum(ks, &tp, t, obs_src, *m, &l1, control)?);
+                    out.push(acc(NPMLE, 1.0)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// An `energy_accumulate` pass over `n` targets with bindings (fixed, l1, l2, energy, control).
+fn accumulate(
+    b: &Builder,
+    header: &Header,
+    n: usize,
+    first: bool,
+    kind: u32,
+    strength: f64,
+    bufs: [&wgpu::Buffer; 5],
+) -> Result<Pass> {
+    let params = AccumulateParams {
+        n: n as u32,
+        kind,
+        first: u32::from(first),
+        strength: strength as f32,
+        ..Default::default()
+    };
+    b.pass(&kernels::ENERGY_ACCUMULATE, header, &params, &bufs, b.elements(n))
+}
+
+/// A `net_backward` pass over `n` targets with bindings (targets, inputs, resid, l1, l2, control).
+fn net_backward(
+    b: &Builder,
+    header: &Header,
+    n: usize,
+    m: usize,
+    penalty: f64,
+    bufs: [&wgpu::Buffer; 6],
+) -> Result<Pass> {
+    let params = NetParams {
+        n: n as u32,
+        m: m as u32,
+        inv_m: (1.0 / m as f64) as f32,
+        half_penalty: (0.5 * penalty) as f32,
+        ..Default::default()
+    };
+    b.pass(&kernels::NET_BACKWARD, header, &params, &bufs, b.grid(n.div_ceil(KERNEL_WG as usize)))
+}
