@@ -49,6 +49,7 @@
 pub mod bench;
 pub mod config;
 pub mod engine;
+pub mod experiments;
 pub mod error;
 pub mod flow;
 pub mod io;

@@ -1,0 +1,416 @@
+//! The non-interacting reference system of SPEC §4, run alongside an interacting one.
+//!
+//! The reference system keeps the interacting system's positions X_i and gives them the weights
+//! w̄_i(t) ∝ exp(−∫₀ᵗ a_ε(μ_s, X_i) ds) of the mean-field flow μ_s itself. Three ways to get them:
+//!
+//! - **closed form** (exact in time): T2 ([`GaussianCase`], a Gaussian flow) via
+//!   [`GaussianFlow::reference_log_weights`], or T1 (the unkernelized `exact` variant with a
+//!   linear F) via [`tempering_log_weights_for`];
+//! - **stepped** (T2 only): the closed-form rates a_ε(μ_{t_k}, X_i) of the Gaussian μ_t, applied with
+//!   the interacting system's own stepper and step sizes, so that the time-stepping error of the
+//!   two systems is (to leading order) the same and drops out of their difference;
+//! - **simulated**: a much larger, independent interacting system (N_ref particles, its own seed)
+//!   run on the same time grid; each step w̄ is updated with that system's
+//!   [`Engine::rates_at`] the X_i, by the same scheme (Euler w̄(1 − h a) or exponential).
+
+use crate::config::{Config, EngineChoice, InitConfig, Problem};
+use crate::engine::{Diagnostics, Engine, reached, remaining_time};
+use crate::error::{Error, Result};
+use crate::model::{Divergence, Domain, Energy, Model, Potential, Reference, Variant, log_sum_exp};
+use crate::oracle::{GaussianFlow, tempering_log_weights_for};
+use crate::particles::{Particles, State};
+use crate::stepper::{StepSize, Stepper};
+use serde::{Deserialize, Serialize};
+
+/// The T2 structure of a problem (SPEC §7): Gaussian π = N(c, τ² I), F a sum of quadratic
+/// potentials, Gaussian μ₀, KL, on R^d, with every mean and centre the same in all coordinates.
+/// The flow is then Gaussian in closed form (per coordinate, after shifting by c).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GaussianCase {
+    /// The flow in coordinates shifted by π's mean (so that π has mean 0, as [`GaussianFlow`] wants).
+    pub flow: GaussianFlow,
+    /// π's mean c, subtracted from every coordinate.
+    pub shift: f64,
+    /// The dimension d.
+    pub dim: usize,
+}
+
+/// The value shared by every entry of `v`, if they are all equal.
+fn common(v: &[f64]) -> Option<f64> {
+    let first = *v.first()?;
+    v.iter().all(|x| *x == first).then_some(first)
+}
+
+/// log N(x; m, v) in one dimension.
+fn log_normal(x: f64, m: f64, v: f64) -> f64 {
+    -0.5 * (x - m).powi(2) / v - 0.5 * (std::f64::consts::TAU * v).ln()
+}
+
+/// E log N(X; m′, v′) for X ~ N(m, v).
+fn expected_log_normal(m: f64, v: f64, m2: f64, v2: f64) -> f64 {
+    -0.5 * (std::f64::consts::TAU * v2).ln() - (v + (m - m2).powi(2)) / (2.0 * v2)
+}
+
+impl GaussianCase {
+    /// The T2 structure of `model` with μ₀ from `config.particles.init`, or `None` when the problem
+    /// is not of that form (or the variant is C, whose flow is not Gaussian in closed form).
+    pub fn detect(config: &Config, model: &Model) -> Option<GaussianCase> {
+        let dim = model.space.dim;
+        if model.space.domain != Domain::Euclidean || model.divergence != Divergence::Kl || model.sigma <= 0.0 {
+            return None;
+        }
+        let (shift, tau) = match &model.reference {
+            Reference::Gaussian { mean, std } => (common(mean)?, *std),
+            _ => return None,
+        };
+        let (m0, s0) = match &config.particles.init {
+            InitConfig::Gaussian { mean, std } => (common(&mean.resolve(dim))?, *std),
+            _ => return None,
+        };
+        // Σ_k λ_k/2 |x − b_k|² = Λ/2 |x − B|² + const with Λ = Σ λ_k, B = Σ λ_k b_k / Λ.
+        let (mut lambda, mut lb) = (0.0, 0.0);
+        for e in &model.energy {
+            match e {
+                Energy::Potential(Potential::Quadratic { strength, center }) => {
+                    lambda += strength;
+                    lb += strength * common(center)?;
+                }
+                _ => return None,
+            }
+        }
+        let b = if lambda > 0.0 { lb / lambda } else { 0.0 };
+        let eps = model.kernel.width;
+        let (eps2, smoothed_target) = match model.variant {
+            Variant::Measure | Variant::Smoothed => (eps * eps, false),
+            Variant::MeasureTarget | Variant::SmoothedTarget => (eps * eps, true),
+            Variant::Exact => (0.0, false),
+            Variant::Blob => return None,
+        };
+        let flow = GaussianFlow {
+            lambda,
+            b: b - shift,
+            tau2: tau * tau,
+            eps2,
+            sigma: model.sigma,
+            m0: m0 - shift,
+            s0_2: s0 * s0,
+            smoothed_target,
+        };
+        Some(GaussianCase { flow, shift, dim })
+    }
+
+    /// (mean, variance) of every coordinate of μ_t, in the problem's coordinates.
+    pub fn at(&self, t: f64) -> (f64, f64) {
+        let (m, v) = self.flow.at(t);
+        (m + self.shift, v)
+    }
+
+    /// Normalised log w̄_i(t) ∝ log μ_t(X_i) − log μ₀(X_i) for N × d positions.
+    pub fn reference_log_weights(&self, t: f64, positions: &[f64]) -> Vec<f64> {
+        let shifted: Vec<f64> = positions.iter().map(|x| x - self.shift).collect();
+        self.flow.reference_log_weights(t, &shifted, self.dim)
+    }
+
+    /// The mean-field rates a_ε(μ_t, x) at N × d points, in closed form.
+    ///
+    /// With μ_t = N(m, v) per coordinate, K_ε μ_t = N(m, v + ε²); so g = U + σ h is quadratic in
+    /// x and its mean under μ_t is explicit. For D and D′ the smoothing of log(K_ε μ/π) by K_ε
+    /// adds a constant to a quadratic, so their rates are those of A and B (as their T2 ODEs are).
+    pub fn rates_at(&self, t: f64, points: &[f64]) -> Vec<f64> {
+        let f = &self.flow;
+        let (m, v) = f.at(t);
+        let vk = v + f.eps2;
+        let tau_e2 = if f.smoothed_target { f.tau2 + f.eps2 } else { f.tau2 };
+        let g1 =
+            |y: f64| 0.5 * f.lambda * (y - f.b).powi(2) + f.sigma * (log_normal(y, m, vk) - log_normal(y, 0.0, tau_e2));
+        let mean_g1 = 0.5 * f.lambda * (v + (m - f.b).powi(2))
+            + f.sigma * (expected_log_normal(m, v, m, vk) - expected_log_normal(m, v, 0.0, tau_e2));
+        points.chunks_exact(self.dim).map(|x| x.iter().map(|xk| g1(xk - self.shift) - mean_g1).sum()).collect()
+    }
+
+    /// The stationary (mean, variance) per coordinate of the kernelized flow, if there is one.
+    pub fn stationary(&self) -> Option<(f64, f64)> {
+        self.flow.stationary().map(|(m, v)| (m + self.shift, v))
+    }
+}
+
+/// How to obtain the reference system.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReferenceMode {
+    /// `closed-form` for T1 and T2, `simulated` otherwise.
+    #[default]
+    Auto,
+    /// Exact in time (T1 or T2 only).
+    ClosedForm,
+    /// Closed-form rates on the interacting system's time grid (T2 only).
+    Stepped,
+    /// Driven by a large independent interacting system.
+    Simulated,
+}
+
+impl ReferenceMode {
+    /// The name used in configs and results.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReferenceMode::Auto => "auto",
+            ReferenceMode::ClosedForm => "closed-form",
+            ReferenceMode::Stepped => "stepped",
+            ReferenceMode::Simulated => "simulated",
+        }
+    }
+}
+
+/// A resolved reference system for one problem.
+#[derive(Clone, Debug)]
+pub enum ReferenceSystem {
+    /// T2, exact in time.
+    Gaussian(GaussianCase),
+    /// T1 (the `exact` variant with a linear F), exact in time.
+    Tempering,
+    /// T2 rates on the interacting system's time grid.
+    Stepped(GaussianCase),
+    /// A large independent interacting system with these particles.
+    Simulated(Particles),
+}
+
+impl ReferenceSystem {
+    /// The mode this system implements (never `auto`).
+    pub fn mode(&self) -> ReferenceMode {
+        match self {
+            ReferenceSystem::Gaussian(_) | ReferenceSystem::Tempering => ReferenceMode::ClosedForm,
+            ReferenceSystem::Stepped(_) => ReferenceMode::Stepped,
+            ReferenceSystem::Simulated(_) => ReferenceMode::Simulated,
+        }
+    }
+
+    /// Chooses the reference system of `problem` (built from `config`) for `mode`. `big` builds
+    /// the large system's particles; it is called only for the simulated mode.
+    pub fn choose(
+        mode: ReferenceMode,
+        config: &Config,
+        problem: &Problem,
+        big: impl FnOnce() -> Result<Particles>,
+    ) -> Result<ReferenceSystem> {
+        let model = &problem.model;
+        let gaussian = GaussianCase::detect(config, model);
+        let tempering = model.variant == Variant::Exact
+            && model.divergence == Divergence::Kl
+            && model.sigma > 0.0
+            && model.energy.iter().all(|e| matches!(e, Energy::Potential(_)));
+        let variant = model.variant.name();
+        match mode {
+            ReferenceMode::Auto => Ok(match (gaussian, tempering) {
+                (Some(g), _) => ReferenceSystem::Gaussian(g),
+                (None, true) => ReferenceSystem::Tempering,
+                (None, false) if model.variant != Variant::Exact => ReferenceSystem::Simulated(big()?),
+                (None, false) => {
+                    return Err(Error::invalid(
+                        "sweep.reference",
+                        "auto (variant exact, non-linear F)",
+                        "a problem with a reference system: the exact oracle has a closed form only for a linear F \
+                     (T1) and no rates away from its particles to simulate one",
+                    ));
+                }
+            }),
+            ReferenceMode::ClosedForm => match (gaussian, tempering) {
+                (Some(g), _) => Ok(ReferenceSystem::Gaussian(g)),
+                (None, true) => Ok(ReferenceSystem::Tempering),
+                (None, false) => Err(Error::invalid(
+                    "sweep.reference",
+                    format!("closed-form (variant {variant})"),
+                    "a problem with μ_t in closed form: T2 (Gaussian π, μ₀, quadratic U on R^d, variant A, B, D, D' \
+                     or exact) or T1 (variant exact with potentials only); otherwise simulated",
+                )),
+            },
+            ReferenceMode::Stepped => gaussian.map(ReferenceSystem::Stepped).ok_or_else(|| {
+                Error::invalid(
+                    "sweep.reference",
+                    format!("stepped (variant {variant})"),
+                    "a T2 problem (Gaussian π, μ₀, quadratic U on R^d; variant A, B, D, D' or exact)",
+                )
+            }),
+            ReferenceMode::Simulated => {
+                if model.variant == Variant::Exact {
+                    return Err(Error::invalid(
+                        "sweep.reference",
+                        "simulated (variant exact)",
+                        "a kernelized variant: the exact oracle has no rates away from its own particles",
+                    ));
+                }
+                Ok(ReferenceSystem::Simulated(big()?))
+            }
+        }
+    }
+}
+
+/// What a coupled run of the interacting and the reference system produced.
+#[derive(Clone, Debug)]
+pub struct CoupledOutcome {
+    /// The interacting system's final state.
+    pub state: State,
+    /// Its final diagnostics.
+    pub diagnostics: Diagnostics,
+    /// Normalised log w̄_i of the reference system at the final time.
+    pub reference_log_weights: Vec<f64>,
+    /// The large system's final cloud (positions, normalised weights), for the simulated mode.
+    pub big: Option<(Vec<f64>, Vec<f64>)>,
+    /// Steps taken.
+    pub steps: u64,
+}
+
+/// Subtracts log Σ exp from every entry.
+fn normalise(v: &mut [f64]) {
+    let z = log_sum_exp(v);
+    v.iter_mut().for_each(|x| *x -= z);
+}
+
+/// Runs the interacting system of `problem` on `engine` and the `reference` system alongside it
+/// to flow time `t_end`, from uniform weights. `big_engine` builds the large system's engine
+/// (simulated mode only). `on_step` sees the flow time after every step.
+pub fn run_coupled(
+    engine: &mut dyn Engine,
+    reference: &ReferenceSystem,
+    problem: &Problem,
+    t_end: f64,
+    big_engine: impl FnOnce(&Particles) -> Result<Box<dyn Engine>>,
+    on_step: &mut dyn FnMut(f64),
+) -> Result<CoupledOutcome> {
+    let stepper = problem.run.stepper;
+    let until = Some(t_end);
+    let positions = &problem.particles.positions;
+    let n = problem.particles.len();
+    let mut big = match reference {
+        ReferenceSystem::Simulated(p) => Some(big_engine(p)?),
+        _ => None,
+    };
+    let mut lw_bar = State::uniform(n).log_weights;
+    let mut t = engine.state()?.time;
+    let mut step = 0u64;
+    while !reached(t, until) {
+        let d = engine.evaluate()?;
+        let (mut max_rate, mut max_abs) = (d.max_rate, d.max_abs_rate);
+        // The reference's rates at X_i, before the step (explicit schemes use the left end).
+        let ref_rates = match (reference, big.as_deref_mut()) {
+            (ReferenceSystem::Stepped(g), _) => Some(g.rates_at(t, positions)),
+            (ReferenceSystem::Simulated(_), Some(b)) => {
+                let db = b.evaluate()?;
+                max_rate = max_rate.max(db.max_rate);
+                max_abs = max_abs.max(db.max_abs_rate);
+                Some(b.rates_at(positions)?)
+            }
+            _ => None,
+        };
+        if let Some(r) = &ref_rates {
+            // The reference weights must stay positive too: its rates bound the automatic step.
+            max_rate = r.iter().copied().fold(max_rate, f64::max);
+            max_abs = r.iter().fold(max_abs, |m, a| m.max(a.abs()));
+        }
+        let h = stepper.step_size(max_rate, max_abs, remaining_time(t, until));
+        let fixed = Stepper::new(stepper.scheme, StepSize::Fixed(h))?;
+        if engine.advance(1, &fixed, until)? != 1 {
+            return Err(Error::invalid("engine", engine.name(), "an engine that takes the steps it is asked for"));
+        }
+        if let Some(b) = big.as_deref_mut()
+            && b.advance(1, &fixed, until)? != 1
+        {
+            return Err(Error::invalid("engine", b.name(), "an engine that takes the steps it is asked for"));
+        }
+        if let Some(r) = &ref_rates {
+            fixed.apply(&mut lw_bar, r, h, step)?;
+            // Euler conserves Σ w̄ only when the rates are centred under w̄; they are centred under μ_t.
+            normalise(&mut lw_bar);
+        }
+        step += 1;
+        t = engine.state()?.time;
+        on_step(t);
+    }
+    let diagnostics = engine.evaluate()?;
+    let state = engine.state()?;
+    let reference_log_weights = match reference {
+        ReferenceSystem::Gaussian(g) => g.reference_log_weights(state.time, positions),
+        ReferenceSystem::Tempering => tempering_log_weights_for(&problem.model, &problem.particles, state.time)?,
+        ReferenceSystem::Stepped(_) | ReferenceSystem::Simulated(_) => lw_bar,
+    };
+    let big = match (reference, big.as_deref_mut()) {
+        (ReferenceSystem::Simulated(p), Some(b)) => {
+            let mut lw = b.state()?.log_weights;
+            normalise(&mut lw);
+            Some((p.positions.clone(), lw.iter().map(|l| l.exp()).collect()))
+        }
+        _ => None,
+    };
+    Ok(CoupledOutcome { state, diagnostics, reference_log_weights, big, steps: step })
+}
+
+/// Resolves `auto` once per sweep: a hardware GPU if there is one, else the CPU (so that a
+/// sweep of hundreds of runs does not probe, and print, for every run).
+pub fn resolve_engine(choice: EngineChoice) -> EngineChoice {
+    match choice {
+        EngineChoice::Auto if crate::engine::gpu::context::hardware_adapter_available() => EngineChoice::Gpu,
+        EngineChoice::Auto => EngineChoice::Cpu,
+        c => c,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t2(variant: &str, lambda: f64) -> (Config, Problem) {
+        let text = format!(
+            r#"
+            sigma = 1.0
+            engine = "cpu"
+            [domain]
+            kind = "euclidean"
+            dim = 2
+            [reference]
+            kind = "gaussian"
+            mean = 0.3
+            std = 1.0
+            [kernel]
+            epsilon = 0.5
+            variant = "{variant}"
+            [[energy]]
+            kind = "potential"
+            potential = "quadratic"
+            strength = {lambda}
+            center = 1.5
+            [particles]
+            n = 16
+            init = {{ kind = "gaussian", mean = 0.8, std = 1.5 }}
+            [time]
+            h = 0.01
+            final_time = 1.0
+            "#
+        );
+        let c = Config::from_str(&text, "t2").unwrap();
+        let p = c.build(std::path::Path::new(".")).unwrap();
+        (c, p)
+    }
+
+    /// The closed-form rates are −d/dt log μ_t(x) (which is what makes μ_t the flow), checked by
+    /// central differences of the T2 density; they are centred under μ_t by construction.
+    #[test]
+    fn gaussian_rates_are_the_time_derivative_of_the_log_density() {
+        for v in ["A", "B", "D'", "exact"] {
+            let (c, p) = t2(v, 0.7);
+            let g = GaussianCase::detect(&c, &p.model).expect("a T2 problem");
+            let pts = [0.1, -0.4, 2.0, 1.1, -1.3, 0.0];
+            let (t, dt) = (0.6, 1e-4);
+            let log_mu = |t: f64, x: &[f64]| {
+                let (m, var) = g.at(t);
+                x.iter().map(|xk| log_normal(*xk, m, var)).sum::<f64>()
+            };
+            let a = g.rates_at(t, &pts);
+            for (i, x) in pts.chunks_exact(2).enumerate() {
+                let dlog = (log_mu(t + dt, x) - log_mu(t - dt, x)) / (2.0 * dt);
+                assert!((a[i] + dlog).abs() < 1e-6, "{v}: {} vs {}", a[i], -dlog);
+            }
+        }
+        // C has no closed form, and a non-Gaussian μ₀ none either.
+        let (c, p) = t2("C", 0.7);
+        assert!(GaussianCase::detect(&c, &p.model).is_none());
+    }
+}
