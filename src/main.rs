@@ -104,6 +104,29 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Propagation-of-chaos sweep over N: interacting vs reference system (examples/chaos_t2.toml).
+    Chaos {
+        /// The sweep file: a [problem] table (or problem_file) and a [sweep] table.
+        config: PathBuf,
+        /// Output directory (created if missing); a rerun skips the finished runs recorded there.
+        #[arg(long, short, default_value = "chaos-out")]
+        out: PathBuf,
+        /// Also write DIR/report.html (tables, fitted rates, plots as inline SVG).
+        #[arg(long)]
+        report: bool,
+    },
+    /// Bandwidth sweep over ε (and N): stationary states vs the unkernelized minimiser
+    /// (examples/bandwidth_t2.toml).
+    Bandwidth {
+        /// The sweep file: a [problem] table (or problem_file) and a [sweep] table.
+        config: PathBuf,
+        /// Output directory (created if missing); a rerun skips the finished runs recorded there.
+        #[arg(long, short, default_value = "bandwidth-out")]
+        out: PathBuf,
+        /// Also write DIR/report.html (tables, fitted orders, plots as inline SVG).
+        #[arg(long)]
+        report: bool,
+    },
 }
 
 /// A flag raised by the first Ctrl-C; a second one exits at once.
@@ -229,6 +252,24 @@ fn main() -> ExitCode {
             let options =
                 BenchOptions { n, dim: d, variant, energy, m, repeats, min_batch_seconds, device, checked, ceiling };
             return match bench(&options, json.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Chaos { config, out, report } => {
+            return match frflow::experiments::chaos_command(&config, &out, report) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Bandwidth { config, out, report } => {
+            return match frflow::experiments::bandwidth_command(&config, &out, report) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
