@@ -16,7 +16,7 @@ pub mod normal;
 mod one_d;
 mod sinkhorn;
 
-pub use exact::{ExactOt, exact_ot};
+pub use exact::{ExactOt, MAX_PAIRS, exact_ot};
 pub use one_d::{w2_squared_1d, w2_squared_1d_gaussian};
 pub use sinkhorn::{
     DEFAULT_EPSILON_RATIO, Divergence, EntropicOt, SinkhornOptions, sinkhorn, sinkhorn_divergence, sinkhorn_log_sum,

@@ -122,7 +122,7 @@ pub struct Divergence {
     pub yy: EntropicOt,
 }
 
-/// For every target t: log Σ_s exp(log_coeffs[s] − c(t, y_s)/ε), with `inv_eps` = 1/ε.
+/// For every target t: log Σ_s exp(ℓ_s − c(t, y_s)/ε), with ℓ = `log_coeffs` and `inv_eps` = 1/ε.
 ///
 /// The inner loop of log-domain Sinkhorn: with log_coeffs_j = log b_j + g_j/ε the update is
 /// f_i = −ε · result_i. Parallel over targets; each target computes its exponents with their
