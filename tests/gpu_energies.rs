@@ -794,3 +794,34 @@ fn rates_at_points_outside_the_particles_box_match_the_cpu() {
     assert_eq!(gpu.state().unwrap(), kept, "re-packing keeps the state");
     assert!(rel_err(&gpu.rates().unwrap(), &before) < 1e-5, "re-packing keeps the rates");
 }
+
+/// The energy shaders index their buffers in bounds by construction (what makes the unchecked
+/// modules sound) and fold their split grids into 2-D correctly: with wgpu's bounds checks, and
+/// with at most 3 workgroups per grid dimension (which forces the 2-D grid and spare
+/// workgroups), δF, F, the rates and rates_at are the same as with the defaults.
+#[test]
+fn checked_modules_and_two_dimensional_grids_give_the_same_energies() {
+    use frflow::engine::gpu::GpuOptions;
+    let Some(ctx) = context() else { return };
+    for variant in [Variant::Blob, Variant::Smoothed] {
+        let (model, particles) = all_energies(variant, Divergence::Kl, false, 0.35, 700);
+        let state = random_state(700, 2.0, 12);
+        let pts = other_points(&particles, 30, 2);
+        let mut out = Vec::new();
+        for (checked, limit) in [(false, None), (true, None), (false, Some(3))] {
+            let options =
+                GpuOptions { checked_shaders: checked, max_workgroups_per_dimension: limit, ..Default::default() };
+            let mut gpu = GpuEngine::with_options(ctx.clone(), model.clone(), particles.clone(), options).unwrap();
+            gpu.set_state(state.clone()).unwrap();
+            let (dfdm, f) = gpu.energy_derivative().unwrap();
+            out.push((dfdm, f, gpu.rates().unwrap(), gpu.rates_at(&pts).unwrap()));
+        }
+        for (k, o) in out.iter().enumerate().skip(1) {
+            // Bounds checks and the grid's shape change no arithmetic: bit for bit, or nearly.
+            assert!(rel_err(&o.0, &out[0].0) < 1e-6, "{variant:?} option set {k}: δF");
+            assert!((o.1 - out[0].1).abs() < 1e-6 * out[0].1.abs(), "{variant:?} option set {k}: F");
+            assert!(rel_err(&o.2, &out[0].2) < 1e-6, "{variant:?} option set {k}: rates");
+            assert!(rel_err(&o.3, &out[0].3) < 1e-6, "{variant:?} option set {k}: rates_at");
+        }
+    }
+}
