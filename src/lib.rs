@@ -58,6 +58,7 @@ pub mod observe;
 pub mod oracle;
 pub mod particles;
 pub mod plot;
+pub mod pictures;
 pub mod runner;
 pub mod stepper;
 pub mod transport;

@@ -1,0 +1,793 @@
+//! Pictures and figures of merit of the application examples (SPEC §5 energies): the two-layer
+//! network's fit and loss, the NPMLE's mixing measure and density, the MMD flow's weighted cloud.
+//!
+//! [`draw_run`] draws the pictures of a finished run directory (`frflow run CONFIG --out DIR`, or
+//! [`crate::runner::run_config`]): it rebuilds the problem from `DIR/config.toml`, reads the final
+//! `weights.npy` and the `trace.csv`, and writes, next to `particles.png`,
+//!
+//! | energy | file | panels |
+//! |---|---|---|
+//! | `two-layer-net` (d = 3) | `two_layer_net.png`, `.svg` | the fit f_m(z) against the data and the target; the loss F against time |
+//! | `npmle` (d = 1) | `npmle.png`, `.svg` | the fitted mixing measure (stems) against the true atoms; the fitted density p_m against a histogram of the observations |
+//! | `mmd` (d = 2) | `mmd.png`, `.svg` | the weighted particles over the target sample; ½ MMD² against time |
+//!
+//! plotters is built without fonts, so titles, legends and tick labels are drawn with a built-in
+//! 5×7 pixel font (capitals, digits and a few signs) as filled rectangles: the PNG and the SVG
+//! show the same text.
+
+use crate::config::{Config, EnergyConfig, Generator};
+use crate::error::{Error, Result};
+use crate::io::data::{bumps_function, load_npy};
+use crate::model::{Energy, Points};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
+// ---------------------------------------------------------------------------------------------
+// Numbers
+// ---------------------------------------------------------------------------------------------
+
+/// One row of a run's `trace.csv` (the columns the pictures use).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TraceRow {
+    /// Steps taken.
+    pub step: u64,
+    /// Flow time t.
+    pub time: f64,
+    /// V_ε(μᴺ), when the variant is a gradient flow.
+    pub energy: Option<f64>,
+    /// F(μᴺ): the network's loss, the NPMLE's negative mean log-likelihood, ½ MMD².
+    pub f_energy: f64,
+}
+
+/// Reads the `step`, `time`, `energy` and `f_energy` columns of a `trace.csv`.
+pub fn read_trace(path: &Path) -> Result<Vec<TraceRow>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let bad = |message: String| Error::Data { path: path.display().to_string(), message };
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).ok_or_else(|| bad(format!("no `{name}` column")));
+    let (c_step, c_time, c_energy, c_f) = (col("step")?, col("time")?, col("energy")?, col("f_energy")?);
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let cell = |c: usize| cells.get(c).copied().ok_or_else(|| bad(format!("line {} is short", i + 2)));
+        let num = |c: usize| -> Result<f64> {
+            cell(c)?.parse().map_err(|_| bad(format!("line {}, column {}: not a number", i + 2, c + 1)))
+        };
+        let energy = cell(c_energy)?;
+        rows.push(TraceRow {
+            step: cell(c_step)?.parse().map_err(|_| bad(format!("line {}: bad step", i + 2)))?,
+            time: num(c_time)?,
+            energy: if energy.is_empty() { None } else { Some(num(c_energy)?) },
+            f_energy: num(c_f)?,
+        });
+    }
+    Ok(rows)
+}
+
+/// The mean-field network's output f_m(z) = Σ_i w_i c_i tanh(a_i·z + b_i) for particles
+/// x_i = (a_i, b_i, c_i) (row-major, d = z.len() + 2 columns) with weights w_i.
+pub fn network_output(positions: &[f64], weights: &[f64], z: &[f64]) -> f64 {
+    let d = z.len() + 2;
+    positions.chunks_exact(d).zip(weights).map(|(x, w)| w * Energy::neuron(x, z)).sum()
+}
+
+/// One component of a 1-D mixing distribution: an atom when `std` = 0.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Atom {
+    /// Location.
+    pub location: f64,
+    /// Weight (the atoms of a distribution sum to 1).
+    pub weight: f64,
+    /// Standard deviation of a Gaussian component (0 for an atom).
+    pub std: f64,
+}
+
+/// The true mixing distribution of an NPMLE whose observations a config generates
+/// (`observations = { generate = "mixture", … }` on a 1-D domain), with normalised weights.
+/// `None` when the observations come from a file, the domain is not 1-D or there is no NPMLE term.
+pub fn npmle_truth(config: &Config) -> Option<Vec<Atom>> {
+    if config.domain.dim != 1 {
+        return None;
+    }
+    config.energy.iter().find_map(|e| match e {
+        EnergyConfig::Npmle { observations, .. } if observations.generate == Some(Generator::Mixture) => {
+            let cs = observations.components.as_ref()?;
+            let total: f64 = cs.iter().map(|c| c.weight).sum();
+            Some(
+                cs.iter()
+                    .map(|c| Atom { location: c.mean.resolve(1)[0], weight: c.weight / total, std: c.std })
+                    .collect(),
+            )
+        }
+        _ => None,
+    })
+}
+
+/// The observation density ∫ φ_s(z − x) G(dx) of a mixing distribution G given by its atoms
+/// (a Gaussian component of std τ contributes φ with std √(s² + τ²)).
+pub fn mixture_density(atoms: &[Atom], noise: f64, z: f64) -> f64 {
+    atoms
+        .iter()
+        .map(|a| {
+            let s2 = noise * noise + a.std * a.std;
+            a.weight * (-(z - a.location).powi(2) / (2.0 * s2)).exp() / (2.0 * std::f64::consts::PI * s2).sqrt()
+        })
+        .sum()
+}
+
+/// The Wasserstein-1 distance ∫ |F_a − F_b| between two discrete measures on the line, given as
+/// (location, weight) pairs; each is normalised to mass 1 first.
+pub fn wasserstein1_1d(a: &[(f64, f64)], b: &[(f64, f64)]) -> f64 {
+    let (ma, mb) = (a.iter().map(|p| p.1).sum::<f64>(), b.iter().map(|p| p.1).sum::<f64>());
+    let mut events: Vec<(f64, f64)> =
+        a.iter().map(|(x, w)| (*x, w / ma)).chain(b.iter().map(|(x, w)| (*x, -w / mb))).collect();
+    events.sort_by(|p, q| p.0.total_cmp(&q.0));
+    let (mut cdf_diff, mut total) = (0.0, 0.0);
+    for pair in events.windows(2) {
+        cdf_diff += pair[0].1;
+        total += cdf_diff.abs() * (pair[1].0 - pair[0].0);
+    }
+    total
+}
+
+/// The mass of Σ w_i δ_{x_i} (1-D positions) within distance `delta` of any of `centres`,
+/// divided by the total mass.
+pub fn mass_near(positions: &[f64], weights: &[f64], centres: &[f64], delta: f64) -> f64 {
+    let near: f64 = positions
+        .iter()
+        .zip(weights)
+        .filter(|(x, _)| centres.iter().any(|c| (*x - c).abs() <= delta))
+        .map(|(_, w)| w)
+        .sum();
+    near / weights.iter().sum::<f64>()
+}
+
+/// The masses of Σ w_i δ_{x_i} on the unit 2-torus in the basins of the four wells at
+/// {0, ½}² (each point belongs to the well nearest to it), as fractions of the total mass:
+/// `[centre (½, ½), the two edge wells (0, ½) and (½, 0) together, corner (0, 0)]`.
+pub fn well_masses(positions: &[f64], weights: &[f64]) -> [f64; 3] {
+    let mut m = [0.0; 3];
+    for (x, w) in positions.chunks_exact(2).zip(weights) {
+        // A coordinate is in a centre basin when it is nearer ½ than 0 (mod 1).
+        let inner = x.iter().filter(|v| (v.rem_euclid(1.0) - 0.5).abs() < 0.25).count();
+        m[2 - inner] += w;
+    }
+    let total: f64 = m.iter().sum();
+    m.map(|v| v / total)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Run directories
+// ---------------------------------------------------------------------------------------------
+
+/// Draws the application pictures of the finished run in `out` (see the module's table) and
+/// returns the PNG files written; empty when no term has an application picture.
+///
+/// Needs `config.toml`, `run.json` (where relative data paths resolve), `weights.npy` and, for
+/// the loss panels, `trace.csv`, as [`crate::runner::run_config`] writes them.
+pub fn draw_run(out: &Path) -> Result<Vec<PathBuf>> {
+    let config_path = out.join("config.toml");
+    let config = Config::load(&config_path)?;
+    let info_path = out.join("run.json");
+    let info = std::fs::read_to_string(&info_path).map_err(|e| Error::io(&info_path, e))?;
+    let info: serde_json::Value = serde_json::from_str(&info)
+        .map_err(|e| Error::Data { path: info_path.display().to_string(), message: e.to_string() })?;
+    let base = info.get("base_dir").and_then(|v| v.as_str()).map(PathBuf::from).unwrap_or_else(|| out.to_path_buf());
+    let problem = config.build(&base)?;
+    let weights = load_npy(&out.join("weights.npy"), Some(1))?.values;
+    let trace_path = out.join("trace.csv");
+    let trace = if trace_path.exists() { read_trace(&trace_path)? } else { Vec::new() };
+    let positions = &problem.particles.positions;
+    let d = problem.model.space.dim;
+    if weights.len() * d != positions.len() {
+        return Err(Error::invalid("weights.npy", weights.len(), "one weight per particle of config.toml"));
+    }
+    let mut written = Vec::new();
+    let mut emit = |name: &str, figure: &dyn Fn(&Path, &Path) -> Result<()>| -> Result<()> {
+        let png = out.join(format!("{name}.png"));
+        figure(&png, &out.join(format!("{name}.svg")))?;
+        written.push(png);
+        Ok(())
+    };
+    for (i, term) in problem.model.energy.iter().enumerate() {
+        match term {
+            Energy::TwoLayerNet { inputs, targets, .. } if inputs.dim == 1 => {
+                let bumps = matches!(&config.energy[i], EnergyConfig::TwoLayerNet { data: Some(data), .. }
+                    if data.generate == Some(Generator::Bumps));
+                let fig = NetworkFigure { inputs, targets, positions, weights: &weights, bumps, trace: &trace };
+                emit("two_layer_net", &|png, svg| render(&fig, png, svg))?;
+            }
+            Energy::Npmle { observations, noise } if d == 1 => {
+                let truth = npmle_truth(&config);
+                let fig = NpmleFigure {
+                    observations: &observations.values,
+                    noise: *noise,
+                    positions,
+                    weights: &weights,
+                    truth: truth.as_deref(),
+                };
+                emit("npmle", &|png, svg| render(&fig, png, svg))?;
+            }
+            Energy::Mmd { sample, .. } if d == 2 => {
+                let fig = MmdFigure { sample, positions, weights: &weights, trace: &trace };
+                emit("mmd", &|png, svg| render(&fig, png, svg))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(written)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures
+// ---------------------------------------------------------------------------------------------
+
+type DrawResult = std::result::Result<(), String>;
+
+/// A picture drawn the same way into a PNG and an SVG.
+trait Figure {
+    /// Width and height in pixels.
+    fn size(&self) -> (u32, u32);
+    /// Draws onto a white area of that size.
+    fn draw<DB: DrawingBackend>(&self, c: &Canvas<'_, DB>) -> DrawResult;
+}
+
+fn render<F: Figure>(figure: &F, png: &Path, svg: &Path) -> Result<()> {
+    let err = |p: &Path, e: String| Error::Io { path: p.display().to_string(), source: std::io::Error::other(e) };
+    let size = figure.size();
+    {
+        let root = BitMapBackend::new(png, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(png, e.to_string()))?;
+        figure.draw(&Canvas { area: &root }).map_err(|e| err(png, e))?;
+        root.present().map_err(|e| err(png, e.to_string()))?;
+    }
+    let root = SVGBackend::new(svg, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(svg, e.to_string()))?;
+    figure.draw(&Canvas { area: &root }).map_err(|e| err(svg, e))?;
+    root.present().map_err(|e| err(svg, e.to_string()))
+}
+
+const GREY: RGBColor = RGBColor(150, 150, 150);
+const LIGHT_GREY: RGBColor = RGBColor(215, 215, 215);
+const FIT_RED: RGBColor = RGBColor(215, 35, 35);
+const TRUTH_BLACK: RGBColor = RGBColor(20, 20, 20);
+const BLUE: RGBColor = RGBColor(40, 90, 200);
+const LIGHT_BLUE: RGBColor = RGBColor(120, 170, 235);
+
+/// The fit and the loss of a two-layer network with 1-D inputs.
+struct NetworkFigure<'a> {
+    inputs: &'a Points,
+    targets: &'a [f64],
+    positions: &'a [f64],
+    weights: &'a [f64],
+    bumps: bool,
+    trace: &'a [TraceRow],
+}
+
+impl Figure for NetworkFigure<'_> {
+    fn size(&self) -> (u32, u32) {
+        (1200, 520)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, c: &Canvas<'_, DB>) -> DrawResult {
+        let z = &self.inputs.values;
+        let (z0, z1) = range(z.iter().copied());
+        let grid: Vec<f64> = (0..=300).map(|k| z0 + (z1 - z0) * k as f64 / 300.0).collect();
+        let n = self.weights.len();
+        let fit: Vec<f64> = grid.iter().map(|z| network_output(self.positions, self.weights, &[*z])).collect();
+        let initial: Vec<f64> =
+            grid.iter().map(|z| network_output(self.positions, &vec![1.0 / n as f64; n], &[*z])).collect();
+        let target: Vec<f64> = if self.bumps { grid.iter().map(|z| bumps_function(*z)).collect() } else { vec![] };
+        let (y0, y1) = range(self.targets.iter().chain(&fit).chain(&initial).chain(&target).copied());
+        // Room at the top for the legend.
+        let p = Panel::new((70, 50, 500, 400), (z0, z1), (y0 - 0.06 * (y1 - y0), y1 + 0.4 * (y1 - y0)), false);
+        let time = self.trace.last().map_or(0.0, |r| r.time);
+        p.axes(c, &format!("FIT AT T = {}", short(time)), "Z", "F(Z)")?;
+        for (zk, yk) in z.iter().zip(self.targets) {
+            c.circle(p.px(*zk), p.py(*yk), 2, GREY.into())?;
+        }
+        c.line(p.curve(&grid, &initial), LIGHT_BLUE.into(), 2)?;
+        if self.bumps {
+            c.line(p.curve(&grid, &target), TRUTH_BLACK.into(), 2)?;
+        }
+        c.line(p.curve(&grid, &fit), FIT_RED.into(), 3)?;
+        let mut legend = vec![(Mark::Dot, GREY, "DATA"), (Mark::Line, LIGHT_BLUE, "FIT AT T = 0")];
+        if self.bumps {
+            legend.push((Mark::Line, TRUTH_BLACK, "TARGET"));
+        }
+        legend.push((Mark::Line, FIT_RED, "FIT F_M(Z)"));
+        p.legend(c, &legend)?;
+        loss_panel(c, self.trace, (680, 50, 480, 400), "LOSS F", "F(M_0)/10")
+    }
+}
+
+/// A panel of F against time on a log scale, with a dotted line at F(0)/10.
+fn loss_panel<DB: DrawingBackend>(
+    c: &Canvas<'_, DB>,
+    trace: &[TraceRow],
+    rect: (i32, i32, i32, i32),
+    title: &str,
+    tenth_label: &str,
+) -> DrawResult {
+    let rows: Vec<&TraceRow> = trace.iter().filter(|r| r.f_energy > 0.0 && r.f_energy.is_finite()).collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let times: Vec<f64> = rows.iter().map(|r| r.time).collect();
+    let logs: Vec<f64> = rows.iter().map(|r| r.f_energy.log10()).collect();
+    let tenth = logs[0] - 1.0;
+    let (l0, l1) = range(logs.iter().copied().chain([tenth]));
+    let (t0, t1) = range(times.iter().copied());
+    let p = Panel::new(rect, (t0, t1), (l0.floor(), l1.ceil()), true);
+    let (first, last) = (rows[0].f_energy, rows[rows.len() - 1].f_energy);
+    p.axes(c, &format!("{title}: {} TO {}", short(first), short(last)), "TIME T", "LOG SCALE")?;
+    let flat = [times[0], times[times.len() - 1]];
+    c.dotted(p.curve(&flat, &[tenth, tenth]), GREY.into())?;
+    c.line(p.curve(&times, &logs), FIT_RED.into(), 3)?;
+    p.legend(c, &[(Mark::Line, FIT_RED, "F(M_T)"), (Mark::Dots, GREY, tenth_label)])
+}
+
+/// The NPMLE's mixing measure and the observations' density.
+struct NpmleFigure<'a> {
+    observations: &'a [f64],
+    noise: f64,
+    positions: &'a [f64],
+    weights: &'a [f64],
+    truth: Option<&'a [Atom]>,
+}
+
+impl Figure for NpmleFigure<'_> {
+    fn size(&self) -> (u32, u32) {
+        (1000, 1140)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, c: &Canvas<'_, DB>) -> DrawResult {
+        let truth = self.truth.unwrap_or_default();
+        let (x0, x1) = range(self.positions.iter().chain(self.observations).copied());
+        let mass: f64 = self.weights.iter().sum();
+        let atoms: Vec<&Atom> = truth.iter().filter(|a| a.std == 0.0).collect();
+        // Top: the fitted weights as stems, the true atoms' locations as red lines.
+        let wmax = self.weights.iter().map(|w| w / mass).fold(0.0, f64::max);
+        let top = Panel::new((80, 50, 880, 250), (x0, x1), (0.0, 1.15 * wmax.max(1e-12)), false);
+        top.axes(c, "FITTED MIXING MEASURE: WEIGHT W_I AT EACH PARTICLE X_I", "X", "")?;
+        for a in &atoms {
+            let x = top.px(a.location);
+            c.line(vec![(x, top.py(0.0)), (x, top.top)], FIT_RED.mix(0.6), 2)?;
+        }
+        for (x, w) in self.positions.iter().zip(self.weights) {
+            let (px, h) = (top.px(*x), top.py(w / mass));
+            if h < top.py(0.0) {
+                c.line(vec![(px, top.py(0.0)), (px, h)], BLUE.into(), 2)?;
+            }
+        }
+        let mut legend = vec![(Mark::Line, BLUE, "FITTED W_I")];
+        if !atoms.is_empty() {
+            legend.push((Mark::Line, FIT_RED, "TRUE ATOMS"));
+        }
+        top.legend(c, &legend)?;
+        // Middle: the two mixing distributions' CDFs.
+        let mid = Panel::new((80, 390, 880, 250), (x0, x1), (0.0, 1.05), false);
+        mid.axes(c, "MIXING DISTRIBUTION: CDF, FITTED VS TRUE", "X", "")?;
+        let mut order: Vec<usize> = (0..self.positions.len()).collect();
+        order.sort_by(|a, b| self.positions[*a].total_cmp(&self.positions[*b]));
+        let fitted_steps: Vec<(f64, f64)> =
+            order.iter().map(|&i| (self.positions[i], self.weights[i] / mass)).collect();
+        if !truth.is_empty() {
+            let mut true_steps: Vec<(f64, f64)> = atoms.iter().map(|a| (a.location, a.weight)).collect();
+            true_steps.sort_by(|a, b| a.0.total_cmp(&b.0));
+            c.line(mid.steps(&true_steps), TRUTH_BLACK.into(), 2)?;
+        }
+        c.line(mid.steps(&fitted_steps), BLUE.into(), 3)?;
+        let mut legend = vec![(Mark::Line, BLUE, "FITTED")];
+        if !atoms.is_empty() {
+            legend.push((Mark::Line, TRUTH_BLACK, "TRUE"));
+        }
+        mid.legend(c, &legend)?;
+        // Bottom: histogram and densities.
+        let bins = 90;
+        let mut hist = vec![0.0; bins];
+        for z in self.observations {
+            let b = ((z - x0) / (x1 - x0) * bins as f64) as usize;
+            hist[b.min(bins - 1)] += 1.0;
+        }
+        let scale = bins as f64 / ((x1 - x0) * self.observations.len() as f64);
+        let hist: Vec<f64> = hist.iter().map(|h| h * scale).collect();
+        let grid: Vec<f64> = (0..=400).map(|k| x0 + (x1 - x0) * k as f64 / 400.0).collect();
+        let fitted_atoms: Vec<Atom> = self
+            .positions
+            .iter()
+            .zip(self.weights)
+            .map(|(x, w)| Atom { location: *x, weight: w / mass, std: 0.0 })
+            .collect();
+        let fitted: Vec<f64> = grid.iter().map(|z| mixture_density(&fitted_atoms, self.noise, *z)).collect();
+        let true_density: Vec<f64> = grid.iter().map(|z| mixture_density(truth, self.noise, *z)).collect();
+        let ymax = hist.iter().chain(&fitted).chain(&true_density).copied().fold(0.0, f64::max);
+        let bottom = Panel::new((80, 730, 880, 330), (x0, x1), (0.0, 1.1 * ymax.max(1e-12)), false);
+        bottom.axes(c, "OBSERVATIONS: HISTOGRAM AND DENSITIES", "Z", "")?;
+        for (b, h) in hist.iter().enumerate() {
+            let (a, e) = (x0 + (x1 - x0) * b as f64 / bins as f64, x0 + (x1 - x0) * (b + 1) as f64 / bins as f64);
+            c.rect((bottom.px(a), bottom.py(*h)), (bottom.px(e), bottom.py(0.0)), LIGHT_GREY.into())?;
+        }
+        let mut legend = vec![(Mark::Box, LIGHT_GREY, "OBSERVATIONS")];
+        if !truth.is_empty() {
+            c.line(bottom.curve(&grid, &true_density), TRUTH_BLACK.into(), 2)?;
+            legend.push((Mark::Line, TRUTH_BLACK, "TRUE DENSITY"));
+        }
+        c.line(bottom.curve(&grid, &fitted), FIT_RED.into(), 3)?;
+        legend.push((Mark::Line, FIT_RED, "FITTED P_M"));
+        bottom.legend(c, &legend)
+    }
+}
+
+/// The MMD flow's weighted particles over the target sample, and ½ MMD² against time.
+struct MmdFigure<'a> {
+    sample: &'a Points,
+    positions: &'a [f64],
+    weights: &'a [f64],
+    trace: &'a [TraceRow],
+}
+
+impl Figure for MmdFigure<'_> {
+    fn size(&self) -> (u32, u32) {
+        (1480, 560)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, c: &Canvas<'_, DB>) -> DrawResult {
+        let all = || self.positions.chunks_exact(2).chain(self.sample.values.chunks_exact(2));
+        let (xa, xb) = range(all().map(|p| p[0]));
+        let (ya, yb) = range(all().map(|p| p[1]));
+        // Square windows with equal scales.
+        let half = 0.5 * (xb - xa).max(yb - ya) * 1.04;
+        let (cx, cy) = (0.5 * (xa + xb), 0.5 * (ya + yb));
+        let window = |left| Panel::new((left, 50, 440, 440), (cx - half, cx + half), (cy - half, cy + half), false);
+        // Left: the target sample.
+        let p = window(70);
+        p.axes(c, &format!("TARGET SAMPLE (M = {})", self.sample.len()), "X_1", "X_2")?;
+        for y in self.sample.values.chunks_exact(2) {
+            c.circle(p.px(y[0]), p.py(y[1]), 2, FIT_RED.mix(0.8))?;
+        }
+        // Middle: every particle as a grey dot, the weighted ones as discs of area ∝ N w_i.
+        let p = window(570);
+        p.axes(c, "PARTICLES: DISC AREA ~ N W_I", "X_1", "X_2")?;
+        for x in self.positions.chunks_exact(2) {
+            let (px, py) = (p.px(x[0]), p.py(x[1]));
+            c.rect((px, py), (px + 2, py + 2), LIGHT_GREY.into())?;
+        }
+        let n = self.weights.len() as f64;
+        let mass: f64 = self.weights.iter().sum();
+        let wmax = self.weights.iter().copied().fold(0.0, f64::max).max(1e-300);
+        let mut order: Vec<usize> = (0..self.weights.len()).collect();
+        order.sort_by(|a, b| self.weights[*a].total_cmp(&self.weights[*b]));
+        for i in order {
+            let w = self.weights[i];
+            let r = 1.4 * (n * w / mass).sqrt();
+            if r >= 1.0 {
+                let x = &self.positions[2 * i..2 * i + 2];
+                c.circle(p.px(x[0]), p.py(x[1]), r.min(12.0) as i32, ramp(w / wmax).mix(0.75))?;
+            }
+        }
+        loss_panel(c, self.trace, (1100, 50, 350, 440), "1/2 MMD^2", "START/10")
+    }
+}
+
+/// A blue → yellow colour ramp for t in [0, 1] (the ramp of [`crate::plot`]).
+fn ramp(t: f64) -> RGBColor {
+    let t = t.clamp(0.0, 1.0);
+    let lerp = |a: f64, b: f64| (a + (b - a) * t) as u8;
+    RGBColor(lerp(40.0, 250.0), lerp(30.0, 230.0), lerp(110.0, 60.0))
+}
+
+/// The smallest and largest finite value (a unit interval around a single value).
+fn range(v: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) =
+        v.filter(|x| x.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+    if lo >= hi {
+        let m = if lo.is_finite() { lo } else { 0.0 };
+        return (m - 0.5, m + 0.5);
+    }
+    (lo, hi)
+}
+
+/// A number with three significant digits: fixed notation from 0.01 to 10⁵, else 1.23E-4.
+fn short(v: f64) -> String {
+    if v == 0.0 || (1e-2..1e5).contains(&v.abs()) {
+        let decimals = (2 - v.abs().log10().floor() as i64).clamp(0, 4) as usize;
+        let s = format!("{v:.decimals$}");
+        if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+    } else {
+        format!("{v:.2E}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drawing: canvas, panels, axes, legends, pixel font
+// ---------------------------------------------------------------------------------------------
+
+/// The drawing area with the few primitives the figures use, errors turned into strings.
+struct Canvas<'a, DB: DrawingBackend> {
+    area: &'a DrawingArea<DB, Shift>,
+}
+
+impl<DB: DrawingBackend> Canvas<'_, DB> {
+    fn err(e: DrawingAreaErrorKind<DB::ErrorType>) -> String {
+        e.to_string()
+    }
+
+    fn rect(&self, a: (i32, i32), b: (i32, i32), color: RGBAColor) -> DrawResult {
+        self.area.draw(&Rectangle::new([a, b], color.filled())).map_err(Self::err)
+    }
+
+    fn frame(&self, a: (i32, i32), b: (i32, i32), color: RGBAColor) -> DrawResult {
+        self.area.draw(&Rectangle::new([a, b], ShapeStyle::from(color).stroke_width(1))).map_err(Self::err)
+    }
+
+    fn line(&self, points: Vec<(i32, i32)>, color: RGBAColor, width: u32) -> DrawResult {
+        self.area.draw(&PathElement::new(points, ShapeStyle::from(color).stroke_width(width))).map_err(Self::err)
+    }
+
+    /// A dotted polyline (dots every 8 pixels along each segment).
+    fn dotted(&self, points: Vec<(i32, i32)>, color: RGBAColor) -> DrawResult {
+        for seg in points.windows(2) {
+            let (dx, dy) = (f64::from(seg[1].0 - seg[0].0), f64::from(seg[1].1 - seg[0].1));
+            let steps = ((dx * dx + dy * dy).sqrt() / 8.0) as i32;
+            for k in 0..=steps {
+                let t = f64::from(k) / f64::from(steps.max(1));
+                let (x, y) = (seg[0].0 + (t * dx) as i32, seg[0].1 + (t * dy) as i32);
+                self.rect((x - 1, y - 1), (x + 2, y + 2), color)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn circle(&self, x: i32, y: i32, r: i32, color: RGBAColor) -> DrawResult {
+        self.area.draw(&Circle::new((x, y), r, color.filled())).map_err(Self::err)
+    }
+
+    /// Text in the 5×7 pixel font, each pixel `scale` × `scale`, with its top-left at (x, y).
+    fn text(&self, x: i32, y: i32, s: &str, scale: i32, color: RGBAColor) -> DrawResult {
+        for (k, ch) in s.chars().enumerate() {
+            let gx = x + k as i32 * 6 * scale;
+            for (row, bits) in glyph(ch).iter().enumerate() {
+                // One rectangle per horizontal run of set pixels.
+                let mut col = 0;
+                while col < 5 {
+                    if bits & (0b10000 >> col) != 0 {
+                        let start = col;
+                        while col < 5 && bits & (0b10000 >> col) != 0 {
+                            col += 1;
+                        }
+                        let y0 = y + row as i32 * scale;
+                        self.rect((gx + start * scale, y0), (gx + col * scale, y0 + scale), color)?;
+                    } else {
+                        col += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Width in pixels of `s` in the pixel font at `scale`.
+fn text_width(s: &str, scale: i32) -> i32 {
+    (s.chars().count() as i32 * 6 - 1).max(0) * scale
+}
+
+/// How a legend entry is marked.
+#[derive(Clone, Copy)]
+enum Mark {
+    Line,
+    Dots,
+    Dot,
+    Box,
+}
+
+/// A plotting rectangle (pixels) with its data window; on a log axis the y values are log10.
+struct Panel {
+    left: i32,
+    top: i32,
+    width: i32,
+    height: i32,
+    x: (f64, f64),
+    y: (f64, f64),
+    log_y: bool,
+}
+
+impl Panel {
+    fn new(rect: (i32, i32, i32, i32), x: (f64, f64), y: (f64, f64), log_y: bool) -> Self {
+        Panel { left: rect.0, top: rect.1, width: rect.2, height: rect.3, x, y, log_y }
+    }
+
+    fn px(&self, x: f64) -> i32 {
+        self.left + ((x - self.x.0) / (self.x.1 - self.x.0) * f64::from(self.width)).round() as i32
+    }
+
+    fn py(&self, y: f64) -> i32 {
+        self.top + self.height - ((y - self.y.0) / (self.y.1 - self.y.0) * f64::from(self.height)).round() as i32
+    }
+
+    /// The staircase of a CDF with jumps `(location, mass)` (sorted by location), from the
+    /// panel's left edge to its right edge.
+    fn steps(&self, jumps: &[(f64, f64)]) -> Vec<(i32, i32)> {
+        let mut pts = vec![(self.px(self.x.0), self.py(0.0))];
+        let mut cdf = 0.0;
+        for (x, m) in jumps {
+            pts.push((self.px(*x), self.py(cdf)));
+            cdf += m;
+            pts.push((self.px(*x), self.py(cdf)));
+        }
+        pts.push((self.px(self.x.1), self.py(cdf)));
+        pts
+    }
+
+    fn curve(&self, xs: &[f64], ys: &[f64]) -> Vec<(i32, i32)> {
+        xs.iter().zip(ys).map(|(x, y)| (self.px(*x), self.py(*y))).collect()
+    }
+
+    /// Frame, grid, ticks with labels, the title above and the axis names.
+    fn axes<DB: DrawingBackend>(&self, c: &Canvas<'_, DB>, title: &str, xlabel: &str, ylabel: &str) -> DrawResult {
+        let (l, t, r, b) = (self.left, self.top, self.left + self.width, self.top + self.height);
+        let grid = RGBColor(236, 236, 236).into();
+        let ink: RGBAColor = RGBColor(60, 60, 60).into();
+        for (v, label) in ticks(self.x.0, self.x.1, false) {
+            let x = self.px(v);
+            c.line(vec![(x, t), (x, b)], grid, 1)?;
+            c.line(vec![(x, b), (x, b + 6)], ink, 1)?;
+            c.text(x - text_width(&label, 2) / 2, b + 11, &label, 2, ink)?;
+        }
+        for (v, label) in ticks(self.y.0, self.y.1, self.log_y) {
+            let y = self.py(v);
+            c.line(vec![(l, y), (r, y)], grid, 1)?;
+            c.line(vec![(l - 6, y), (l, y)], ink, 1)?;
+            c.text(l - 10 - text_width(&label, 2), y - 7, &label, 2, ink)?;
+        }
+        c.frame((l, t), (r, b), ink)?;
+        c.text(l, t - 30, title, 2, RGBColor(0, 0, 0).into())?;
+        c.text(r - text_width(xlabel, 2), b + 32, xlabel, 2, ink)?;
+        if !ylabel.is_empty() {
+            c.text(l + 6, t + 6, ylabel, 2, ink)?;
+        }
+        Ok(())
+    }
+
+    /// A legend box in the top-right corner.
+    fn legend<DB: DrawingBackend>(&self, c: &Canvas<'_, DB>, entries: &[(Mark, RGBColor, &str)]) -> DrawResult {
+        let line_h = 22;
+        let w = 44 + entries.iter().map(|e| text_width(e.2, 2)).max().unwrap_or(0) + 10;
+        let h = line_h * entries.len() as i32 + 10;
+        let right = self.left + self.width - 8;
+        let top = self.top + 8;
+        let left = right - w;
+        c.rect((left, top), (right, top + h), WHITE.mix(0.9))?;
+        c.frame((left, top), (right, top + h), GREY.into())?;
+        for (k, (mark, color, label)) in entries.iter().enumerate() {
+            let y = top + 5 + k as i32 * line_h + line_h / 2;
+            let (x0, x1) = (left + 8, left + 36);
+            match mark {
+                Mark::Line => c.line(vec![(x0, y), (x1, y)], (*color).into(), 3)?,
+                Mark::Dots => c.dotted(vec![(x0, y), (x1, y)], (*color).into())?,
+                Mark::Dot => c.circle((x0 + x1) / 2, y, 4, (*color).into())?,
+                Mark::Box => c.rect((x0 + 4, y - 7), (x1 - 4, y + 7), (*color).into())?,
+            }
+            c.text(left + 44, y - 7, label, 2, RGBColor(0, 0, 0).into())?;
+        }
+        Ok(())
+    }
+}
+
+/// Tick positions and labels: 1, 2 or 5 × 10^k steps, about eight of them; on a log axis the
+/// integer decades (labelled 1E-3 …), thinned to at most eight.
+fn ticks(lo: f64, hi: f64, log: bool) -> Vec<(f64, String)> {
+    if log {
+        let (a, b) = (lo.ceil() as i64, hi.floor() as i64);
+        let stride = ((b - a) / 8 + 1).max(1);
+        return (a..=b).filter(|k| (k - a) % stride == 0).map(|k| (k as f64, format!("1E{k}"))).collect();
+    }
+    let raw = (hi - lo) / 8.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
+    let decimals = (-step.log10().floor()).max(0.0) as usize;
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    (first..=last)
+        .map(|k| {
+            let v = k as f64 * step;
+            let label = format!("{:.*}", decimals, if v.abs() < 0.5 * step { 0.0 } else { v });
+            (v, label)
+        })
+        .collect()
+}
+
+/// The 5×7 bitmap of a character (rows top to bottom, bit 4 = leftmost column); lower case is
+/// drawn as upper case, and unknown characters as a question mark.
+fn glyph(ch: char) -> [u8; 7] {
+    match ch.to_ascii_uppercase() {
+        '0' => [0b01110, 0b10001, 0b10011, 0b10101, 0b11001, 0b10001, 0b01110],
+        '1' => [0b00100, 0b01100, 0b00100, 0b00100, 0b00100, 0b00100, 0b01110],
+        '2' => [0b01110, 0b10001, 0b00001, 0b00010, 0b00100, 0b01000, 0b11111],
+        '3' => [0b11111, 0b00010, 0b00100, 0b00010, 0b00001, 0b10001, 0b01110],
+        '4' => [0b00010, 0b00110, 0b01010, 0b10010, 0b11111, 0b00010, 0b00010],
+        '5' => [0b11111, 0b10000, 0b11110, 0b00001, 0b00001, 0b10001, 0b01110],
+        '6' => [0b00110, 0b01000, 0b10000, 0b11110, 0b10001, 0b10001, 0b01110],
+        '7' => [0b11111, 0b00001, 0b00010, 0b00100, 0b01000, 0b01000, 0b01000],
+        '8' => [0b01110, 0b10001, 0b10001, 0b01110, 0b10001, 0b10001, 0b01110],
+        '9' => [0b01110, 0b10001, 0b10001, 0b01111, 0b00001, 0b00010, 0b01100],
+        'A' => [0b01110, 0b10001, 0b10001, 0b11111, 0b10001, 0b10001, 0b10001],
+        'B' => [0b11110, 0b10001, 0b10001, 0b11110, 0b10001, 0b10001, 0b11110],
+        'C' => [0b01110, 0b10001, 0b10000, 0b10000, 0b10000, 0b10001, 0b01110],
+        'D' => [0b11100, 0b10010, 0b10001, 0b10001, 0b10001, 0b10010, 0b11100],
+        'E' => [0b11111, 0b10000, 0b10000, 0b11110, 0b10000, 0b10000, 0b11111],
+        'F' => [0b11111, 0b10000, 0b10000, 0b11110, 0b10000, 0b10000, 0b10000],
+        'G' => [0b01110, 0b10001, 0b10000, 0b10111, 0b10001, 0b10001, 0b01111],
+        'H' => [0b10001, 0b10001, 0b10001, 0b11111, 0b10001, 0b10001, 0b10001],
+        'I' => [0b01110, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b01110],
+        'J' => [0b00111, 0b00010, 0b00010, 0b00010, 0b00010, 0b10010, 0b01100],
+        'K' => [0b10001, 0b10010, 0b10100, 0b11000, 0b10100, 0b10010, 0b10001],
+        'L' => [0b10000, 0b10000, 0b10000, 0b10000, 0b10000, 0b10000, 0b11111],
+        'M' => [0b10001, 0b11011, 0b10101, 0b10101, 0b10001, 0b10001, 0b10001],
+        'N' => [0b10001, 0b10001, 0b11001, 0b10101, 0b10011, 0b10001, 0b10001],
+        'O' => [0b01110, 0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01110],
+        'P' => [0b11110, 0b10001, 0b10001, 0b11110, 0b10000, 0b10000, 0b10000],
+        'Q' => [0b01110, 0b10001, 0b10001, 0b10001, 0b10101, 0b10010, 0b01101],
+        'R' => [0b11110, 0b10001, 0b10001, 0b11110, 0b10100, 0b10010, 0b10001],
+        'S' => [0b01111, 0b10000, 0b10000, 0b01110, 0b00001, 0b00001, 0b11110],
+        'T' => [0b11111, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100],
+        'U' => [0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01110],
+        'V' => [0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01010, 0b00100],
+        'W' => [0b10001, 0b10001, 0b10001, 0b10101, 0b10101, 0b10101, 0b01010],
+        'X' => [0b10001, 0b10001, 0b01010, 0b00100, 0b01010, 0b10001, 0b10001],
+        'Y' => [0b10001, 0b10001, 0b10001, 0b01010, 0b00100, 0b00100, 0b00100],
+        'Z' => [0b11111, 0b00001, 0b00010, 0b00100, 0b01000, 0b10000, 0b11111],
+        ' ' => [0; 7],
+        '.' => [0, 0, 0, 0, 0, 0b01100, 0b01100],
+        ',' => [0, 0, 0, 0, 0b01100, 0b00100, 0b01000],
+        '-' => [0, 0, 0, 0b11111, 0, 0, 0],
+        '+' => [0, 0b00100, 0b00100, 0b11111, 0b00100, 0b00100, 0],
+        '=' => [0, 0, 0b11111, 0, 0b11111, 0, 0],
+        ':' => [0, 0b01100, 0b01100, 0, 0b01100, 0b01100, 0],
+        '/' => [0, 0b00001, 0b00010, 0b00100, 0b01000, 0b10000, 0],
+        '(' => [0b00010, 0b00100, 0b01000, 0b01000, 0b01000, 0b00100, 0b00010],
+        ')' => [0b01000, 0b00100, 0b00010, 0b00010, 0b00010, 0b00100, 0b01000],
+        '_' => [0, 0, 0, 0, 0, 0, 0b11111],
+        '~' => [0, 0, 0b01000, 0b10101, 0b00010, 0, 0],
+        '^' => [0b00100, 0b01010, 0b10001, 0, 0, 0, 0],
+        _ => [0b01110, 0b10001, 0b00001, 0b00010, 0b00100, 0, 0b00100],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wasserstein_of_shifted_atoms_is_the_shift() {
+        let a = [(0.0, 1.0), (2.0, 3.0)];
+        let b = [(0.5, 2.0), (2.5, 6.0)];
+        assert!((wasserstein1_1d(&a, &b) - 0.5).abs() < 1e-12);
+        assert!(wasserstein1_1d(&a, &a).abs() < 1e-12);
+        // Half the mass moves from 0 to 1: W1 = 0.5.
+        assert!((wasserstein1_1d(&[(0.0, 1.0)], &[(0.0, 0.5), (1.0, 0.5)]) - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ticks_are_round_numbers_inside_the_range() {
+        let t = ticks(-4.0, 4.0, false);
+        assert_eq!(
+            t.iter().map(|p| p.1.as_str()).collect::<Vec<_>>(),
+            ["-4", "-3", "-2", "-1", "0", "1", "2", "3", "4"]
+        );
+        let t = ticks(0.0, 0.33, false);
+        assert!(t.iter().all(|(v, _)| (0.0..=0.33).contains(v)) && t.len() >= 4, "{t:?}");
+        assert_eq!(ticks(-3.0, 0.0, true).last().unwrap().1, "1E0");
+    }
+
+    #[test]
+    fn network_output_sums_weighted_neurons() {
+        let pos = [1.0, 0.0, 2.0, -1.0, 0.5, 1.0];
+        let z = 0.3f64;
+        let want = 0.25 * 2.0 * z.tanh() + 0.75 * (0.5 - z).tanh();
+        assert!((network_output(&pos, &[0.25, 0.75], &[z]) - want).abs() < 1e-15);
+    }
+}
