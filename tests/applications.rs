@@ -82,6 +82,7 @@ fn two_layer_net_loss_falls_tenfold() {
         .fold(0.0, f64::max);
     assert!(worst < 0.25, "largest error of the fit on [-3.5, 3.5]: {worst}");
     assert_picture(&out, "two_layer_net");
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -107,6 +108,7 @@ fn npmle_likelihood_rises_and_mass_gathers_at_the_true_atoms() {
     assert!(near > 0.9, "mass within ±0.25 of the true atoms: {near}");
     assert!(w1 < 0.15, "W1 to the true mixing distribution: {w1}");
     assert_picture(&out, "npmle");
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -122,6 +124,7 @@ fn mmd_falls_twentyfold() {
     assert!(last <= first / 20.0, "½ MMD² {first} -> {last}");
     assert_energy_decreases(&trace);
     assert_picture(&out, "mmd");
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
@@ -148,4 +151,5 @@ fn gibbs_torus_wells_get_the_target_masses() {
     assert!(tv < 0.03, "well masses {got:?} vs {want:?}");
     // No application picture for a potential energy: plot.rs's particles.png is the picture.
     assert!(draw_run(&out).unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(&out);
 }
