@@ -559,7 +559,7 @@ fn key(variant: Variant, n: usize, epsilon: f64, replicate: u64) -> String {
 /// Runs (or resumes) a bandwidth sweep and writes into `options.out`: `sweep.toml`,
 /// `results.jsonl`, `bandwidth_runs.csv`, `bandwidth_summary.csv`, `bandwidth.json`,
 /// `bandwidth_variance.{png,svg}`, `bandwidth_w2.{png,svg}` (d = 1), one
-/// `bandwidth_heatmap_<variant>.{png,svg}` per variant when there are several N, and with
+/// `bandwidth_heatmap_<variant>.{csv,png,svg}` per variant when there are several N (D′ is `Dprime`), and with
 /// `options.report` `report.html`.
 pub fn run_bandwidth(spec: &BandwidthSpec, options: &SweepOptions) -> Result<BandwidthOutcome> {
     let out = &options.out;
@@ -818,7 +818,7 @@ fn write_outputs(
     if spec.ns.len() > 1 {
         for v in &spec.variants {
             let value = |c: &BandwidthCell| if has_w2 { c.w2.mean } else { c.var_error.mean.abs() };
-            let values = spec
+            let values: Vec<Vec<Option<f64>>> = spec
                 .epsilons
                 .iter()
                 .map(|&e| {
@@ -842,11 +842,19 @@ fn write_outputs(
                 value_label: format!("{what} (log colour scale)"),
                 xs: spec.ns.iter().map(|n| *n as f64).collect(),
                 ys: spec.epsilons.clone(),
-                values,
+                values: values.clone(),
                 contours: vec![(10.0, "N ε^d = 10".into()), (100.0, "N ε^d = 100".into())],
                 dim: s.dim,
             };
             let stem = format!("bandwidth_heatmap_{}", file_name(v.name()));
+            // The same grid as a table: one row per ε, one column per N.
+            let mut csv =
+                format!("epsilon/N,{}\n", spec.ns.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","));
+            for (e, row) in spec.epsilons.iter().zip(&values) {
+                let cells: Vec<String> = row.iter().map(|v: &Option<f64>| csv_num(*v)).collect();
+                let _ = writeln!(csv, "{e},{}", cells.join(","));
+            }
+            write_text(&out.join(format!("{stem}.csv")), &csv)?;
             let svg = heatmap(&map, &out.join(format!("{stem}.png")), &out.join(format!("{stem}.svg")))?;
             figures.push((svg, format!("Variant {}: {what} over (N, ε); red dashed lines N ε^d = 10, 100.", v.name())));
         }
