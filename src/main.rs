@@ -212,7 +212,8 @@ fn main() -> ExitCode {
                 (None, Some(path)) => std::fs::read_to_string(&path)
                     .map_err(|e| frflow::Error::io(&path, e))
                     .and_then(|text| {
-                        let base = path.parent().unwrap_or(Path::new("."));
+                        // `run.toml` has the parent "": relative data paths resolve in ".".
+                        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
                         run_config(&text, base, &out, request)
                     })
                     .map(|s| (s, out)),

@@ -134,6 +134,8 @@ fn execute(
     write_atomic(&out.join("summary.json"), json.as_bytes())?;
     if let Some((model, particles)) = plot_inputs {
         crate::plot::plot_particles(&model, &particles, &w, &out.join("particles.png"), &out.join("particles.svg"))?;
+        // The application pictures (network fit and loss, NPMLE mixing measure, MMD target), if any.
+        crate::pictures::draw_run(out)?;
     }
     Ok(summary)
 }
