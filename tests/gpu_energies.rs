@@ -17,7 +17,7 @@
 
 use frflow::Error;
 use frflow::engine::Engine;
-use frflow::engine::cpu::{CpuEngine, log_kernel_sum};
+use frflow::engine::cpu::{CpuEngine, log_kernel_sum, net_backward, net_forward, net_residuals, npmle_coefficients};
 use frflow::engine::gpu::{GpuContext, GpuEngine};
 use frflow::model::{
     Divergence, Domain, Energy, Gaussian, Model, ModelSpec, Points, Potential, QuadratureSpec, Reference, Space,
@@ -87,39 +87,6 @@ fn energy_accumulate(kind: Kind, strength: f64, l1: &[f64], l2: &[f64], energy: 
             Kind::Potential => unreachable!("the potential is fixed, not accumulated"),
         }
     }
-}
-
-/// Twin of net_forward.wgsl (all chunks): f_m(z_k) = Σ_i w_i c_i tanh(a_i·z_k + b_i).
-fn net_forward(pos: &[f64], d: usize, w: &[f64], inputs: &Points) -> Vec<f64> {
-    (0..inputs.len())
-        .map(|k| pos.chunks_exact(d).zip(w).map(|(x, wi)| wi * Energy::neuron(x, inputs.row(k))).sum())
-        .collect()
-}
-
-/// Twin of net_residuals.wgsl: r_k = y_k − f_m(z_k) and F's data part Σ_k r_k² / 2M.
-fn net_residuals(f: &[f64], y: &[f64]) -> (Vec<f64>, f64) {
-    let r: Vec<f64> = y.iter().zip(f).map(|(y, f)| y - f).collect();
-    let data = r.iter().map(|r| r * r).sum::<f64>() / (2.0 * y.len() as f64);
-    (r, data)
-}
-
-/// Twin of net_backward.wgsl: l1 = −(1/M) Σ_k r_k φ(x, z_k) + λ/2 |x|², l2 = λ/2 |x|².
-fn net_backward(targets: &[f64], d: usize, inputs: &Points, r: &[f64], penalty: f64) -> (Vec<f64>, Vec<f64>) {
-    let m = inputs.len() as f64;
-    targets
-        .chunks_exact(d)
-        .map(|x| {
-            let pull: f64 = (0..inputs.len()).map(|k| r[k] * Energy::neuron(x, inputs.row(k))).sum();
-            let pen = 0.5 * penalty * x.iter().map(|v| v * v).sum::<f64>();
-            (-pull / m + pen, pen)
-        })
-        .unzip()
-}
-
-/// Twin of npmle_coefficients.wgsl: log(1 / (M p_k)) and F's data part −Σ_k log p_k / M.
-fn npmle_coefficients(log_p: &[f64]) -> (Vec<f64>, f64) {
-    let m = log_p.len() as f64;
-    (log_p.iter().map(|lp| -lp - m.ln()).collect(), -log_p.iter().sum::<f64>() / m)
 }
 
 /// δF/δm at the particles and F(μᴺ), composed from the twins as the engine composes the passes.

@@ -6,7 +6,7 @@
 
 use super::{Diagnostics, Engine, pairwise_sum, reached, remaining_time};
 use crate::error::{Error, Result};
-use crate::model::{Divergence, Energy, Gaussian, Model, Space, Variant};
+use crate::model::{Divergence, Energy, Gaussian, Model, Points, Space, Variant};
 use crate::particles::{Particles, State};
 use crate::stepper::Stepper;
 use rayon::prelude::*;
@@ -425,6 +425,49 @@ impl CpuEngine {
     }
 }
 
+/// f_m(z_k) = Σ_i w_i φ(X_i, z_k) for every input z_k (the CPU twin of `net_forward`).
+pub fn net_forward(pos: &[f64], d: usize, w: &[f64], inputs: &Points) -> Vec<f64> {
+    (0..inputs.len())
+        .into_par_iter()
+        .map(|k| {
+            let z = inputs.row(k);
+            pairwise_sum(&pos.chunks_exact(d).zip(w).map(|(x, wi)| wi * Energy::neuron(x, z)).collect::<Vec<_>>())
+        })
+        .collect()
+}
+
+/// r_k = y_k − f_m(z_k) and F's data part Σ_k r_k² / 2M (the CPU twin of `net_residuals`).
+pub fn net_residuals(f: &[f64], y: &[f64]) -> (Vec<f64>, f64) {
+    let r: Vec<f64> = y.iter().zip(f).map(|(y, f)| y - f).collect();
+    let data = pairwise_sum(&r.iter().map(|r| r * r).collect::<Vec<_>>()) / (2.0 * y.len() as f64);
+    (r, data)
+}
+
+/// Per target x: (−(1/M) Σ_k r_k φ(x, z_k) + λ/2 |x|², λ/2 |x|²) (the CPU twin of `net_backward`);
+/// with no residuals only the penalty.
+pub fn net_backward(targets: &[f64], d: usize, inputs: &Points, r: &[f64], penalty: f64) -> (Vec<f64>, Vec<f64>) {
+    let m = inputs.len() as f64;
+    targets
+        .par_chunks_exact(d)
+        .map(|x| {
+            let pull = if r.is_empty() {
+                0.0
+            } else {
+                pairwise_sum(&(0..inputs.len()).map(|k| r[k] * Energy::neuron(x, inputs.row(k))).collect::<Vec<_>>())
+            };
+            let pen = 0.5 * penalty * x.iter().map(|v| v * v).sum::<f64>();
+            (-pull / m + pen, pen)
+        })
+        .unzip()
+}
+
+/// The NPMLE's second-pass coefficients log(1 / (M p_k)) and F's value −Σ_k log p_k / M (the CPU
+/// twin of `npmle_coefficients`).
+pub fn npmle_coefficients(log_p: &[f64]) -> (Vec<f64>, f64) {
+    let m = log_p.len() as f64;
+    (log_p.iter().map(|lp| -lp - m.ln()).collect(), -pairwise_sum(log_p) / m)
+}
+
 /// δF/δm at the targets, and F(μᴺ) when the targets are the particles (SPEC §5).
 fn energy_derivative(m: &Model, fixed: &Fixed, targets: &Targets, lw: &[f64], w: &[f64]) -> (Vec<f64>, f64) {
     let (space, d) = (&m.space, m.space.dim);
@@ -459,37 +502,17 @@ fn energy_derivative(m: &Model, fixed: &Fixed, targets: &Targets, lw: &[f64], w:
                 mmd += 1;
             }
             Energy::TwoLayerNet { inputs, targets: y, penalty } => {
-                let mm = inputs.len();
-                // f_m(z_k) = Σ_i w_i φ(x_i, z_k) (M×N), then the residuals' pull on each neuron (N×M).
-                let resid: Vec<f64> = (0..mm)
-                    .into_par_iter()
-                    .map(|k| {
-                        let z = inputs.row(k);
-                        let terms: Vec<f64> =
-                            pos.chunks_exact(d).zip(w).map(|(x, wi)| wi * Energy::neuron(x, z)).collect();
-                        y[k] - pairwise_sum(&terms)
-                    })
-                    .collect();
-                let norm = |x: &[f64]| x.iter().map(|v| v * v).sum::<f64>();
-                let sq: Vec<f64> = resid.iter().map(|r| r * r).collect();
-                let norms: Vec<f64> = pos.chunks_exact(d).map(norm).collect();
-                f += pairwise_sum(&sq) / (2.0 * mm as f64) + 0.5 * penalty * wsum(&norms);
-                let pull: Vec<f64> = at
-                    .points
-                    .par_chunks_exact(d)
-                    .map(|x| {
-                        let terms: Vec<f64> = (0..mm).map(|k| resid[k] * Energy::neuron(x, inputs.row(k))).collect();
-                        -pairwise_sum(&terms) / mm as f64 + 0.5 * penalty * norm(x)
-                    })
-                    .collect();
-                dfdm.iter_mut().zip(pull).for_each(|(a, p)| *a += p);
+                let (r, data) = net_residuals(&net_forward(pos, d, w, inputs), y);
+                let (_, own_penalty) = net_backward(pos, d, inputs, &[], *penalty);
+                f += data + wsum(&own_penalty);
+                let (l1, _) = net_backward(&at.points, d, inputs, &r, *penalty);
+                dfdm.iter_mut().zip(l1).for_each(|(a, l)| *a += l);
             }
             Energy::Npmle { observations, noise } => {
                 let k = Gaussian::new(space, *noise, true, "npmle.noise").expect("validated");
-                let mm = observations.len() as f64;
                 let log_p = log_kernel_sum(space, &k, &observations.values, pos, lw);
-                f -= pairwise_sum(&log_p) / mm;
-                let coeffs: Vec<f64> = log_p.iter().map(|lp| -lp - mm.ln()).collect();
+                let (coeffs, data) = npmle_coefficients(&log_p);
+                f += data;
                 let r = log_kernel_sum(space, &k, &at.points, &observations.values, &coeffs);
                 dfdm.iter_mut().zip(r).for_each(|(a, r)| *a -= r.exp());
             }
