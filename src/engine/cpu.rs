@@ -6,7 +6,7 @@
 
 use super::{Diagnostics, Engine, pairwise_sum, reached, remaining_time};
 use crate::error::{Error, Result};
-use crate::model::{Divergence, Energy, Gaussian, Model, Points, Space, Variant};
+use crate::model::{AtPoints, Divergence, Energy, Gaussian, Model, Points, Space, Variant};
 use crate::particles::{Particles, State};
 use crate::stepper::Stepper;
 use rayon::prelude::*;
@@ -197,58 +197,15 @@ struct Evaluation {
 struct PointData {
     /// The points, T × d.
     points: Vec<f64>,
-    /// log π (or log K_ε π for B) at the points.
-    log_ref: Vec<f64>,
-    /// Σ of the potential terms U at the points.
-    potential: Vec<f64>,
-    /// Quadrature nodes y_{t,q} = x_t + ε ξ_q, (T·Q) × d, for D and D′.
-    nodes: Vec<f64>,
-    /// log π(y_{t,q}) or log K_ε π(y_{t,q}).
-    log_ref_nodes: Vec<f64>,
+    /// The model's position-only quantities: log π (or log K_ε π), U, the quadrature nodes.
+    model: AtPoints,
     /// Per MMD term: (1/M) Σ_k k(x_t, Y_k).
     mmd_nu: Vec<Vec<f64>>,
 }
 
 impl PointData {
     fn new(m: &Model, points: Vec<f64>) -> Self {
-        let (space, d) = (&m.space, m.space.dim);
-        let log_ref_at = |pos: &[f64], smoothed: bool| -> Vec<f64> {
-            pos.par_chunks_exact(d)
-                .map(|x| {
-                    if smoothed {
-                        m.reference.log_smoothed_density(space, &m.kernel, &m.quadrature, x)
-                    } else {
-                        m.reference.log_density(space, x)
-                    }
-                })
-                .collect()
-        };
-        let log_ref = log_ref_at(&points, m.variant == Variant::MeasureTarget);
-        let potential = points
-            .par_chunks_exact(d)
-            .map(|x| {
-                m.energy
-                    .iter()
-                    .map(|e| match e {
-                        Energy::Potential(u) => u.value(space, x),
-                        _ => 0.0,
-                    })
-                    .sum()
-            })
-            .collect();
-        let (mut nodes, mut log_ref_nodes) = (Vec::new(), Vec::new());
-        if m.variant.uses_quadrature() {
-            let q = &m.quadrature;
-            nodes = Vec::with_capacity(points.len() * q.len());
-            for x in points.chunks_exact(d) {
-                for xi in q.nodes.chunks_exact(d) {
-                    let start = nodes.len();
-                    nodes.extend(x.iter().zip(xi).map(|(a, b)| a + m.kernel.width * b));
-                    space.wrap(&mut nodes[start..]);
-                }
-            }
-            log_ref_nodes = log_ref_at(&nodes, m.variant == Variant::SmoothedTarget);
-        }
+        let space = &m.space;
         let mmd_nu = m
             .energy
             .iter()
@@ -263,7 +220,7 @@ impl PointData {
                 _ => None,
             })
             .collect();
-        PointData { points, log_ref, potential, nodes, log_ref_nodes, mmd_nu }
+        PointData { model: m.at_points(&points), points, mmd_nu }
     }
 }
 
@@ -359,20 +316,7 @@ pub struct CpuEngine {
 impl CpuEngine {
     /// An engine at uniform weights 1/N.
     pub fn new(model: Model, particles: Particles) -> Result<Self> {
-        if particles.space != model.space {
-            return Err(Error::invalid(
-                "particles",
-                format!("{:?}", particles.space),
-                format!("the model's space {:?}", model.space),
-            ));
-        }
-        if model.variant == Variant::Exact && model.has_divergence() && particles.log_initial_density.is_none() {
-            return Err(Error::invalid(
-                "kernel.variant",
-                "exact",
-                "a kernelized variant (A, B, C, D, D'): the exact oracle needs μ₀'s density, which given positions lack",
-            ));
-        }
+        super::check_problem(&model, &particles)?;
         let fixed = Fixed::new(&model, &particles);
         let n = particles.len();
         Ok(CpuEngine { model, particles, fixed, state: State::uniform(n), cache: None })
@@ -477,8 +421,8 @@ fn energy_derivative(m: &Model, fixed: &Fixed, targets: &Targets, lw: &[f64], w:
         Targets::Points(t) => t,
     };
     let wsum = |v: &[f64]| pairwise_sum(&w.iter().zip(v).map(|(a, b)| a * b).collect::<Vec<_>>());
-    let mut dfdm = at.potential.clone();
-    let mut f = wsum(&own.potential);
+    let mut dfdm = at.model.potential.clone();
+    let mut f = wsum(&own.model.potential);
     let mut mmd = 0;
     for e in &m.energy {
         match e {
@@ -548,17 +492,17 @@ fn divergence_derivative(
     match m.variant {
         Variant::Measure | Variant::MeasureTarget => {
             let s = fixed.log_sum_to(space, k, targets, lw);
-            (finish(s.iter().zip(&at.log_ref).map(|(s, r)| s - r).collect()), None)
+            (finish(s.iter().zip(&at.model.log_ref).map(|(s, r)| s - r).collect()), None)
         }
         Variant::Blob => {
             let s = fixed.log_sum_to(space, k, targets, lw);
-            let ratio: Vec<f64> = s.iter().zip(&at.log_ref).map(|(s, r)| s - r).collect();
+            let ratio: Vec<f64> = s.iter().zip(&at.model.log_ref).map(|(s, r)| s - r).collect();
             // Second pass: Σ_j w_j K(x_j, x) / S_j (KL) or / π_j (χ²), with S_j = (K μᴺ)(X_j).
             let coeffs: Vec<f64> = if kl {
                 let s_own = if at_particles { s.clone() } else { fixed.pair_log_sum(space, k, lw) };
                 lw.iter().zip(&s_own).map(|(l, s)| l - s).collect()
             } else {
-                lw.iter().zip(&own.log_ref).map(|(l, r)| l - r).collect()
+                lw.iter().zip(&own.model.log_ref).map(|(l, r)| l - r).collect()
             };
             let second = fixed.log_sum_to(space, k, targets, &coeffs);
             let first: Vec<f64> = if kl { ratio.clone() } else { ratio.iter().map(|r| r.exp()).collect() };
@@ -571,22 +515,22 @@ fn divergence_derivative(
             let q = quad.len();
             let pos = &own.points;
             // (K μᴺ) at the particles' nodes (the second pass's denominators) and at the targets' nodes.
-            let s_own = log_kernel_sum(space, k, &own.nodes, pos, lw);
-            let s_at = if at_particles { s_own.clone() } else { log_kernel_sum(space, k, &at.nodes, pos, lw) };
+            let s_own = log_kernel_sum(space, k, &own.model.nodes, pos, lw);
+            let s_at = if at_particles { s_own.clone() } else { log_kernel_sum(space, k, &at.model.nodes, pos, lw) };
             // First term: Σ_q ω_q f(y_{t,q}) with f = log ratio (KL) or ratio (χ²).
             let first: Vec<f64> = s_at
                 .iter()
-                .zip(&at.log_ref_nodes)
+                .zip(&at.model.log_ref_nodes)
                 .map(|(s, r)| s - r)
                 .collect::<Vec<_>>()
                 .chunks_exact(q)
                 .map(|r| r.iter().zip(&quad.weights).map(|(r, om)| om * if kl { *r } else { r.exp() }).sum())
                 .collect();
             // Second term: Σ_{j,q} w_j ω_q K(y_{j,q}, x) / (K μᴺ)(y_{j,q}) (KL) or / π(y_{j,q}) (χ²).
-            let denom = if kl { &s_own } else { &own.log_ref_nodes };
+            let denom = if kl { &s_own } else { &own.model.log_ref_nodes };
             let coeffs: Vec<f64> =
                 (0..s_own.len()).map(|jq| lw[jq / q] + quad.weights[jq % q].ln() - denom[jq]).collect();
-            let second = log_kernel_sum(space, k, &at.points, &own.nodes, &coeffs);
+            let second = log_kernel_sum(space, k, &at.points, &own.model.nodes, &coeffs);
             let h = first.iter().zip(&second).map(|(f, s)| f + s.exp()).collect();
             let value = at_particles.then(|| if kl { wsum(&first) } else { wsum(&first) - 1.0 });
             (h, value)
@@ -596,7 +540,7 @@ fn divergence_derivative(
             let mu0 = log_mu0.expect("checked in CpuEngine::new");
             let ln_n = (w.len() as f64).ln();
             let log_ratio: Vec<f64> =
-                lw.iter().zip(mu0).zip(&own.log_ref).map(|((l, m0), r)| ln_n + l + m0 - r).collect();
+                lw.iter().zip(mu0).zip(&own.model.log_ref).map(|((l, m0), r)| ln_n + l + m0 - r).collect();
             let h = finish(log_ratio);
             let value = if kl { wsum(&h) } else { 0.5 * wsum(&h) - 1.0 };
             (h, Some(value))

@@ -73,6 +73,28 @@ pub trait Engine {
     fn set_state(&mut self, state: State) -> Result<()>;
 }
 
+/// Checks that particles and model belong together, naming the field (both engines call it).
+pub fn check_problem(model: &crate::model::Model, particles: &crate::particles::Particles) -> Result<()> {
+    if particles.space != model.space {
+        return Err(crate::Error::invalid(
+            "particles",
+            format!("{:?}", particles.space),
+            format!("the model's space {:?}", model.space),
+        ));
+    }
+    if model.variant == crate::model::Variant::Exact
+        && model.has_divergence()
+        && particles.log_initial_density.is_none()
+    {
+        return Err(crate::Error::invalid(
+            "kernel.variant",
+            "exact",
+            "a kernelized variant (A, B, C, D, D'): the exact oracle needs μ₀'s density, which given positions lack",
+        ));
+    }
+    Ok(())
+}
+
 /// Remaining time before `until`, or `None` when the run has no final time. Steps stop once this
 /// is below a relative 1e-12, so that accumulated rounding in t never adds a sliver of a step.
 pub fn remaining_time(time: f64, until: Option<f64>) -> Option<f64> {

@@ -172,4 +172,73 @@ impl Model {
     pub fn has_divergence(&self) -> bool {
         self.sigma > 0.0
     }
+
+    /// The quadrature nodes y_{t,q} = x_t + ε ξ_q of every point (row-major, d columns), wrapped
+    /// into the torus' cell: the y-integral of D and D′ (SPEC §3).
+    pub fn quadrature_nodes(&self, points: &[f64]) -> Vec<f64> {
+        let (d, q) = (self.space.dim, &self.quadrature);
+        let mut nodes = Vec::with_capacity(points.len() * q.len());
+        for x in points.chunks_exact(d) {
+            for xi in q.nodes.chunks_exact(d) {
+                let start = nodes.len();
+                nodes.extend(x.iter().zip(xi).map(|(a, b)| a + self.kernel.width * b));
+                self.space.wrap(&mut nodes[start..]);
+            }
+        }
+        nodes
+    }
+
+    /// Everything the first variation needs at `points` that depends only on where they are,
+    /// in f64: both engines start from these numbers.
+    pub fn at_points(&self, points: &[f64]) -> AtPoints {
+        use rayon::prelude::*;
+        let (space, d) = (&self.space, self.space.dim);
+        let log_ref_at = |pos: &[f64], smoothed: bool| -> Vec<f64> {
+            pos.par_chunks_exact(d)
+                .map(|x| {
+                    if smoothed {
+                        self.reference.log_smoothed_density(space, &self.kernel, &self.quadrature, x)
+                    } else {
+                        self.reference.log_density(space, x)
+                    }
+                })
+                .collect()
+        };
+        let potential = points
+            .par_chunks_exact(d)
+            .map(|x| {
+                self.energy
+                    .iter()
+                    .map(|e| match e {
+                        Energy::Potential(u) => u.value(space, x),
+                        _ => 0.0,
+                    })
+                    .sum()
+            })
+            .collect();
+        let (mut nodes, mut log_ref_nodes) = (Vec::new(), Vec::new());
+        if self.variant.uses_quadrature() && self.has_divergence() {
+            nodes = self.quadrature_nodes(points);
+            log_ref_nodes = log_ref_at(&nodes, self.variant == Variant::SmoothedTarget);
+        }
+        AtPoints {
+            log_ref: log_ref_at(points, self.variant == Variant::MeasureTarget),
+            potential,
+            nodes,
+            log_ref_nodes,
+        }
+    }
+}
+
+/// The model's position-only quantities at a set of T points (see [`Model::at_points`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AtPoints {
+    /// log π(x_t), or log K_ε π(x_t) for variant B.
+    pub log_ref: Vec<f64>,
+    /// Σ of the potential terms U(x_t) (δF of the linear part of F).
+    pub potential: Vec<f64>,
+    /// Quadrature nodes y_{t,q}, (T·Q) × d, for D and D′ with σ > 0 (else empty).
+    pub nodes: Vec<f64>,
+    /// log π or log K_ε π at the nodes.
+    pub log_ref_nodes: Vec<f64>,
 }

@@ -11,7 +11,7 @@
 //! differences, so the engine is rebuilt once with the box grown to hold them (the state is kept).
 
 use super::build::{self, Builder, Pass, staging, submit};
-use super::host::{self, Counts, DivParams, HostFixed, control};
+use super::host::{Counts, DivParams, control};
 use super::kernels;
 use super::{Cache, GpuEngine};
 use crate::error::{Error, Result};
@@ -79,7 +79,7 @@ impl GpuEngine {
     fn covers(&self, points: &[f64]) -> bool {
         let d = self.model.space.dim;
         let layout = &self.eps.layout;
-        let nodes_fit = || !self.quadrature() || layout.contains(&host::quadrature_nodes(&self.model, points), d);
+        let nodes_fit = || !self.quadrature() || layout.contains(&self.model.quadrature_nodes(points), d);
         layout.contains(points, d) && nodes_fit() && self.energies.contains(points, d)
     }
 
@@ -126,7 +126,7 @@ impl GpuEngine {
             .max(1);
         let b = Builder { ctx: &self.ctx, checked: self.options.checked_shaders, max_dim };
         let header = &self.eps.header;
-        let fixed = HostFixed::new(m, &points);
+        let fixed = m.at_points(&points);
         let quad = self.quadrature();
         let q = if quad { m.quadrature.len() } else { 1 };
         build::check_binding(
@@ -135,8 +135,9 @@ impl GpuEngine {
             t * q,
             header.packed as usize * 16,
         )?;
-        let fixed4: Vec<[f32; 4]> = (0..t).map(|i| [fixed.dfdm[i] as f32, fixed.log_ref[i] as f32, 0.0, 0.0]).collect();
-        let energy0: Vec<[f32; 2]> = fixed.dfdm.iter().map(|u| [*u as f32; 2]).collect();
+        let fixed4: Vec<[f32; 4]> =
+            (0..t).map(|i| [fixed.potential[i] as f32, fixed.log_ref[i] as f32, 0.0, 0.0]).collect();
+        let energy0: Vec<[f32; 2]> = fixed.potential.iter().map(|u| [*u as f32; 2]).collect();
         let fixed_buf = b.init("at_fixed", bytemuck::cast_slice(&fixed4));
         let energy = b.init("at_energy", bytemuck::cast_slice(&energy0));
         // Its own control block: the engine's may hold a finished loop's halt code.

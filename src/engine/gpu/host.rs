@@ -1,10 +1,8 @@
-//! Host-side preparation: the model's fixed per-particle quantities (in f64, once), the packing of
-//! points into the shaders' scaled vec4 layout, and the plain structs mirroring the WGSL uniforms.
+//! Host-side preparation: the packing of points into the shaders' scaled vec4 layout, and the
+//! plain structs mirroring the WGSL uniforms. The model's f64 quantities at the particles come
+//! from [`crate::model::Model::at_points`], as for the CPU engine.
 
-use crate::error::{Error, Result};
-use crate::model::{Energy, Model, Space, Variant};
-use crate::particles::Particles;
-use rayon::prelude::*;
+use crate::model::Space;
 
 /// "No coefficient" in a packed point (mirrors the prelude's SENTINEL).
 pub(crate) const SENTINEL: f32 = -3.0e38;
@@ -162,91 +160,6 @@ pub(crate) struct StepParams {
     pub pad0: f32,
     pub total_lo: u32,
     pub total_hi: u32,
-}
-
-/// The model's quantities at a set of points, in f64 (the same as the CPU engine's `PointData`,
-/// computed the same way so both engines start from identical numbers): at the fixed positions
-/// once, and at the points of each `rates_at` call.
-pub(crate) struct HostFixed {
-    /// The potentials' sum U at the points (δF of the linear terms).
-    pub dfdm: Vec<f64>,
-    /// log π(x), or log K_ε π(x) for B.
-    pub log_ref: Vec<f64>,
-    /// Quadrature nodes y_{t,q} = x_t + ε ξ_q (wrapped), (T·Q) × d, for D and D′.
-    pub nodes: Vec<f64>,
-    /// log π or log K_ε π at the nodes.
-    pub log_ref_nodes: Vec<f64>,
-}
-
-/// Rejects what the GPU engine cannot compute, naming the field (as the CPU engine does).
-pub(crate) fn check_supported(model: &Model, particles: &Particles) -> Result<()> {
-    if particles.space != model.space {
-        return Err(Error::invalid(
-            "particles",
-            format!("{:?}", particles.space),
-            format!("the model's space {:?}", model.space),
-        ));
-    }
-    if model.variant == Variant::Exact && model.has_divergence() && particles.log_initial_density.is_none() {
-        return Err(Error::invalid(
-            "kernel.variant",
-            "exact",
-            "a kernelized variant (A, B, C, D, D'): the exact oracle needs μ₀'s density, which given positions lack",
-        ));
-    }
-    Ok(())
-}
-
-impl HostFixed {
-    /// Mirrors `PointData::new` of the CPU engine (everything but the MMD's data sums, which the
-    /// device computes).
-    pub fn new(m: &Model, points: &[f64]) -> Self {
-        let (space, d) = (&m.space, m.space.dim);
-        let at = |pos: &[f64], smoothed: bool| -> Vec<f64> {
-            pos.par_chunks_exact(d)
-                .map(|x| {
-                    if smoothed {
-                        m.reference.log_smoothed_density(space, &m.kernel, &m.quadrature, x)
-                    } else {
-                        m.reference.log_density(space, x)
-                    }
-                })
-                .collect()
-        };
-        let log_ref = at(points, m.variant == Variant::MeasureTarget);
-        let dfdm = points
-            .par_chunks_exact(d)
-            .map(|x| {
-                m.energy
-                    .iter()
-                    .map(|e| match e {
-                        Energy::Potential(u) => u.value(space, x),
-                        _ => 0.0,
-                    })
-                    .sum()
-            })
-            .collect();
-        let (mut nodes, mut log_ref_nodes) = (Vec::new(), Vec::new());
-        if m.variant.uses_quadrature() && m.has_divergence() {
-            nodes = quadrature_nodes(m, points);
-            log_ref_nodes = at(&nodes, m.variant == Variant::SmoothedTarget);
-        }
-        HostFixed { dfdm, log_ref, nodes, log_ref_nodes }
-    }
-}
-
-/// The quadrature nodes y_{t,q} = x_t + ε ξ_q of every point, wrapped into the torus' cell.
-pub(crate) fn quadrature_nodes(m: &Model, points: &[f64]) -> Vec<f64> {
-    let (d, q) = (m.space.dim, &m.quadrature);
-    let mut nodes = Vec::with_capacity(points.len() * q.len());
-    for x in points.chunks_exact(d) {
-        for xi in q.nodes.chunks_exact(d) {
-            let start = nodes.len();
-            nodes.extend(x.iter().zip(xi).map(|(a, b)| a + m.kernel.width * b));
-            m.space.wrap(&mut nodes[start..]);
-        }
-    }
-    nodes
 }
 
 /// Scaled half-extent above which coordinates are stored in fixed point (see [`Layout`]).

@@ -68,7 +68,7 @@ use crate::particles::{Particles, State};
 use crate::stepper::{Scheme, StepSize, Stepper};
 use build::{Builder, KernelSpace, Pass};
 use energies::Energies;
-use host::{Counts, DivParams, HostFixed, NONE, StepParams, control, stats};
+use host::{Counts, DivParams, NONE, StepParams, control, stats};
 use kernels::{ELEMENT_WG, Header, REDUCE_GROUPS, REDUCE_WG};
 
 /// Engine options; the defaults are what a run wants.
@@ -174,7 +174,7 @@ impl GpuEngine {
         options: GpuOptions,
         extra: Vec<f64>,
     ) -> Result<Self> {
-        host::check_supported(&model, &particles)?;
+        super::check_problem(&model, &particles)?;
         context.check_lost()?;
         let ctx = context;
         let (n, d) = (particles.len(), model.space.dim);
@@ -184,8 +184,8 @@ impl GpuEngine {
         let q = if quad { model.quadrature.len() } else { 1 };
         check_size(&ctx, n, q, p, quad)?;
 
-        let fixed = HostFixed::new(&model, &particles.positions);
-        let extra_nodes = if quad { host::quadrature_nodes(&model, &extra) } else { Vec::new() };
+        let fixed = model.at_points(&particles.positions);
+        let extra_nodes = if quad { model.quadrature_nodes(&extra) } else { Vec::new() };
         let header = Header {
             dim: d as u32,
             packed: p as u32,
@@ -221,8 +221,8 @@ impl GpuEngine {
         }
         let log_mu0: Vec<f64> = particles.log_initial_density.clone().unwrap_or_else(|| vec![0.0; n]);
         let fixed4: Vec<[f32; 4]> =
-            (0..n).map(|i| [fixed.dfdm[i] as f32, fixed.log_ref[i] as f32, log_mu0[i] as f32, 0.0]).collect();
-        let energy0: Vec<[f32; 2]> = fixed.dfdm.iter().map(|u| [*u as f32; 2]).collect();
+            (0..n).map(|i| [fixed.potential[i] as f32, fixed.log_ref[i] as f32, log_mu0[i] as f32, 0.0]).collect();
+        let energy0: Vec<[f32; 2]> = fixed.potential.iter().map(|u| [*u as f32; 2]).collect();
         let quad_w: Vec<[f32; 2]> = model.quadrature.weights.iter().map(|w| [*w as f32, w.ln() as f32]).collect();
         let nq = if quad { n * q } else { 0 };
         let buffers = Buffers {
