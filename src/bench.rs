@@ -1,10 +1,11 @@
 //! `frflow bench`: pair throughput of the kernel-sum pass alone and of whole steps.
 //!
-//! Each figure is the median over `repeats` timed batches after a warm-up. GPU batches are timed
-//! by wall clock around a submission and a blocking readback (so they include one submit and one
-//! small transfer per batch, amortised over the batch); batch sizes grow until a batch lasts at
-//! least `min_batch_seconds`, so launch overhead is measured honestly at small N and hidden at
-//! large N only as far as the step itself hides it.
+//! Each figure is the median over `repeats` timed batches after a warm-up. The kernel pass is
+//! timed on the device with timestamp queries where the adapter offers them, else by wall clock
+//! around its submission and wait; steps are timed by wall clock around a submission and a
+//! blocking readback (one submit and one small transfer per batch, amortised over the batch).
+//! Batches grow until one lasts at least `min_batch_seconds`, so launch overhead is measured
+//! honestly at small N and hidden at large N only as far as the step itself hides it.
 
 use crate::engine::Engine;
 use crate::engine::cpu::{CpuEngine, log_kernel_sum};
@@ -216,21 +217,23 @@ fn median(mut v: Vec<f64>) -> f64 {
     if k % 2 == 1 { v[k / 2] } else { 0.5 * (v[k / 2 - 1] + v[k / 2]) }
 }
 
-/// Times `run(count)` (which does `count` units of work and waits for them): grows `count` until
+/// Times `run(count)`, which does `count` units of work, waits for them, and may return its own
+/// measurement of them (device timestamps) to use instead of the wall clock: grows `count` until
 /// one batch lasts `min_seconds`, then returns the median seconds per unit over `repeats` batches.
-fn time_per_unit(repeats: usize, min_seconds: f64, mut run: impl FnMut(u64) -> Result<()>) -> Result<f64> {
-    run(1)?; // warm-up: pipelines compiled, buffers resident
+fn time_per_unit(repeats: usize, min_seconds: f64, mut run: impl FnMut(u64) -> Result<Option<f64>>) -> Result<f64> {
+    let mut batch = |count: u64| -> Result<f64> {
+        let start = Instant::now();
+        let measured = run(count)?;
+        Ok(measured.unwrap_or_else(|| start.elapsed().as_secs_f64()))
+    };
+    batch(1)?; // warm-up: pipelines compiled, buffers resident
     let mut count = 1u64;
     loop {
-        let start = Instant::now();
-        run(count)?;
-        let s = start.elapsed().as_secs_f64();
+        let s = batch(count)?;
         if s >= min_seconds || count >= 1 << 20 {
             let mut per = vec![s / count as f64];
             for _ in 1..repeats.max(1) {
-                let start = Instant::now();
-                run(count)?;
-                per.push(start.elapsed().as_secs_f64() / count as f64);
+                per.push(batch(count)? / count as f64);
             }
             return Ok(median(per));
         }
@@ -252,9 +255,10 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
     for &n in &opts.n {
         let nf = n as f64;
         let kernel_seconds = match &ctx {
+            // The hook times only its `reps` dispatches (device timestamps where offered), not its setup.
             Some(ctx) => time_per_unit(opts.repeats, opts.min_batch_seconds, |reps| {
                 let reps = u32::try_from(reps).unwrap_or(u32::MAX);
-                bench_log_kernel_sum(ctx, opts.dim, n, reps, opts.checked).map(|_| ())
+                bench_log_kernel_sum(ctx, opts.dim, n, reps, opts.checked).map(|b| Some(b.seconds))
             })?,
             None => {
                 let space = Space::new(opts.dim, Domain::Euclidean)?;
@@ -265,7 +269,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
                     for _ in 0..reps {
                         std::hint::black_box(log_kernel_sum(&space, &k, &p.positions, &p.positions, &lw));
                     }
-                    Ok(())
+                    Ok(None)
                 })?
             }
         };
@@ -281,7 +285,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
         // evaluate() reads the diagnostics back, so the clock stops only once the device is done.
         let step_seconds = time_per_unit(opts.repeats, opts.min_batch_seconds, |steps| {
             engine.advance(steps, &stepper, None)?;
-            engine.evaluate().map(|_| ())
+            engine.evaluate().map(|_| None)
         })?;
         let kernel_rate = nf * nf / kernel_seconds;
         let step_rate = pairs / step_seconds;
@@ -315,8 +319,15 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
         driver,
         ceiling: opts.ceiling,
         timing: format!(
-            "median of {} batches after a warm-up; wall clock around submit + blocking readback; batches ≥ {} s",
-            opts.repeats, opts.min_batch_seconds
+            "median of {} batches after a warm-up, batches ≥ {} s; kernel pass: {}; steps: wall clock around \
+             submit + blocking readback",
+            opts.repeats,
+            opts.min_batch_seconds,
+            if ctx.as_ref().is_some_and(GpuContext::has_timestamps) {
+                "device timestamps"
+            } else {
+                "wall clock around submit + wait"
+            }
         ),
         rows,
     })

@@ -647,3 +647,17 @@ fn rates_match_cpu_for_measure_variant_on_the_torus() {
     let err = compare_rates(&ctx, &case, 3.0);
     assert!(err < 1e-4, "{case:?}: relative rate error {err:e}");
 }
+
+/// The bench hook's device time (timestamp queries, where the adapter offers them) is positive,
+/// no longer than the wall clock around the call, and the pair rate is computed from it.
+#[test]
+fn kernel_bench_device_time_is_within_the_wall_clock() {
+    let Some(ctx) = context() else { return };
+    let start = std::time::Instant::now();
+    let b = frflow::engine::gpu::bench_log_kernel_sum(&ctx, 3, 1000, 4, false).unwrap();
+    let wall = start.elapsed().as_secs_f64();
+    assert!(b.seconds > 0.0 && b.seconds <= wall, "{} s against {wall} s of wall clock", b.seconds);
+    assert_eq!(b.device_seconds.is_some(), ctx.has_timestamps());
+    let expected = 1e6 * 4.0 / b.seconds;
+    assert!((b.pairs_per_second - expected).abs() <= 1e-9 * expected);
+}

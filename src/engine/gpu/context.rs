@@ -202,7 +202,8 @@ impl GpuContext {
         let limits = required_limits(&adapter.limits());
         let desc = wgpu::DeviceDescriptor {
             label: Some("frflow"),
-            required_features: wgpu::Features::empty(),
+            // Timestamps, where offered, let `frflow bench` time passes on the device itself.
+            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
             required_limits: limits,
             ..Default::default()
         };
@@ -237,6 +238,11 @@ impl GpuContext {
         let limits = device.limits();
         let lost = Arc::new(Mutex::new(None));
         GpuContext { device, queue, info, limits, lost, pipelines: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    /// Whether the device can time passes with timestamp queries.
+    pub fn has_timestamps(&self) -> bool {
+        self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     /// The adapter's identity.

@@ -124,17 +124,66 @@ impl KernelSum {
 
     /// Submits `count` dispatches and waits for them.
     fn run(&self, ctx: &GpuContext, count: u32) -> Result<()> {
+        self.run_timed(ctx, count, false).map(|_| ())
+    }
+
+    /// Runs `count` dispatches in one compute pass and waits; with `timed` and a device that
+    /// offers timestamp queries, returns the pass's device time in seconds.
+    fn run_timed(&self, ctx: &GpuContext, count: u32, timed: bool) -> Result<Option<f64>> {
+        let queries = (timed && ctx.has_timestamps()).then(|| {
+            let set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("kernel_time"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            });
+            let buffer = |usage| {
+                ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("kernel_time"),
+                    size: 16,
+                    usage,
+                    mapped_at_creation: false,
+                })
+            };
+            let resolve = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
+            let staging = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+            (set, resolve, staging)
+        });
         let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kernel") });
         {
-            let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            let timestamp_writes = queries.as_ref().map(|(set, _, _)| wgpu::ComputePassTimestampWrites {
+                query_set: set,
+                beginning_of_pass_write_index: Some(0),
+                end_of_pass_write_index: Some(1),
+            });
+            let mut cpass =
+                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("kernel"), timestamp_writes });
             cpass.set_pipeline(&self.pipeline);
             cpass.set_bind_group(0, &self.bind_group, &[]);
             for _ in 0..count {
                 cpass.dispatch_workgroups(self.groups.0, self.groups.1, 1);
             }
         }
+        if let Some((set, resolve, staging)) = &queries {
+            encoder.resolve_query_set(set, 0..2, resolve, 0);
+            encoder.copy_buffer_to_buffer(resolve, 0, staging, 0, 16);
+        }
         ctx.queue.submit([encoder.finish()]);
-        ctx.wait()
+        ctx.wait()?;
+        let Some((_, _, staging)) = queries else { return Ok(None) };
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        ctx.wait()?;
+        rx.recv()
+            .map_err(|e| Error::Gpu(format!("timestamp readback: {e}")))?
+            .map_err(|e| Error::Gpu(format!("timestamp readback: {e}")))?;
+        let bytes = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("timestamp readback: {e}")))?.to_vec();
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
+        staging.unmap();
+        let period_ns = f64::from(ctx.queue.get_timestamp_period());
+        Ok(Some(ticks[1].saturating_sub(ticks[0]) as f64 * period_ns * 1e-9))
     }
 
     fn read(&self, ctx: &GpuContext) -> Result<Vec<f64>> {
@@ -197,11 +246,15 @@ pub struct KernelBench {
     pub seconds: f64,
     /// N² · reps / seconds.
     pub pairs_per_second: f64,
+    /// The pass's device time from timestamp queries, where the adapter offers them (then
+    /// `seconds` and `pairs_per_second` use it instead of the wall clock).
+    pub device_seconds: Option<f64>,
 }
 
 /// Times the N × N `log_kernel_sum` pass alone (R^d, standard normal points, uniform weights,
 /// ε = 0.5): `reps` dispatches in one submission, after a warm-up that compiles the pipeline.
-/// `checked` selects the bounds-checked shader module.
+/// `checked` selects the bounds-checked shader module. Timed by timestamp queries on the device
+/// where the adapter offers them, else by wall clock around the submission and the wait.
 pub fn bench_log_kernel_sum(ctx: &GpuContext, dim: usize, n: usize, reps: u32, checked: bool) -> Result<KernelBench> {
     use rand::SeedableRng;
     let space = Space::new(dim, Domain::Euclidean)?;
@@ -213,8 +266,8 @@ pub fn bench_log_kernel_sum(ctx: &GpuContext, dim: usize, n: usize, reps: u32, c
     k.run(ctx, 1)?;
     let reps = reps.max(1);
     let start = std::time::Instant::now();
-    k.run(ctx, reps)?;
-    let seconds = start.elapsed().as_secs_f64();
+    let device_seconds = k.run_timed(ctx, reps, true)?;
+    let seconds = device_seconds.unwrap_or_else(|| start.elapsed().as_secs_f64());
     Ok(KernelBench {
         adapter: ctx.adapter_info().name.clone(),
         dim,
@@ -222,5 +275,6 @@ pub fn bench_log_kernel_sum(ctx: &GpuContext, dim: usize, n: usize, reps: u32, c
         reps,
         seconds,
         pairs_per_second: (n as f64).powi(2) * f64::from(reps) / seconds,
+        device_seconds,
     })
 }
