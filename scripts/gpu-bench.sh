@@ -18,6 +18,10 @@ exec > >(tee "$final/tables.txt") 2>&1
 "$bin" bench --n 65536,262144,1048576 --d 3 --variant A --ceiling "$ceiling" --json "$out/bench-A.json"
 # The bounds-checked shader module at the largest size, for the cost of runtime checks.
 "$bin" bench --n 1048576 --d 3 --variant A --checked --ceiling "$ceiling" --json "$out/bench-A-checked.json"
+# The kernel pass's workgroup size (and source tile); the engine's steps use 128.
+for wg in 64 256 512; do
+  "$bin" bench --n 1048576 --d 3 --variant A --workgroup-size "$wg" --ceiling "$ceiling" --json "$out/bench-A-wg$wg.json"
+done
 # The other kernelizations (C: two passes; D, D′: (N·Q)×N passes with Q = 27 at d = 3).
 "$bin" bench --n 262144 --d 3 --variant C --ceiling "$ceiling" --json "$out/bench-C.json"
 "$bin" bench --n 65536 --d 3 --variant D --ceiling "$ceiling" --json "$out/bench-D.json"

@@ -76,6 +76,8 @@ pub struct BenchOptions {
     pub device: Option<String>,
     /// Use bounds-checked shader modules.
     pub checked: bool,
+    /// Workgroup size (and source tile) of the timed kernel pass; the engine's steps use 128.
+    pub workgroup_size: Option<u32>,
     /// The card's pair-evaluation ceiling, to report the fraction reached.
     pub ceiling: Option<f64>,
 }
@@ -91,6 +93,8 @@ pub struct BenchRow {
     pub variant: String,
     /// The energy of the step.
     pub energy: BenchEnergy,
+    /// Workgroup size of the timed kernel pass (GPU).
+    pub workgroup_size: Option<u32>,
     /// Median pairs/s of the N×N log-kernel-sum pass alone.
     pub kernel_pairs_per_second: f64,
     /// `kernel_pairs_per_second / ceiling`.
@@ -258,7 +262,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
             // The hook times only its `reps` dispatches (device timestamps where offered), not its setup.
             Some(ctx) => time_per_unit(opts.repeats, opts.min_batch_seconds, |reps| {
                 let reps = u32::try_from(reps).unwrap_or(u32::MAX);
-                bench_log_kernel_sum(ctx, opts.dim, n, reps, opts.checked).map(|b| Some(b.seconds))
+                bench_log_kernel_sum(ctx, opts.dim, n, reps, opts.checked, opts.workgroup_size).map(|b| Some(b.seconds))
             })?,
             None => {
                 let space = Space::new(opts.dim, Domain::Euclidean)?;
@@ -294,6 +298,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
             dim: opts.dim,
             variant: opts.variant.name().into(),
             energy: opts.energy,
+            workgroup_size: ctx.as_ref().map(|_| opts.workgroup_size.unwrap_or(128)),
             kernel_pairs_per_second: kernel_rate,
             kernel_fraction_of_ceiling: opts.ceiling.map(|c| kernel_rate / c),
             pairs_per_step: pairs,

@@ -97,6 +97,9 @@ enum Command {
         /// Use the bounds-checked shader modules (slower; for comparison).
         #[arg(long)]
         checked: bool,
+        /// Workgroup size (and source tile) of the timed kernel pass: a multiple of 4 (default 128).
+        #[arg(long)]
+        workgroup_size: Option<u32>,
         /// The card's ceiling in pair evaluations per second (e.g. 3.9e12 for an H100), to report the fraction reached.
         #[arg(long)]
         ceiling: Option<f64>,
@@ -243,6 +246,7 @@ fn main() -> ExitCode {
             repeats,
             min_batch_seconds,
             checked,
+            workgroup_size,
             ceiling,
             json,
         } => {
@@ -250,8 +254,19 @@ fn main() -> ExitCode {
                 EngineChoice::Cpu => None,
                 _ => Some(device.unwrap_or_default()),
             };
-            let options =
-                BenchOptions { n, dim: d, variant, energy, m, repeats, min_batch_seconds, device, checked, ceiling };
+            let options = BenchOptions {
+                n,
+                dim: d,
+                variant,
+                energy,
+                m,
+                repeats,
+                min_batch_seconds,
+                device,
+                checked,
+                workgroup_size,
+                ceiling,
+            };
             return match bench(&options, json.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

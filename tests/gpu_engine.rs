@@ -654,10 +654,23 @@ fn rates_match_cpu_for_measure_variant_on_the_torus() {
 fn kernel_bench_device_time_is_within_the_wall_clock() {
     let Some(ctx) = context() else { return };
     let start = std::time::Instant::now();
-    let b = frflow::engine::gpu::bench_log_kernel_sum(&ctx, 3, 1000, 4, false).unwrap();
+    let b = frflow::engine::gpu::bench_log_kernel_sum(&ctx, 3, 1000, 4, false, None).unwrap();
     let wall = start.elapsed().as_secs_f64();
     assert!(b.seconds > 0.0 && b.seconds <= wall, "{} s against {wall} s of wall clock", b.seconds);
     assert_eq!(b.device_seconds.is_some(), ctx.has_timestamps());
     let expected = 1e6 * 4.0 / b.seconds;
     assert!((b.pairs_per_second - expected).abs() <= 1e-9 * expected);
+}
+
+/// The kernel pass at another workgroup size computes the same sums; a size the shader cannot use
+/// is refused by name.
+#[test]
+fn kernel_bench_accepts_workgroup_sizes_and_refuses_bad_ones() {
+    let Some(ctx) = context() else { return };
+    for wg in [64, 256] {
+        let b = frflow::engine::gpu::bench_log_kernel_sum(&ctx, 3, 777, 1, false, Some(wg)).unwrap();
+        assert!(b.pairs_per_second > 0.0);
+    }
+    let err = frflow::engine::gpu::bench_log_kernel_sum(&ctx, 3, 777, 1, false, Some(30)).unwrap_err().to_string();
+    assert!(err.contains("workgroup_size") && err.contains("30"), "{err}");
 }

@@ -17,6 +17,13 @@ struct KernelSum {
     n_targets: usize,
 }
 
+/// How the pass is compiled: bounds-checked or not, and its workgroup size (and source tile).
+#[derive(Clone, Copy)]
+struct Shape {
+    checked: bool,
+    workgroup: u32,
+}
+
 impl KernelSum {
     /// Packs the points (targets with no coefficient, or the sources themselves when `targets`
     /// is `sources`, which lets the shift start at the self term) and records the pass.
@@ -27,10 +34,30 @@ impl KernelSum {
         targets: &[f64],
         sources: &[f64],
         log_coeffs: &[f64],
-        checked: bool,
+        shape: Shape,
     ) -> Result<Self> {
+        let Shape { checked, workgroup } = shape;
         let d = space.dim;
         let (nt, ns) = (targets.len() / d, sources.len() / d);
+        let limits = ctx.limits();
+        let tile_bytes = u64::from(workgroup) * kernels::packed_len(d) as u64 * 16;
+        if workgroup < 4
+            || workgroup % 4 != 0
+            || workgroup > limits.max_compute_invocations_per_workgroup
+            || tile_bytes > u64::from(limits.max_compute_workgroup_storage_size)
+        {
+            return Err(Error::invalid(
+                "workgroup_size",
+                workgroup,
+                format!(
+                    "a multiple of 4 up to {} whose source tile ({} bytes per point at d = {d}) fits the {} bytes \
+                     of workgroup storage",
+                    limits.max_compute_invocations_per_workgroup,
+                    kernels::packed_len(d) * 16,
+                    limits.max_compute_workgroup_storage_size
+                ),
+            ));
+        }
         if ns == 0 || log_coeffs.len() != ns || targets.len() % d != 0 || sources.len() % d != 0 {
             return Err(Error::invalid(
                 "log_kernel_sum",
@@ -105,7 +132,8 @@ impl KernelSum {
             unit: layout.unit as f32,
         };
         let uni = init("kernel_params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
-        let pipeline = kernels::pipeline(ctx, &kernels::LOG_KERNEL_SUM, &header, checked)?;
+        let shader = kernels::Shader { workgroup, ..kernels::LOG_KERNEL_SUM };
+        let pipeline = kernels::pipeline(ctx, &shader, &header, checked)?;
         let entries: Vec<wgpu::BindGroupEntry> = [&uni, tgt.as_ref().unwrap_or(&src), &src, &out, &ctl]
             .iter()
             .enumerate()
@@ -116,7 +144,7 @@ impl KernelSum {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let total = nt.div_ceil(KERNEL_WG as usize).max(1) as u32;
+        let total = nt.div_ceil(workgroup as usize).max(1) as u32;
         let max_dim = limits.max_compute_workgroups_per_dimension.max(1);
         let groups = if total <= max_dim { (total, 1) } else { (max_dim, total.div_ceil(max_dim)) };
         Ok(KernelSum { pipeline, bind_group, out, groups, n_targets: nt })
@@ -226,7 +254,15 @@ pub fn log_kernel_sum(
     sources: &[f64],
     log_coeffs: &[f64],
 ) -> Result<Vec<f64>> {
-    let k = KernelSum::new(ctx, space, kernel, targets, sources, log_coeffs, false)?;
+    let k = KernelSum::new(
+        ctx,
+        space,
+        kernel,
+        targets,
+        sources,
+        log_coeffs,
+        Shape { checked: false, workgroup: KERNEL_WG },
+    )?;
     k.run(ctx, 1)?;
     k.read(ctx)
 }
@@ -255,14 +291,30 @@ pub struct KernelBench {
 /// ε = 0.5): `reps` dispatches in one submission, after a warm-up that compiles the pipeline.
 /// `checked` selects the bounds-checked shader module. Timed by timestamp queries on the device
 /// where the adapter offers them, else by wall clock around the submission and the wait.
-pub fn bench_log_kernel_sum(ctx: &GpuContext, dim: usize, n: usize, reps: u32, checked: bool) -> Result<KernelBench> {
+/// `workgroup` overrides the kernel's workgroup size (and source tile), 128 by default.
+pub fn bench_log_kernel_sum(
+    ctx: &GpuContext,
+    dim: usize,
+    n: usize,
+    reps: u32,
+    checked: bool,
+    workgroup: Option<u32>,
+) -> Result<KernelBench> {
     use rand::SeedableRng;
     let space = Space::new(dim, Domain::Euclidean)?;
     let kernel = Gaussian::new(&space, 0.5, true, "epsilon")?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let points: Vec<f64> = (0..n * dim).map(|_| crate::particles::standard_normal(&mut rng)).collect();
     let coeffs = vec![-(n as f64).ln(); n];
-    let k = KernelSum::new(ctx, &space, &kernel, &points, &points, &coeffs, checked)?;
+    let k = KernelSum::new(
+        ctx,
+        &space,
+        &kernel,
+        &points,
+        &points,
+        &coeffs,
+        Shape { checked, workgroup: workgroup.unwrap_or(KERNEL_WG) },
+    )?;
     k.run(ctx, 1)?;
     let reps = reps.max(1);
     let start = std::time::Instant::now();
