@@ -465,6 +465,23 @@ fn energy_derivative(m: &Model, fixed: &Fixed, targets: &Targets, lw: &[f64], w:
     (dfdm, f)
 }
 
+/// Variant C's second-pass coefficients log w_j − log d_j, with d_j = (K μᴺ)(X_j) (KL) or π(X_j)
+/// (χ²), so that the next kernel sum gives Σ_j w_j K(X_j, x) / d_j (the CPU twin of
+/// `blob_coefficients`).
+pub fn blob_coefficients(log_weights: &[f64], log_denominators: &[f64]) -> Vec<f64> {
+    log_weights.iter().zip(log_denominators).map(|(l, d)| l - d).collect()
+}
+
+/// Variants D and D′: second-pass coefficients at the quadrature nodes,
+/// log w_j + log ω_q − log d_{jq} with d = (K μᴺ)(y_{jq}) (KL) or π(y_{jq}) (χ²), nodes ordered
+/// particle-major (the CPU twin of `node_coefficients`).
+pub fn node_coefficients(log_weights: &[f64], quadrature_weights: &[f64], log_denominators: &[f64]) -> Vec<f64> {
+    let q = quadrature_weights.len();
+    (0..log_denominators.len())
+        .map(|jq| log_weights[jq / q] + quadrature_weights[jq % q].ln() - log_denominators[jq])
+        .collect()
+}
+
 /// h_ε(μᴺ, x) at the targets for the model's variant and divergence (SPEC §3), and the
 /// divergence's value where the variant is a gradient flow and the targets are the particles.
 /// For C, D and D′, h is the exact gradient of the discrete divergence with respect to w_i, so
@@ -498,11 +515,11 @@ fn divergence_derivative(
             let s = fixed.log_sum_to(space, k, targets, lw);
             let ratio: Vec<f64> = s.iter().zip(&at.model.log_ref).map(|(s, r)| s - r).collect();
             // Second pass: Σ_j w_j K(x_j, x) / S_j (KL) or / π_j (χ²), with S_j = (K μᴺ)(X_j).
-            let coeffs: Vec<f64> = if kl {
+            let coeffs = if kl {
                 let s_own = if at_particles { s.clone() } else { fixed.pair_log_sum(space, k, lw) };
-                lw.iter().zip(&s_own).map(|(l, s)| l - s).collect()
+                blob_coefficients(lw, &s_own)
             } else {
-                lw.iter().zip(&own.model.log_ref).map(|(l, r)| l - r).collect()
+                blob_coefficients(lw, &own.model.log_ref)
             };
             let second = fixed.log_sum_to(space, k, targets, &coeffs);
             let first: Vec<f64> = if kl { ratio.clone() } else { ratio.iter().map(|r| r.exp()).collect() };
@@ -527,9 +544,7 @@ fn divergence_derivative(
                 .map(|r| r.iter().zip(&quad.weights).map(|(r, om)| om * if kl { *r } else { r.exp() }).sum())
                 .collect();
             // Second term: Σ_{j,q} w_j ω_q K(y_{j,q}, x) / (K μᴺ)(y_{j,q}) (KL) or / π(y_{j,q}) (χ²).
-            let denom = if kl { &s_own } else { &own.model.log_ref_nodes };
-            let coeffs: Vec<f64> =
-                (0..s_own.len()).map(|jq| lw[jq / q] + quad.weights[jq % q].ln() - denom[jq]).collect();
+            let coeffs = node_coefficients(lw, &quad.weights, if kl { &s_own } else { &own.model.log_ref_nodes });
             let second = log_kernel_sum(space, k, &at.points, &own.model.nodes, &coeffs);
             let h = first.iter().zip(&second).map(|(f, s)| f + s.exp()).collect();
             let value = at_particles.then(|| if kl { wsum(&first) } else { wsum(&first) - 1.0 });
