@@ -17,29 +17,9 @@ use frflow::particles::{Initial, Particles, State};
 use frflow::stepper::{Scheme, StepSize, Stepper};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::sync::OnceLock;
 
-/// One device for all tests (pipelines are cached on it).
-fn context() -> Option<GpuContext> {
-    static CTX: OnceLock<Option<GpuContext>> = OnceLock::new();
-    CTX.get_or_init(|| {
-        let selector = std::env::var("FRFLOW_DEVICE").unwrap_or_else(|_| "llvmpipe".to_string());
-        match GpuContext::new(Some(&selector)) {
-            Ok(c) => {
-                eprintln!("gpu tests on {:?}", c.adapter_info().name);
-                Some(c)
-            }
-            Err(e) => {
-                if std::env::var("FRFLOW_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-                    panic!("FRFLOW_REQUIRE_GPU=1 but no adapter matching {selector:?} could be opened: {e}");
-                }
-                eprintln!("NOTICE: skipping GPU tests, no adapter matching {selector:?}: {e}");
-                None
-            }
-        }
-    })
-    .clone()
-}
+mod common;
+use common::context;
 
 /// A test case: a model and particles.
 #[derive(Clone, Debug)]
