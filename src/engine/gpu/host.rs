@@ -219,6 +219,13 @@ impl Layout {
         }
     }
 
+    /// Like [`Layout::new`] but always in fixed point, so that the packing (and the shader built
+    /// for it) does not change with the width: iterative callers that change the width every
+    /// pass (Sinkhorn's ε-scaling) keep one pipeline. Fixed point is at least as accurate.
+    pub fn fixed_point(space: &Space, sets: &[&[f64]], width: f64) -> Self {
+        Layout { fixed: true, ..Layout::new(space, sets, width) }
+    }
+
     /// Whether every point can be packed: always, except in fixed point on R^d, where the
     /// coordinates must lie in the box the layout was made for (so that differences fit an i32).
     pub fn contains(&self, points: &[f64], dim: usize) -> bool {

@@ -56,9 +56,11 @@ pub mod context;
 mod energies;
 mod host;
 mod kernels;
+mod sinkhorn;
 mod standalone;
 
 pub use context::{AdapterReport, DEVICE_ENV, GpuContext, hardware_adapter_available, list_adapters};
+pub use sinkhorn::{SinkhornLogSum, sinkhorn_log_sum};
 pub use standalone::{KernelBench, bench_log_kernel_sum, log_kernel_sum};
 
 use super::{Diagnostics, Engine, reached, remaining_time};

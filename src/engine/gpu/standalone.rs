@@ -1,5 +1,6 @@
 //! The kernel sum on its own: the GPU twin of [`crate::engine::cpu::log_kernel_sum`] with the same
-//! arguments, and a timing hook for `frflow bench`.
+//! arguments, a reusable pass for iterative callers (the GPU Sinkhorn) and a timing hook for
+//! `frflow bench`.
 
 use super::context::GpuContext;
 use super::host::{KernelParams, LOG_ZERO, Layout, control};
@@ -8,39 +9,119 @@ use crate::error::{Error, Result};
 use crate::model::{Domain, Gaussian, Space};
 use wgpu::util::DeviceExt;
 
-/// One recorded `log_kernel_sum` dispatch with its buffers.
-struct KernelSum {
+/// A `log_kernel_sum` pipeline with buffers for up to a fixed number of targets and sources:
+/// loaded with packed points and dispatched as often as needed, so that iterative callers
+/// (Sinkhorn) compile the shader once.
+pub(crate) struct KernelSum {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
+    params: wgpu::Buffer,
+    targets: wgpu::Buffer,
+    sources: wgpu::Buffer,
     out: wgpu::Buffer,
+    workgroup: u32,
+    capacity: (usize, usize),
     groups: (u32, u32),
     n_targets: usize,
 }
 
 /// How the pass is compiled: bounds-checked or not, and its workgroup size (and source tile).
 #[derive(Clone, Copy)]
-struct Shape {
-    checked: bool,
-    workgroup: u32,
+pub(crate) struct Shape {
+    pub checked: bool,
+    pub workgroup: u32,
+}
+
+impl Shape {
+    /// The engine's own shape: unchecked, [`KERNEL_WG`] invocations.
+    pub const DEFAULT: Shape = Shape { checked: false, workgroup: KERNEL_WG };
+}
+
+/// One kernel-sum problem packed for the shader (see [`pack`]).
+pub(crate) struct Packed {
+    pub header: Header,
+    pub params: KernelParams,
+    /// The packed targets, or `None` when the targets are the sources themselves.
+    pub targets: Option<Vec<[u32; 4]>>,
+    pub sources: Vec<[u32; 4]>,
+}
+
+/// Packs targets and sources in `layout`, each source's coefficient log_coeffs[s] (natural log)
+/// in its last lane. Pass the same slice as `targets` and `sources` for an N × N sum: the targets
+/// then carry the coefficients too, so the shader's shift starts at the self term.
+pub(crate) fn pack(
+    space: &Space,
+    kernel: &Gaussian,
+    layout: &Layout,
+    targets: &[f64],
+    sources: &[f64],
+    log_coeffs: &[f64],
+) -> Result<Packed> {
+    let d = space.dim;
+    let ns = sources.len() / d;
+    if ns == 0 || log_coeffs.len() != ns || targets.len() % d != 0 || sources.len() % d != 0 {
+        return Err(Error::invalid(
+            "log_kernel_sum",
+            format!(
+                "{} target values, {} source values, {} coefficients",
+                targets.len(),
+                sources.len(),
+                log_coeffs.len()
+            ),
+            format!("whole points of dimension {d}, at least one source, one coefficient per source"),
+        ));
+    }
+    let p = kernels::packed_len(d);
+    let mut packed_sources = layout.pack(sources, d, p);
+    for (chunk, c) in packed_sources.chunks_exact_mut(p).zip(log_coeffs) {
+        let c = if *c <= f64::from(LOG_ZERO) { LOG_ZERO } else { (*c * std::f64::consts::LOG2_E) as f32 };
+        chunk[p - 1][3] = c.to_bits();
+    }
+    let same = std::ptr::eq(targets, sources);
+    let side = match space.domain {
+        Domain::Torus { side } => side * layout.scale,
+        Domain::Euclidean => 0.0,
+    };
+    Ok(Packed {
+        header: Header {
+            dim: d as u32,
+            packed: p as u32,
+            torus: space.side().is_some(),
+            images: kernel.images,
+            variant: 0,
+            kl: true,
+            fixed: layout.fixed,
+        },
+        params: KernelParams {
+            n_targets: (targets.len() / d) as u32,
+            n_sources: ns as u32,
+            chunk_len: 0,
+            target_groups: 0,
+            log_norm: kernel.log_norm as f32,
+            side: side as f32,
+            inv_side: if side > 0.0 { (1.0 / side) as f32 } else { 0.0 },
+            unit: layout.unit as f32,
+        },
+        targets: (!same).then(|| layout.pack(targets, d, p)),
+        sources: packed_sources,
+    })
 }
 
 impl KernelSum {
-    /// Packs the points (targets with no coefficient, or the sources themselves when `targets`
-    /// is `sources`, which lets the shift start at the self term) and records the pass.
-    fn new(
+    /// Compiles the pass for `header` and allocates room for `max_targets` targets and
+    /// `max_sources` sources.
+    pub fn new(
         ctx: &GpuContext,
-        space: &Space,
-        kernel: &Gaussian,
-        targets: &[f64],
-        sources: &[f64],
-        log_coeffs: &[f64],
+        header: &Header,
         shape: Shape,
+        max_targets: usize,
+        max_sources: usize,
     ) -> Result<Self> {
         let Shape { checked, workgroup } = shape;
-        let d = space.dim;
-        let (nt, ns) = (targets.len() / d, sources.len() / d);
+        let d = header.dim as usize;
+        let p = header.packed as usize;
         let limits = ctx.limits();
-        let tile_bytes = u64::from(workgroup) * kernels::packed_len(d) as u64 * 16;
+        let tile_bytes = u64::from(workgroup) * p as u64 * 16;
         if workgroup < 4
             || workgroup % 4 != 0
             || workgroup > limits.max_compute_invocations_per_workgroup
@@ -53,29 +134,16 @@ impl KernelSum {
                     "a multiple of 4 up to {} whose source tile ({} bytes per point at d = {d}) fits the {} bytes \
                      of workgroup storage",
                     limits.max_compute_invocations_per_workgroup,
-                    kernels::packed_len(d) * 16,
+                    p * 16,
                     limits.max_compute_workgroup_storage_size
                 ),
             ));
         }
-        if ns == 0 || log_coeffs.len() != ns || targets.len() % d != 0 || sources.len() % d != 0 {
-            return Err(Error::invalid(
-                "log_kernel_sum",
-                format!(
-                    "{} target values, {} source values, {} coefficients",
-                    targets.len(),
-                    sources.len(),
-                    log_coeffs.len()
-                ),
-                format!("whole points of dimension {d}, at least one source, one coefficient per source"),
-            ));
-        }
-        let p = kernels::packed_len(d);
-        let limits = ctx.limits();
         let limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let per_point = (p * 16) as u64;
-        let largest = nt.max(ns) as u64 * per_point;
-        if largest > limit || nt.max(ns) as u64 > u64::from(u32::MAX) {
+        let most = max_targets.max(max_sources).max(1);
+        let largest = most as u64 * per_point;
+        if largest > limit || most as u64 > u64::from(u32::MAX) {
             return Err(Error::TooLarge {
                 what: "the packed points of a kernel sum".into(),
                 needed: largest,
@@ -83,58 +151,31 @@ impl KernelSum {
                 max_n: limit / per_point,
             });
         }
-        let same = std::ptr::eq(targets, sources);
-        let layout = Layout::new(space, &[targets, sources], kernel.width);
-        let mut packed_sources = layout.pack(sources, d, p);
-        for (chunk, c) in packed_sources.chunks_exact_mut(p).zip(log_coeffs) {
-            let c = if *c == f64::NEG_INFINITY { LOG_ZERO } else { (*c * std::f64::consts::LOG2_E) as f32 };
-            chunk[p - 1][3] = c.to_bits();
-        }
-        let header = Header {
-            dim: d as u32,
-            packed: p as u32,
-            torus: space.side().is_some(),
-            images: kernel.images,
-            variant: 0,
-            kl: true,
-            fixed: layout.fixed,
-        };
         let device = &ctx.device;
         let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
-        let init = |label: &str, bytes: &[u8], usage| {
-            let bytes = if bytes.is_empty() { &[0u8; 16][..] } else { bytes };
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytes, usage })
+        let buffer = |label: &str, size: u64, usage| {
+            device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false })
         };
         let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let src = init("kernel_sources", bytemuck::cast_slice(&packed_sources), storage);
-        let tgt = if same {
-            None
-        } else {
-            Some(init("kernel_targets", bytemuck::cast_slice(&layout.pack(targets, d, p)), storage))
-        };
-        let out = init("kernel_out", bytemuck::cast_slice(&vec![0f32; nt]), storage);
-        let ctl = init("kernel_control", bytemuck::cast_slice(&control::fresh()), storage);
+        let targets = buffer("kernel_targets", max_targets.max(1) as u64 * per_point, storage);
+        let sources = buffer("kernel_sources", max_sources.max(1) as u64 * per_point, storage);
+        let out = buffer("kernel_out", max_targets.max(1) as u64 * 4, storage);
+        let params = buffer(
+            "kernel_params",
+            std::mem::size_of::<KernelParams>() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        );
+        let ctl = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("kernel_control"),
+            contents: bytemuck::cast_slice(&control::fresh()),
+            usage: storage,
+        });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("allocating a kernel sum of {nt} × {ns} points: {e}")));
+            return Err(Error::Gpu(format!("allocating a kernel sum of {max_targets} × {max_sources} points: {e}")));
         }
-        let side = match space.domain {
-            Domain::Torus { side } => side * layout.scale,
-            Domain::Euclidean => 0.0,
-        };
-        let params = KernelParams {
-            n_targets: nt as u32,
-            n_sources: ns as u32,
-            chunk_len: 0,
-            target_groups: 0,
-            log_norm: kernel.log_norm as f32,
-            side: side as f32,
-            inv_side: if side > 0.0 { (1.0 / side) as f32 } else { 0.0 },
-            unit: layout.unit as f32,
-        };
-        let uni = init("kernel_params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
         let shader = kernels::Shader { workgroup, ..kernels::LOG_KERNEL_SUM };
-        let pipeline = kernels::pipeline(ctx, &shader, &header, checked)?;
-        let entries: Vec<wgpu::BindGroupEntry> = [&uni, tgt.as_ref().unwrap_or(&src), &src, &out, &ctl]
+        let pipeline = kernels::pipeline(ctx, &shader, header, checked)?;
+        let entries: Vec<wgpu::BindGroupEntry> = [&params, &targets, &sources, &out, &ctl]
             .iter()
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
@@ -144,14 +185,38 @@ impl KernelSum {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let total = nt.div_ceil(workgroup as usize).max(1) as u32;
-        let max_dim = limits.max_compute_workgroups_per_dimension.max(1);
-        let groups = if total <= max_dim { (total, 1) } else { (max_dim, total.div_ceil(max_dim)) };
-        Ok(KernelSum { pipeline, bind_group, out, groups, n_targets: nt })
+        Ok(KernelSum {
+            pipeline,
+            bind_group,
+            params,
+            targets,
+            sources,
+            out,
+            workgroup,
+            capacity: (max_targets, max_sources),
+            groups: (0, 0),
+            n_targets: 0,
+        })
+    }
+
+    /// Uploads a packed problem (its header must be the one the pass was compiled for).
+    pub fn load(&mut self, ctx: &GpuContext, packed: &Packed) {
+        let (nt, ns) = (packed.params.n_targets as usize, packed.params.n_sources as usize);
+        assert!(nt <= self.capacity.0 && ns <= self.capacity.1, "kernel sum loaded beyond its capacity");
+        ctx.queue.write_buffer(&self.params, 0, bytemuck::bytes_of(&packed.params));
+        ctx.queue.write_buffer(&self.sources, 0, bytemuck::cast_slice(&packed.sources));
+        let targets = packed.targets.as_deref().unwrap_or(&packed.sources);
+        if !targets.is_empty() {
+            ctx.queue.write_buffer(&self.targets, 0, bytemuck::cast_slice(targets));
+        }
+        let total = nt.div_ceil(self.workgroup as usize).max(1) as u32;
+        let max_dim = ctx.limits().max_compute_workgroups_per_dimension.max(1);
+        self.groups = if total <= max_dim { (total, 1) } else { (max_dim, total.div_ceil(max_dim)) };
+        self.n_targets = nt;
     }
 
     /// Submits `count` dispatches and waits for them.
-    fn run(&self, ctx: &GpuContext, count: u32) -> Result<()> {
+    pub fn run(&self, ctx: &GpuContext, count: u32) -> Result<()> {
         self.run_timed(ctx, count, false).map(|_| ())
     }
 
@@ -214,7 +279,7 @@ impl KernelSum {
         Ok(Some(ticks[1].saturating_sub(ticks[0]) as f64 * period_ns * 1e-9))
     }
 
-    fn read(&self, ctx: &GpuContext) -> Result<Vec<f64>> {
+    pub fn read(&self, ctx: &GpuContext) -> Result<Vec<f64>> {
         let bytes = (self.n_targets * 4) as u64;
         if bytes == 0 {
             return Ok(Vec::new());
@@ -254,15 +319,11 @@ pub fn log_kernel_sum(
     sources: &[f64],
     log_coeffs: &[f64],
 ) -> Result<Vec<f64>> {
-    let k = KernelSum::new(
-        ctx,
-        space,
-        kernel,
-        targets,
-        sources,
-        log_coeffs,
-        Shape { checked: false, workgroup: KERNEL_WG },
-    )?;
+    let layout = Layout::new(space, &[targets, sources], kernel.width);
+    let packed = pack(space, kernel, &layout, targets, sources, log_coeffs)?;
+    let (nt, ns) = (packed.params.n_targets as usize, packed.params.n_sources as usize);
+    let mut k = KernelSum::new(ctx, &packed.header, Shape::DEFAULT, nt, ns)?;
+    k.load(ctx, &packed);
     k.run(ctx, 1)?;
     k.read(ctx)
 }
@@ -306,15 +367,11 @@ pub fn bench_log_kernel_sum(
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let points: Vec<f64> = (0..n * dim).map(|_| crate::particles::standard_normal(&mut rng)).collect();
     let coeffs = vec![-(n as f64).ln(); n];
-    let k = KernelSum::new(
-        ctx,
-        &space,
-        &kernel,
-        &points,
-        &points,
-        &coeffs,
-        Shape { checked, workgroup: workgroup.unwrap_or(KERNEL_WG) },
-    )?;
+    let layout = Layout::new(&space, &[&points], kernel.width);
+    let packed = pack(&space, &kernel, &layout, &points, &points, &coeffs)?;
+    let shape = Shape { checked, workgroup: workgroup.unwrap_or(KERNEL_WG) };
+    let mut k = KernelSum::new(ctx, &packed.header, shape, n, n)?;
+    k.load(ctx, &packed);
     k.run(ctx, 1)?;
     let reps = reps.max(1);
     let start = std::time::Instant::now();
