@@ -10,7 +10,8 @@
 //! - W₂(μᴺ_T, μ_T): exact in 1-D against the Gaussian μ_T where it is known (T2); otherwise
 //!   against the simulated reference's large cloud, or against the reference weights on the same
 //!   positions (closed-form T1); exact on the line in d = 1, exact OT for up to
-//!   [`EXACT_OT_PAIRS`] pairs and the debiased Sinkhorn divergence beyond in d > 1.
+//!   [`EXACT_OT_PAIRS`] pairs and the debiased Sinkhorn divergence beyond in d > 1 (on the GPU
+//!   when the sweep runs there).
 //!
 //! Per N the mean and standard error over replicates are reported, and the log–log slope of each
 //! mean against N is fitted by least squares with a 95% t interval ([`super::stats`]).
@@ -24,10 +25,14 @@ use super::sweep::{
     write_text,
 };
 use crate::config::{Config, EngineChoice};
+use crate::engine::gpu::GpuContext;
 use crate::error::{Error, Result};
 use crate::model::{Space, Variant, log_sum_exp};
 use crate::runner::build_engine;
-use crate::transport::{Cost, SinkhornOptions, exact_ot, sinkhorn_divergence, w2_squared_1d, w2_squared_1d_gaussian};
+use crate::transport::{
+    Cost, GPU_TOLERANCE, SinkhornOptions, exact_ot, sinkhorn_divergence, sinkhorn_divergence_gpu, w2_squared_1d,
+    w2_squared_1d_gaussian,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -294,9 +299,22 @@ pub const CHAOS_FILES: [&str; 8] = [
     "chaos_w2.svg",
 ];
 
+/// Where [`cloud_w2`] runs the Sinkhorn divergence (the only N × M part): on the CPU in f64, or
+/// on the GPU the sweep's engine uses (`device` as in the config: name, kind, index or none).
+#[derive(Clone, Copy, Debug)]
+pub enum W2On<'a> {
+    /// [`crate::transport::sinkhorn_divergence`].
+    Cpu,
+    /// [`crate::transport::sinkhorn_divergence_gpu`].
+    Gpu {
+        /// The adapter selector (`None`: the default adapter).
+        device: Option<&'a str>,
+    },
+}
+
 /// W₂ between two weighted clouds in `space`: exact on the line in d = 1, exact OT for small
 /// clouds and the debiased Sinkhorn divergence for large ones in d > 1.
-pub fn cloud_w2(space: &Space, x: &[f64], wx: &[f64], y: &[f64], wy: &[f64]) -> Result<f64> {
+pub fn cloud_w2(space: &Space, x: &[f64], wx: &[f64], y: &[f64], wy: &[f64], on: W2On) -> Result<f64> {
     let d = space.dim;
     let w2sq = if d == 1 && space.side().is_none() {
         w2_squared_1d(x, wx, y, wy)?
@@ -304,6 +322,10 @@ pub fn cloud_w2(space: &Space, x: &[f64], wx: &[f64], y: &[f64], wy: &[f64]) -> 
         let cost = Cost::of_space(space);
         if (x.len() / d) * (y.len() / d) <= EXACT_OT_PAIRS {
             exact_ot(&cost, x, wx, y, wy, false)?.cost
+        } else if let W2On::Gpu { device } = on {
+            let ctx = GpuContext::new(device)?;
+            let options = SinkhornOptions { tolerance: GPU_TOLERANCE, ..Default::default() };
+            sinkhorn_divergence_gpu(&ctx, &cost, x, wx, y, wy, &options)?.value
         } else {
             sinkhorn_divergence(&cost, x, wx, y, wy, &SinkhornOptions::default())?.value
         }
@@ -351,13 +373,14 @@ fn run_one(
     let space = problem.model.space;
     let x = &problem.particles.positions;
     let gaussian = GaussianCase::detect(&config, &problem.model);
+    let w2_on = if choice == EngineChoice::Gpu { W2On::Gpu { device: device.as_deref() } } else { W2On::Cpu };
     let (w2, target) = match (&gaussian, &outcome.big) {
         (Some(g), _) if space.dim == 1 => {
             let (m, v) = g.at(outcome.state.time);
             (w2_squared_1d_gaussian(x, &w, m, v.sqrt())?.max(0.0).sqrt(), "gaussian")
         }
-        (_, Some((y, wy))) => (cloud_w2(&space, x, &w, y, wy)?, "big-system"),
-        _ => (cloud_w2(&space, x, &w, x, &w_bar)?, "reference-weights"),
+        (_, Some((y, wy))) => (cloud_w2(&space, x, &w, y, wy, w2_on)?, "big-system"),
+        _ => (cloud_w2(&space, x, &w, x, &w_bar, w2_on)?, "reference-weights"),
     };
     Ok(ChaosRun {
         variant: variant.name().to_string(),
