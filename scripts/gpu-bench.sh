@@ -33,3 +33,8 @@ done
 for d in 1 2 5 8; do
   "$bin" bench --n 262144 --d "$d" --variant A --ceiling "$ceiling" --json "$out/bench-A-d$d.json"
 done
+# Issue 5's largest sweep point: the T2 chaos sweep on the GPU engine up to N = 2^20 (two
+# replicates per N), with its wall time.
+start=$(date +%s)
+"$bin" chaos examples/chaos_t2_gpu.toml --out "$out/chaos-t2-gpu"
+echo "chaos sweep to N = 2^20: $(( $(date +%s) - start )) s"
