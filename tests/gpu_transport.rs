@@ -1,4 +1,5 @@
-//! The GPU Sinkhorn (`sinkhorn_log_sum` twin, `sinkhorn_gpu`, `sinkhorn_divergence_gpu`) against
+//! The GPU Sinkhorn (the `sinkhorn_log_sum` twin, `SinkhornLogSum` in `sinkhorn_with` and
+//! `sinkhorn_divergence_with`) against
 //! the f64 CPU solver and the exact W₂², on lavapipe in CI. Tolerances are f32 ones, with the
 //! reason for each.
 
@@ -68,7 +69,8 @@ fn sinkhorn_divergence_gpu_matches_cpu_and_exact() {
     let options = SinkhornOptions { tolerance: GPU_TOLERANCE, ..Default::default() };
     let cpu = sinkhorn_divergence(&cost, &x, &wx, &y, &wy, &options).unwrap();
     let t = std::time::Instant::now();
-    let gpu = sinkhorn_divergence_gpu(&ctx, &cost, &x, &wx, &y, &wy, &options).unwrap();
+    let gpu = sinkhorn_divergence_with(&mut gpu::SinkhornLogSum::new(&ctx, &cost).unwrap(), &x, &wx, &y, &wy, &options)
+        .unwrap();
     println!(
         "S_ε: gpu {:.9} ({}/{}/{} iterations, {:?}), cpu {:.9} ({} iterations), exact W₂² {exact:.9}",
         gpu.value,
@@ -103,7 +105,7 @@ fn sinkhorn_gpu_plan_has_the_reported_marginals() {
     let (sa, sb): (f64, f64) = (wx.iter().sum(), wy.iter().sum());
     let (a, b): (Vec<f64>, Vec<f64>) = (wx.iter().map(|w| w / sa).collect(), wy.iter().map(|w| w / sb).collect());
     let options = SinkhornOptions { tolerance: GPU_TOLERANCE, ..Default::default() };
-    let ot = sinkhorn_gpu(&ctx, &cost, &x, &wx, &y, &wy, &options).unwrap();
+    let ot = sinkhorn_with(&mut gpu::SinkhornLogSum::new(&ctx, &cost).unwrap(), &x, &wx, &y, &wy, &options).unwrap();
     let (mut rows, mut cols) = (vec![0.0; n], vec![0.0; m]);
     for i in 0..n {
         for j in 0..m {

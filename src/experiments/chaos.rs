@@ -25,12 +25,12 @@ use super::sweep::{
     write_text,
 };
 use crate::config::{Config, EngineChoice};
-use crate::engine::gpu::GpuContext;
+use crate::engine::gpu::{GpuContext, SinkhornLogSum};
 use crate::error::{Error, Result};
 use crate::model::{Space, Variant, log_sum_exp};
 use crate::runner::build_engine;
 use crate::transport::{
-    Cost, GPU_TOLERANCE, SinkhornOptions, exact_ot, sinkhorn_divergence, sinkhorn_divergence_gpu, w2_squared_1d,
+    Cost, GPU_TOLERANCE, SinkhornOptions, exact_ot, sinkhorn_divergence, sinkhorn_divergence_with, w2_squared_1d,
     w2_squared_1d_gaussian,
 };
 use serde::{Deserialize, Serialize};
@@ -305,7 +305,7 @@ pub const CHAOS_FILES: [&str; 8] = [
 pub enum W2On<'a> {
     /// [`crate::transport::sinkhorn_divergence`].
     Cpu,
-    /// [`crate::transport::sinkhorn_divergence_gpu`].
+    /// [`crate::transport::sinkhorn_divergence_with`] and [`SinkhornLogSum`].
     Gpu {
         /// The adapter selector (`None`: the default adapter).
         device: Option<&'a str>,
@@ -325,7 +325,7 @@ pub fn cloud_w2(space: &Space, x: &[f64], wx: &[f64], y: &[f64], wy: &[f64], on:
         } else if let W2On::Gpu { device } = on {
             let ctx = GpuContext::new(device)?;
             let options = SinkhornOptions { tolerance: GPU_TOLERANCE, ..Default::default() };
-            sinkhorn_divergence_gpu(&ctx, &cost, x, wx, y, wy, &options)?.value
+            sinkhorn_divergence_with(&mut SinkhornLogSum::new(&ctx, &cost)?, x, wx, y, wy, &options)?.value
         } else {
             sinkhorn_divergence(&cost, x, wx, y, wy, &SinkhornOptions::default())?.value
         }

@@ -5,8 +5,8 @@
 //! - [`exact_ot`]: exact W₂² (and the optimal plan) in any dimension by a network simplex, for
 //!   clouds of up to a few thousand points; the reference the entropic method is checked against.
 //! - [`sinkhorn`] and [`sinkhorn_divergence`]: entropic OT by log-domain Sinkhorn with ε-scaling,
-//!   and the debiased Sinkhorn divergence S_ε, for large clouds in any dimension; their `_gpu`
-//!   forms run each N × M pass on the GPU ([`crate::engine::gpu::SinkhornLogSum`]).
+//!   and the debiased Sinkhorn divergence S_ε, for large clouds in any dimension; their `_with`
+//!   forms take the N × M pass, such as the GPU's ([`crate::engine::gpu::SinkhornLogSum`]).
 //!
 //! Points are flat row-major slices (n × d, like [`crate::particles::Particles`]); weights need
 //! not sum to 1 (they are normalised), must be finite and ≥ 0, and must have a positive sum.
@@ -21,7 +21,7 @@ pub use exact::{ExactOt, MAX_PAIRS, exact_ot};
 pub use one_d::{w2_squared_1d, w2_squared_1d_gaussian};
 pub use sinkhorn::{
     DEFAULT_EPSILON_RATIO, Divergence, EntropicOt, GPU_TOLERANCE, LogSum, SinkhornOptions, sinkhorn,
-    sinkhorn_divergence, sinkhorn_divergence_gpu, sinkhorn_gpu, sinkhorn_log_sum,
+    sinkhorn_divergence, sinkhorn_divergence_with, sinkhorn_log_sum, sinkhorn_with,
 };
 
 use crate::error::{Error, Result};

@@ -4,11 +4,9 @@
 //! Its dual potentials (f, g) solve f_i = −ε log Σ_j b_j exp((g_j − C_ij)/ε) and the same with
 //! the roles swapped; the plan is π_ij = a_i b_j exp((f_i + g_j − C_ij)/ε). Every update is one
 //! N × M log-sum-exp pass behind the [`LogSum`] trait: [`sinkhorn_log_sum`] on the CPU in f64,
-//! or its GPU twin [`crate::engine::gpu::SinkhornLogSum`] in f32 ([`sinkhorn_gpu`],
-//! [`sinkhorn_divergence_gpu`]).
+//! or its GPU twin [`crate::engine::gpu::SinkhornLogSum`] in f32.
 
 use super::{Cost, check_points, normalised_weights};
-use crate::engine::gpu::{GpuContext, SinkhornLogSum};
 use crate::engine::pairwise_sum;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -25,8 +23,8 @@ use rayon::prelude::*;
 /// holds the default to 1e-3 relative at N = 500, d = 2.
 pub const DEFAULT_EPSILON_RATIO: f64 = 3e-4;
 
-/// A stopping tolerance for the GPU solvers ([`sinkhorn_gpu`], [`sinkhorn_divergence_gpu`]),
-/// above the floor that f32 passes put under the measured marginal error.
+/// A stopping tolerance for Sinkhorn with GPU passes, above the floor that f32 passes put under
+/// the measured marginal error.
 ///
 /// The passes' rounding makes the row-marginal error noisy at about 1e-5 (measured on lavapipe:
 /// 1e-5 is reached only after ~4× the iterations, and the error rebuilt in f64 is then 2e-5);
@@ -166,8 +164,13 @@ pub fn sinkhorn_log_sum(cost: &Cost, targets: &[f64], sources: &[f64], log_coeff
 }
 
 /// Who computes Sinkhorn's passes: for every target t, log Σ_s exp(ℓ_s − c(t, y_s)/ε) with
-/// ℓ = `log_coeffs` and `inv_eps` = 1/ε (see [`sinkhorn_log_sum`]).
+/// ℓ = `log_coeffs` and `inv_eps` = 1/ε (see [`sinkhorn_log_sum`]). [`sinkhorn`] and
+/// [`sinkhorn_divergence`] use the f64 CPU pass; [`sinkhorn_with`] and
+/// [`sinkhorn_divergence_with`] take any, such as the GPU's
+/// [`crate::engine::gpu::SinkhornLogSum`].
 pub trait LogSum {
+    /// The cost the passes use.
+    fn cost(&self) -> &Cost;
     /// One pass; targets and sources are flat rows of the cost's dimension.
     fn log_sum(&mut self, targets: &[f64], sources: &[f64], log_coeffs: &[f64], inv_eps: f64) -> Result<Vec<f64>>;
 }
@@ -176,6 +179,10 @@ pub trait LogSum {
 struct CpuLogSum(Cost);
 
 impl LogSum for CpuLogSum {
+    fn cost(&self) -> &Cost {
+        &self.0
+    }
+
     fn log_sum(&mut self, targets: &[f64], sources: &[f64], log_coeffs: &[f64], inv_eps: f64) -> Result<Vec<f64>> {
         Ok(sinkhorn_log_sum(&self.0, targets, sources, log_coeffs, inv_eps))
     }
@@ -447,33 +454,19 @@ pub fn sinkhorn(
     wy: &[f64],
     options: &SinkhornOptions,
 ) -> Result<EntropicOt> {
-    entropic(&mut CpuLogSum(*cost), cost, x, wx, y, wy, options)
+    sinkhorn_with(&mut CpuLogSum(*cost), x, wx, y, wy, options)
 }
 
-/// [`sinkhorn`] with its passes on the GPU in f32 (the potentials and the iteration stay in f64
-/// on the host). For large clouds: each pass is one `log_kernel_sum` dispatch.
+/// [`sinkhorn`] with its passes computed by `pass` (whose cost it uses): on the GPU with
+/// [`crate::engine::gpu::SinkhornLogSum`]. The potentials and the iteration stay in f64.
 ///
-/// f32 limits the plan's marginals, not the value: each log-sum carries an absolute error of
-/// about 6e-8 × the exponents' magnitude (|g|/ε plus the costs over ε), so the row-marginal error
-/// stalls near that level. Use a `tolerance` of at least [`GPU_TOLERANCE`] (below it the solver
-/// may run to `max_iterations`); the value, a dual objective stationary at the optimum, is then
-/// still accurate to second order.
-pub fn sinkhorn_gpu(
-    ctx: &GpuContext,
-    cost: &Cost,
-    x: &[f64],
-    wx: &[f64],
-    y: &[f64],
-    wy: &[f64],
-    options: &SinkhornOptions,
-) -> Result<EntropicOt> {
-    let capacity = (x.len().max(y.len()) / cost.dim()).max(1);
-    entropic(&mut SinkhornLogSum::new(ctx, cost, capacity)?, cost, x, wx, y, wy, options)
-}
-
-fn entropic(
-    sum: &mut dyn LogSum,
-    cost: &Cost,
+/// On the GPU, f32 limits the plan's marginals, not the value: each log-sum carries an absolute
+/// error of about 6e-8 × the exponents' magnitude (|g|/ε plus the costs over ε), so the
+/// row-marginal error stalls near that level. Use a `tolerance` of at least [`GPU_TOLERANCE`]
+/// (below it the solver may run to `max_iterations`); the value, a dual objective stationary at
+/// the optimum, is then still accurate to second order.
+pub fn sinkhorn_with(
+    pass: &mut dyn LogSum,
     x: &[f64],
     wx: &[f64],
     y: &[f64],
@@ -481,9 +474,9 @@ fn entropic(
     options: &SinkhornOptions,
 ) -> Result<EntropicOt> {
     options.check()?;
-    let problem = Problem::new(cost, x, wx, y, wy)?;
+    let problem = Problem::new(pass.cost(), x, wx, y, wy)?;
     let eps = problem.target_epsilon(options);
-    problem.solve(sum, eps, problem.start_epsilon(eps), options)
+    problem.solve(pass, eps, problem.start_epsilon(eps), options)
 }
 
 /// The debiased Sinkhorn divergence S_ε(α, β) = OT_ε(α, β) − ½ OT_ε(α, α) − ½ OT_ε(β, β)
@@ -501,27 +494,13 @@ pub fn sinkhorn_divergence(
     wy: &[f64],
     options: &SinkhornOptions,
 ) -> Result<Divergence> {
-    divergence(&mut CpuLogSum(*cost), cost, x, wx, y, wy, options)
+    sinkhorn_divergence_with(&mut CpuLogSum(*cost), x, wx, y, wy, options)
 }
 
-/// [`sinkhorn_divergence`] with its passes on the GPU in f32 (see [`sinkhorn_gpu`] for what f32
-/// limits). The three problems share one compiled pass.
-pub fn sinkhorn_divergence_gpu(
-    ctx: &GpuContext,
-    cost: &Cost,
-    x: &[f64],
-    wx: &[f64],
-    y: &[f64],
-    wy: &[f64],
-    options: &SinkhornOptions,
-) -> Result<Divergence> {
-    let capacity = (x.len().max(y.len()) / cost.dim()).max(1);
-    divergence(&mut SinkhornLogSum::new(ctx, cost, capacity)?, cost, x, wx, y, wy, options)
-}
-
-fn divergence(
-    sum: &mut dyn LogSum,
-    cost: &Cost,
+/// [`sinkhorn_divergence`] with its passes computed by `pass` (see [`sinkhorn_with`] for what the
+/// GPU's f32 passes limit). The three problems share the pass (on the GPU: one pipeline).
+pub fn sinkhorn_divergence_with(
+    pass: &mut dyn LogSum,
     x: &[f64],
     wx: &[f64],
     y: &[f64],
@@ -529,12 +508,12 @@ fn divergence(
     options: &SinkhornOptions,
 ) -> Result<Divergence> {
     options.check()?;
-    let problem = Problem::new(cost, x, wx, y, wy)?;
+    let problem = Problem::new(pass.cost(), x, wx, y, wy)?;
     let eps = problem.target_epsilon(options);
     let start = problem.start_epsilon(eps);
-    let xy = problem.solve(sum, eps, start, options)?;
-    let xx = problem.solve_symmetric(sum, eps, start, options)?;
-    let yy = problem.swapped().solve_symmetric(sum, eps, start, options)?;
+    let xy = problem.solve(pass, eps, start, options)?;
+    let xx = problem.solve_symmetric(pass, eps, start, options)?;
+    let yy = problem.swapped().solve_symmetric(pass, eps, start, options)?;
     let value = xy.value - 0.5 * (xx.value + yy.value);
     Ok(Divergence { value, epsilon: eps, xy, xx, yy })
 }

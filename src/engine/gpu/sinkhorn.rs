@@ -11,42 +11,48 @@ use crate::error::Result;
 use crate::model::{Domain, Gaussian, Space};
 use crate::transport::{Cost, LogSum};
 
-/// Sinkhorn's pass on one device for clouds of up to `capacity` points: compiled at the first
-/// call and reused by every later one, so an iteration costs one dispatch, O(N) uploads and one
-/// O(N) readback.
+/// Sinkhorn's pass on one device: compiled at the first call and reused by every later one
+/// (reallocated only for more points than before), so an iteration costs one dispatch, O(N)
+/// uploads and one O(N) readback. Pass it to [`crate::transport::sinkhorn_with`] or
+/// [`crate::transport::sinkhorn_divergence_with`].
 ///
 /// Coordinates are packed in fixed point whatever ε is (see [`Layout::fixed_point`]), so the
 /// same pipeline serves the whole ε-scaling schedule. Results are f32 log-sums: an absolute error
 /// of about 6e-8 times the largest exponent magnitude |log b_j + g_j/ε| − c/ε involved.
 pub struct SinkhornLogSum<'a> {
     ctx: &'a GpuContext,
+    cost: Cost,
     space: Space,
-    capacity: usize,
     pass: Option<KernelSum>,
+    capacity: usize,
 }
 
 impl<'a> SinkhornLogSum<'a> {
-    /// A pass for `cost` on `ctx`, for targets and sources of up to `capacity` points each.
-    pub fn new(ctx: &'a GpuContext, cost: &Cost, capacity: usize) -> Result<Self> {
+    /// A pass for `cost` on `ctx`.
+    pub fn new(ctx: &'a GpuContext, cost: &Cost) -> Result<Self> {
         let domain = match cost.side() {
             Some(side) => Domain::Torus { side },
             None => Domain::Euclidean,
         };
-        Ok(SinkhornLogSum { ctx, space: Space::new(cost.dim(), domain)?, capacity, pass: None })
+        Ok(SinkhornLogSum { ctx, cost: *cost, space: Space::new(cost.dim(), domain)?, pass: None, capacity: 0 })
     }
 }
 
 impl LogSum for SinkhornLogSum<'_> {
+    fn cost(&self) -> &Cost {
+        &self.cost
+    }
+
     fn log_sum(&mut self, targets: &[f64], sources: &[f64], log_coeffs: &[f64], inv_eps: f64) -> Result<Vec<f64>> {
         let kernel = Gaussian { width: (0.5 / inv_eps).sqrt(), log_norm: 0.0, images: 0 };
         let layout = Layout::fixed_point(&self.space, &[targets, sources], kernel.width);
         let packed = pack(&self.space, &kernel, &layout, targets, sources, log_coeffs)?;
-        let pass = match &mut self.pass {
-            Some(pass) => pass,
-            none => {
-                none.insert(KernelSum::new(self.ctx, &packed.header, Shape::DEFAULT, self.capacity, self.capacity)?)
-            }
-        };
+        let needed = (packed.params.n_targets.max(packed.params.n_sources)) as usize;
+        if self.pass.is_none() || needed > self.capacity {
+            self.pass = Some(KernelSum::new(self.ctx, &packed.header, Shape::DEFAULT, needed, needed)?);
+            self.capacity = needed;
+        }
+        let pass = self.pass.as_mut().expect("just made");
         pass.load(self.ctx, &packed);
         pass.run(self.ctx, 1)?;
         pass.read(self.ctx)
@@ -63,7 +69,5 @@ pub fn sinkhorn_log_sum(
     log_coeffs: &[f64],
     inv_eps: f64,
 ) -> Result<Vec<f64>> {
-    let d = cost.dim();
-    let capacity = (targets.len() / d).max(sources.len() / d);
-    SinkhornLogSum::new(ctx, cost, capacity)?.log_sum(targets, sources, log_coeffs, inv_eps)
+    SinkhornLogSum::new(ctx, cost)?.log_sum(targets, sources, log_coeffs, inv_eps)
 }
