@@ -77,5 +77,30 @@ fn gpu_step(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, kernel_sum, full_step, gpu_step);
+/// One Sinkhorn pass (the inner loop of entropic W₂) on the CPU in f64 and on the GPU, host
+/// packing, upload and readback included: what each Sinkhorn iteration pays twice.
+fn sinkhorn_pass(c: &mut Criterion) {
+    use frflow::transport::{Cost, LogSum, sinkhorn_log_sum};
+    let mut g = c.benchmark_group("sinkhorn_log_sum_d2");
+    g.sample_size(10);
+    let cost = Cost::euclidean(2).unwrap();
+    let gpu = frflow::engine::gpu::GpuContext::new(None).ok();
+    for n in [1024usize, 4096] {
+        let x = problem(n, 2, Variant::Measure).particles().positions.clone();
+        let coeffs: Vec<f64> = (0..n).map(|i| -(n as f64).ln() + (i % 7) as f64).collect();
+        g.throughput(Throughput::Elements((n * n) as u64));
+        g.bench_with_input(BenchmarkId::new("cpu", n), &n, |b, _| {
+            b.iter(|| sinkhorn_log_sum(&cost, &x, &x, &coeffs, 1e3));
+        });
+        if let Some(ctx) = &gpu {
+            let mut pass = frflow::engine::gpu::SinkhornLogSum::new(ctx, &cost).unwrap();
+            g.bench_with_input(BenchmarkId::new(ctx.adapter_info().name.clone(), n), &n, |b, _| {
+                b.iter(|| pass.log_sum(&x, &x, &coeffs, 1e3).unwrap());
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, kernel_sum, full_step, gpu_step, sinkhorn_pass);
 criterion_main!(benches);
