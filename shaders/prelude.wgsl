@@ -65,6 +65,37 @@ struct Partial {
     bad: u32,
 }
 
+// The identity of `partial_merge`.
+fn partial_empty() -> Partial {
+    var p: Partial;
+    for (var k = 0u; k < NS; k++) {
+        p.sums[k] = 0.0;
+    }
+    p.max_g = SENTINEL;
+    p.max_neg_g = SENTINEL;
+    p.max_lw = SENTINEL;
+    p.argmax = NONE;
+    p.bad = NONE;
+    return p;
+}
+
+// Combines two partials of `summarise` and `summarise_final`. Ties in max g go to the smaller
+// index, as the CPU's first-maximum scan does.
+fn partial_merge(a: Partial, b: Partial) -> Partial {
+    var r = a;
+    for (var k = 0u; k < NS; k++) {
+        r.sums[k] = a.sums[k] + b.sums[k];
+    }
+    if b.max_g > a.max_g || (b.max_g == a.max_g && b.argmax < a.argmax) {
+        r.max_g = b.max_g;
+        r.argmax = b.argmax;
+    }
+    r.max_neg_g = max(a.max_neg_g, b.max_neg_g);
+    r.max_lw = max(a.max_lw, b.max_lw);
+    r.bad = min(a.bad, b.bad);
+    return r;
+}
+
 fn is_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }

@@ -29,35 +29,6 @@ struct SumParams {
 var<workgroup> sh: array<Partial, WG>;
 var<workgroup> halt: u32;
 
-fn empty() -> Partial {
-    var p: Partial;
-    for (var k = 0u; k < NS; k++) {
-        p.sums[k] = 0.0;
-    }
-    p.max_g = SENTINEL;
-    p.max_neg_g = SENTINEL;
-    p.max_lw = SENTINEL;
-    p.argmax = NONE;
-    p.bad = NONE;
-    return p;
-}
-
-// Ties in max g go to the smaller index, as the CPU's first-maximum scan does.
-fn merge(a: Partial, b: Partial) -> Partial {
-    var r = a;
-    for (var k = 0u; k < NS; k++) {
-        r.sums[k] = a.sums[k] + b.sums[k];
-    }
-    if b.max_g > a.max_g || (b.max_g == a.max_g && b.argmax < a.argmax) {
-        r.max_g = b.max_g;
-        r.argmax = b.argmax;
-    }
-    r.max_neg_g = max(a.max_neg_g, b.max_neg_g);
-    r.max_lw = max(a.max_lw, b.max_lw);
-    r.bad = min(a.bad, b.bad);
-    return r;
-}
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     if lid == 0u {
@@ -66,7 +37,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if workgroupUniformLoad(&halt) != RUNNING {
         return;
     }
-    var acc = empty();
+    var acc = partial_empty();
     for (var i = wid.x * WG + lid; i < params.n; i += params.groups * WG) {
         let gi = g[i];
         if !is_finite(gi) {
@@ -105,7 +76,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
         if lid < stride {
-            sh[lid] = merge(sh[lid], sh[lid + stride]);
+            sh[lid] = partial_merge(sh[lid], sh[lid + stride]);
         }
         workgroupBarrier();
     }

@@ -16,34 +16,6 @@ struct SumParams {
 var<workgroup> sh: array<Partial, WG>;
 var<workgroup> halt: u32;
 
-fn empty() -> Partial {
-    var p: Partial;
-    for (var k = 0u; k < NS; k++) {
-        p.sums[k] = 0.0;
-    }
-    p.max_g = SENTINEL;
-    p.max_neg_g = SENTINEL;
-    p.max_lw = SENTINEL;
-    p.argmax = NONE;
-    p.bad = NONE;
-    return p;
-}
-
-fn merge(a: Partial, b: Partial) -> Partial {
-    var r = a;
-    for (var k = 0u; k < NS; k++) {
-        r.sums[k] = a.sums[k] + b.sums[k];
-    }
-    if b.max_g > a.max_g || (b.max_g == a.max_g && b.argmax < a.argmax) {
-        r.max_g = b.max_g;
-        r.argmax = b.argmax;
-    }
-    r.max_neg_g = max(a.max_neg_g, b.max_neg_g);
-    r.max_lw = max(a.max_lw, b.max_lw);
-    r.bad = min(a.bad, b.bad);
-    return r;
-}
-
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32) {
     if lid == 0u {
@@ -52,15 +24,15 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     if workgroupUniformLoad(&halt) != RUNNING {
         return;
     }
-    var acc = empty();
+    var acc = partial_empty();
     for (var j = lid; j < params.groups; j += WG) {
-        acc = merge(acc, partials[j]);
+        acc = partial_merge(acc, partials[j]);
     }
     sh[lid] = acc;
     workgroupBarrier();
     for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
         if lid < stride {
-            sh[lid] = merge(sh[lid], sh[lid + stride]);
+            sh[lid] = partial_merge(sh[lid], sh[lid + stride]);
         }
         workgroupBarrier();
     }

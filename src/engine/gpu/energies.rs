@@ -229,27 +229,22 @@ impl Energies {
             let acc = |kind: u32, strength: f64, l2: &wgpu::Buffer| {
                 accumulate(b, header, n, idx == 0, kind, strength, [fixed, l1, l2, energy, control])
             };
+            // Σ_j w_j k(X_i, X_j) into l1: the current weights into the term's packed copy of
+            // the particles, then its kernel sum (interaction and MMD share this part).
+            let weighted_sum = |out: &mut Vec<Pass>, ks: &KernelSpace, src: &wgpu::Buffer| -> Result<()> {
+                let pack =
+                    b.pass(&kernels::PACK_COEFFICIENTS, &ks.header, &n_params, &[lw, src, control], b.elements(n))?;
+                out.push(pack);
+                out.extend(b.kernel_sum(ks, src, n, src, n, l1, control)?);
+                Ok(())
+            };
             match term {
                 Term::Interaction { ks, src, strength } => {
-                    out.push(b.pass(
-                        &kernels::PACK_COEFFICIENTS,
-                        &ks.header,
-                        &n_params,
-                        &[lw, src, control],
-                        b.elements(n),
-                    )?);
-                    out.extend(b.kernel_sum(ks, src, n, src, n, l1, control)?);
+                    weighted_sum(&mut out, ks, src)?;
                     out.push(acc(INTERACTION, *strength, l1)?);
                 }
                 Term::Mmd { ks, src, nu, .. } => {
-                    out.push(b.pass(
-                        &kernels::PACK_COEFFICIENTS,
-                        &ks.header,
-                        &n_params,
-                        &[lw, src, control],
-                        b.elements(n),
-                    )?);
-                    out.extend(b.kernel_sum(ks, src, n, src, n, l1, control)?);
+                    weighted_sum(&mut out, ks, src)?;
                     out.push(acc(MMD, 1.0, nu)?);
                 }
                 Term::Network { neurons, inputs, y, resid, partials, split, m, penalty, offset } => {
