@@ -1,7 +1,7 @@
 // Combines the per-chunk partials of a split-source `log_kernel_sum` into its result:
 // out_t = log Σ_c acc_c 2^(m_c) (natural log, plus the kernel's constant), merging the chunks in
-// index order so the result does not depend on scheduling (CPU twin: the block loop of
-// engine::cpu::log_sum_row, which merges blocks of sources the same way).
+// index order so the result does not depend on scheduling (CPU twin: engine::cpu::log_sum_merge,
+// which also merges the CPU's blocks of sources).
 
 struct MergeParams {
     n_targets: u32,

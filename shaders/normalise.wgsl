@@ -1,4 +1,4 @@
-// log w_i −= log Σ_j w_j (CPU twin: the renormalisation in stepper::exponential_update). Every
+// log w_i −= log Σ_j w_j (CPU twin: stepper::normalise). Every
 // workgroup merges the same partials in the same order, so all agree on the normaliser without a
 // separate single-workgroup pass. Refreshes the packed sources' coefficient.
 

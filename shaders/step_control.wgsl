@@ -1,6 +1,5 @@
 // One invocation per step, between the evaluation and the update: decides whether the step is
-// taken and with which h, without a readback (CPU twin: the loop body of CpuEngine::advance with
-// Stepper::step_size and the checks of euler_update).
+// taken and with which h, without a readback (CPU twin: stepper::Stepper::step_control).
 //
 // The order of the checks is the CPU engine's: the final time, non-finite rates, then (Euler)
 // positivity h · max_i a_i < 1. A failed check halts the device loop before the update, so the

@@ -4,7 +4,7 @@
 //! `rates`, `euler_update`, …), written to be read side by side with it. Sums over particles use
 //! [`pairwise_sum`], so results do not depend on the thread count.
 
-use super::{Diagnostics, Engine, pairwise_sum, reached, remaining_time};
+use super::{Diagnostics, Engine, pairwise_sum, reached};
 use crate::error::{Error, Result};
 use crate::model::{AtPoints, Divergence, Energy, Gaussian, Model, Points, Space, Variant};
 use crate::particles::{Particles, State};
@@ -27,28 +27,39 @@ pub fn log_kernel_sum(
     targets.par_chunks_exact(space.dim).map(|t| log_sum_row(&exponent, t, sources, log_coeffs)).collect()
 }
 
-/// One target's streamed log-sum-exp (see [`log_kernel_sum`]).
+/// One target's streamed log-sum-exp (see [`log_kernel_sum`]): blocks of sources each give a
+/// partial (shift, Σ exp(e − shift)), merged in order by [`log_sum_merge`].
 fn log_sum_row(exponent: &KernelExponent, t: &[f64], sources: &[f64], log_coeffs: &[f64]) -> f64 {
     const BLOCK: usize = 256;
     let d = t.len();
     let mut e = [0.0f64; BLOCK];
-    let (mut max, mut acc) = (f64::NEG_INFINITY, 0.0);
-    for (ys, lcs) in sources.chunks(BLOCK * d).zip(log_coeffs.chunks(BLOCK)) {
+    let blocks = sources.chunks(BLOCK * d).zip(log_coeffs.chunks(BLOCK)).map(|(ys, lcs)| {
         let e = &mut e[..lcs.len()];
         for ((ek, y), lc) in e.iter_mut().zip(ys.chunks_exact(d)).zip(lcs) {
             *ek = lc + exponent.log_k(t, y);
         }
-        let block_max = e.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        if block_max == f64::NEG_INFINITY {
-            continue;
+        let shift = e.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if shift == f64::NEG_INFINITY {
+            return (shift, 0.0);
         }
-        if block_max > max {
-            acc *= (max - block_max).exp();
-            max = block_max;
+        (shift, e.iter().map(|x| (x - shift).exp()).sum::<f64>())
+    });
+    log_sum_merge(blocks) + exponent.log_norm
+}
+
+/// log Σ_c s_c e^{m_c} from partials (m_c, s_c) = (a shift, Σ exp(e − shift)) over chunks of
+/// sources, merged in chunk order so the result does not depend on scheduling: the twin of
+/// `log_sum_merge.wgsl` (which merges the GPU's split-source chunks), and how [`log_sum_row`]
+/// combines its blocks. Partials with m = −∞ (no source with a weight) contribute nothing.
+pub fn log_sum_merge(partials: impl IntoIterator<Item = (f64, f64)>) -> f64 {
+    let (m, s) = partials.into_iter().fold((f64::NEG_INFINITY, 0.0), |(ma, sa), (mb, sb)| {
+        if mb == f64::NEG_INFINITY {
+            return (ma, sa);
         }
-        acc += e.iter().map(|x| (x - max).exp()).sum::<f64>();
-    }
-    max + acc.ln() + exponent.log_norm
+        let m = ma.max(mb);
+        (m, sa * (ma - m).exp() + sb * (mb - m).exp())
+    });
+    m + s.ln()
 }
 
 /// log K(x, y) without the normalising constant: −|x − y|²/(2ε²) with the minimum image, or the
@@ -658,7 +669,12 @@ impl Engine for CpuEngine {
                 None => self.evaluate_state()?,
             };
             let diag = &eval.diagnostics;
-            let h = stepper.step_size(diag.max_rate, diag.max_abs_rate, remaining_time(self.state.time, until));
+            let (time, step) = (self.state.time, self.state.step);
+            let Some(h) = stepper.step_control(&eval.rates, diag.max_rate, diag.max_abs_rate, time, until, step)?
+            else {
+                self.cache = Some(eval);
+                break;
+            };
             stepper.apply(&mut self.state.log_weights, &eval.rates, h, self.state.step)?;
             if let Some(i) = self.state.log_weights.iter().position(|l| l.is_nan() || *l == f64::INFINITY) {
                 let value = self.state.log_weights[i];
@@ -728,6 +744,26 @@ mod tests {
     /// positions it must reproduce the flow's rates (to rounding, 1e-10 of max |a|: the sums run
     /// through the streamed path instead of the kept matrices) for every kernelized variant,
     /// divergence and energy, and it must differ elsewhere.
+    /// Merging chunk partials in any split equals one log-sum-exp over all terms (to 1e-13
+    /// relative on values of order 1e3), ignores chunks without weight (m = −∞), and survives
+    /// terms that would underflow or overflow exp() on their own.
+    #[test]
+    fn log_sum_merge_equals_one_log_sum_exp() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let e: Vec<f64> = (0..1000).map(|_| 1000.0 * rng.random::<f64>() - 500.0).collect();
+        let want = crate::model::log_sum_exp(&e);
+        for chunk in [1, 7, 256, 1000] {
+            let partials = e.chunks(chunk).map(|c| {
+                let m = c.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                (m, c.iter().map(|x| (x - m).exp()).sum::<f64>())
+            });
+            let empty = std::iter::once((f64::NEG_INFINITY, 0.0));
+            let got = log_sum_merge(empty.clone().chain(partials).chain(empty));
+            assert!((got - want).abs() <= 1e-13 * want.abs(), "chunk {chunk}: {got} vs {want}");
+        }
+        assert_eq!(log_sum_merge([(f64::NEG_INFINITY, 0.0)]), f64::NEG_INFINITY);
+    }
+
     #[test]
     fn rates_at_the_particles_equal_the_flows_rates() {
         use crate::model::{Energy, ModelSpec, Points, Potential, QuadratureSpec, Reference};
