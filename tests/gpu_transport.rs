@@ -123,3 +123,14 @@ fn sinkhorn_gpu_plan_has_the_reported_marginals() {
     assert!(ot.converged && ot.marginal_error < options.tolerance);
     assert!(row_err < 2.0 * options.tolerance && col_err < 2.0 * options.tolerance);
 }
+
+/// Coefficients beyond what an f32 pass can sum meaningfully are an error naming the field, not
+/// a silently wrong distance.
+#[test]
+fn sinkhorn_pass_rejects_coefficients_f32_cannot_hold() {
+    let Some(ctx) = common::context() else { return };
+    let cost = Cost::euclidean(1).unwrap();
+    let err = gpu::sinkhorn_log_sum(&ctx, &cost, &[0.0], &[0.0, 1.0], &[0.0, 3e7], 1.0).unwrap_err();
+    assert!(matches!(&err, frflow::Error::Invalid { field, .. } if field == "log_coeffs"), "{err}");
+    assert!(err.to_string().contains("3e7"), "{err}");
+}
