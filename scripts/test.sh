@@ -21,6 +21,11 @@ fi
 vulkaninfo --summary 2>/dev/null | grep -E 'deviceName|driverName' | sed 's/^/test.sh: /' || true
 
 export FRFLOW_REQUIRE_GPU=1
+# Mesa warns on stderr at every adapter enumeration when this is unset (as in CI containers).
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+  XDG_RUNTIME_DIR=$(mktemp -d)
+  export XDG_RUNTIME_DIR
+fi
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings
 cargo test --release
