@@ -1,6 +1,6 @@
 // The network's output at the data points, first level: partial_c(z_k) = Σ_{i in chunk c} w_i φ(x_i, z_k)
-// with φ(x, z) = c · tanh(a·z + b), x = (a, b, c) (CPU twin: the `resid` loop of the TwoLayerNet
-// arm of engine::cpu::energy_derivative; `net_residuals` finishes it).
+// with φ(x, z) = c · tanh(a·z + b), x = (a, b, c) (CPU twin: engine::cpu::net_forward;
+// `net_residuals` finishes it).
 //
 // The grid is target_groups × chunks: each invocation owns one data point, each workgroup one
 // chunk of particles, staged through a workgroup tile. Each tile's four accumulators are summed

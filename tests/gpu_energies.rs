@@ -17,7 +17,10 @@
 
 use frflow::Error;
 use frflow::engine::Engine;
-use frflow::engine::cpu::{CpuEngine, log_kernel_sum, net_backward, net_forward, net_residuals, npmle_coefficients};
+use frflow::engine::cpu::{
+    Accumulate, CpuEngine, energy_accumulate, log_kernel_sum, net_backward, net_forward, net_residuals,
+    npmle_coefficients,
+};
 use frflow::engine::gpu::{GpuContext, GpuEngine};
 use frflow::model::{
     Divergence, Domain, Energy, Gaussian, Model, ModelSpec, Points, Potential, QuadratureSpec, Reference, Space,
@@ -35,8 +38,7 @@ use common::context;
 // ---------------------------------------------------------------------------------------------
 // f64 twins of the energy shaders.
 
-/// `kind` of energy_accumulate.wgsl (and, for the test problems, the potential, which the
-/// engines treat as a fixed quantity).
+/// The energy of a test problem.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
     Potential,
@@ -44,30 +46,6 @@ enum Kind {
     Mmd,
     Network,
     Npmle,
-}
-
-/// Twin of energy_accumulate.wgsl: adds one term to (δF, f) per target from its sums l1, l2.
-fn energy_accumulate(kind: Kind, strength: f64, l1: &[f64], l2: &[f64], energy: &mut [(f64, f64)]) {
-    for (i, e) in energy.iter_mut().enumerate() {
-        match kind {
-            Kind::Interaction => {
-                let s = strength * l1[i].exp();
-                e.0 += s;
-                e.1 += 0.5 * s;
-            }
-            Kind::Mmd => {
-                let (s, nu) = (l1[i].exp(), l2[i].exp());
-                e.0 += s - nu;
-                e.1 += 0.5 * s - nu;
-            }
-            Kind::Network => {
-                e.0 += l1[i];
-                e.1 += l2[i];
-            }
-            Kind::Npmle => e.0 -= l1[i].exp(),
-            Kind::Potential => unreachable!("the potential is fixed, not accumulated"),
-        }
-    }
 }
 
 /// δF/δm at the particles and F(μᴺ), composed from the twins as the engine composes the passes.
@@ -89,7 +67,7 @@ fn energy_derivative(model: &Model, pos: &[f64], lw: &[f64]) -> (Vec<f64>, f64) 
             Energy::Interaction { strength, width } => {
                 let k = Gaussian::new(space, *width, false, "w").unwrap();
                 let l1 = log_kernel_sum(space, &k, pos, pos, lw);
-                energy_accumulate(Kind::Interaction, *strength, &l1, &l1, &mut energy);
+                energy_accumulate(Accumulate::Interaction { strength: *strength }, &l1, &[], &mut energy);
             }
             Energy::Mmd { width, sample } => {
                 let k = Gaussian::new(space, *width, false, "w").unwrap();
@@ -99,14 +77,14 @@ fn energy_derivative(model: &Model, pos: &[f64], lw: &[f64]) -> (Vec<f64>, f64) 
                 let nu = log_kernel_sum(space, &k, pos, &sample.values, &lm);
                 let cnn = log_kernel_sum(space, &k, &sample.values, &sample.values, &lm);
                 f_rest += 0.5 * cnn.iter().map(|v| (v - (m as f64).ln()).exp()).sum::<f64>();
-                energy_accumulate(Kind::Mmd, 1.0, &l1, &nu, &mut energy);
+                energy_accumulate(Accumulate::Mmd, &l1, &nu, &mut energy);
             }
             Energy::TwoLayerNet { inputs, targets, penalty } => {
                 let f = net_forward(pos, d, &w, inputs);
                 let (r, data) = net_residuals(&f, targets);
                 f_rest += data;
                 let (l1, l2) = net_backward(pos, d, inputs, &r, *penalty);
-                energy_accumulate(Kind::Network, 1.0, &l1, &l2, &mut energy);
+                energy_accumulate(Accumulate::Network, &l1, &l2, &mut energy);
             }
             Energy::Npmle { observations, noise } => {
                 let k = Gaussian::new(space, *noise, true, "s").unwrap();
@@ -114,7 +92,7 @@ fn energy_derivative(model: &Model, pos: &[f64], lw: &[f64]) -> (Vec<f64>, f64) 
                 let (coeffs, data) = npmle_coefficients(&log_p);
                 f_rest += data;
                 let l1 = log_kernel_sum(space, &k, pos, &observations.values, &coeffs);
-                energy_accumulate(Kind::Npmle, 1.0, &l1, &l1, &mut energy);
+                energy_accumulate(Accumulate::Npmle, &l1, &[], &mut energy);
             }
         }
     }

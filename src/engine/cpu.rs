@@ -427,57 +427,98 @@ pub fn npmle_coefficients(log_p: &[f64]) -> (Vec<f64>, f64) {
     (log_p.iter().map(|lp| -lp - m.ln()).collect(), -pairwise_sum(log_p) / m)
 }
 
-/// δF/δm at the targets, and F(μᴺ) when the targets are the particles (SPEC §5).
+/// One term of F as [`energy_accumulate`] adds it, named after what its kernel sums l1, l2 hold.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Accumulate {
+    /// l1 = log Σ_j w_j W(x, X_j): δF += strength e^l1, f += ½ strength e^l1.
+    Interaction {
+        /// The interaction's strength.
+        strength: f64,
+    },
+    /// l1 = log k*μᴺ, l2 = log k*ν: δF += e^l1 − e^l2, f += ½ e^l1 − e^l2.
+    Mmd,
+    /// l1 = the network's δF (pull plus penalty), l2 = the penalty λ/2 |x|²: δF += l1, f += l2.
+    Network,
+    /// l1 = log (1/M) Σ_k φ(z_k − x)/p(z_k): δF −= e^l1, f += 0.
+    Npmle,
+}
+
+/// Adds one energy term's δF/δm and its per-target share f of F to `energy` = (δF, f) per
+/// target: the twin of `energy_accumulate.wgsl`. F(μᴺ) = Σ_i w_i f_i plus the terms' data and
+/// constant parts when the targets are the particles.
+pub fn energy_accumulate(term: Accumulate, l1: &[f64], l2: &[f64], energy: &mut [(f64, f64)]) {
+    for (i, e) in energy.iter_mut().enumerate() {
+        match term {
+            Accumulate::Interaction { strength } => {
+                let s = strength * l1[i].exp();
+                e.0 += s;
+                e.1 += 0.5 * s;
+            }
+            Accumulate::Mmd => {
+                let (s, nu) = (l1[i].exp(), l2[i].exp());
+                e.0 += s - nu;
+                e.1 += 0.5 * s - nu;
+            }
+            Accumulate::Network => {
+                e.0 += l1[i];
+                e.1 += l2[i];
+            }
+            Accumulate::Npmle => e.0 -= l1[i].exp(),
+        }
+    }
+}
+
+/// δF/δm at the targets and, when the targets are the particles, F(μᴺ) (else NaN): the fixed
+/// potential U, then each other term through [`energy_accumulate`], as the GPU composes its
+/// passes.
 fn energy_derivative(m: &Model, fixed: &Fixed, targets: &Targets, lw: &[f64], w: &[f64]) -> (Vec<f64>, f64) {
     let (space, d) = (&m.space, m.space.dim);
-    let (pos, own) = (&fixed.at_particles.points, &fixed.at_particles);
+    let pos = &fixed.at_particles.points;
     let at = match targets {
-        Targets::Particles => own,
+        Targets::Particles => &fixed.at_particles,
         Targets::Points(t) => t,
     };
-    let wsum = |v: &[f64]| pairwise_sum(&w.iter().zip(v).map(|(a, b)| a * b).collect::<Vec<_>>());
-    let mut dfdm = at.model.potential.clone();
-    let mut f = wsum(&own.model.potential);
+    let mut energy: Vec<(f64, f64)> = at.model.potential.iter().map(|u| (*u, *u)).collect();
+    // F's parts that are not a weighted sum over the particles.
+    let mut rest = 0.0;
     let mut mmd = 0;
     for e in &m.energy {
         match e {
             Energy::Potential(_) => {}
             Energy::Interaction { strength, width } => {
                 let k = Gaussian::new(space, *width, false, "interaction.width").expect("validated");
-                let s: Vec<f64> =
-                    fixed.log_sum_to(space, &k, targets, lw).into_iter().map(|v| strength * v.exp()).collect();
-                if matches!(targets, Targets::Particles) {
-                    f += 0.5 * wsum(&s);
-                }
-                dfdm.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
+                let l1 = fixed.log_sum_to(space, &k, targets, lw);
+                energy_accumulate(Accumulate::Interaction { strength: *strength }, &l1, &[], &mut energy);
             }
             Energy::Mmd { width, .. } => {
                 let k = Gaussian::new(space, *width, false, "mmd.width").expect("validated");
-                let s: Vec<f64> = fixed.log_sum_to(space, &k, targets, lw).into_iter().map(f64::exp).collect();
-                if matches!(targets, Targets::Particles) {
-                    f += 0.5 * (wsum(&s) - 2.0 * wsum(&own.mmd_nu[mmd]) + fixed.mmd_cnn[mmd]);
-                }
-                dfdm.iter_mut().zip(s.iter().zip(&at.mmd_nu[mmd])).for_each(|(a, (s, nu))| *a += s - nu);
+                let l1 = fixed.log_sum_to(space, &k, targets, lw);
+                let l2: Vec<f64> = at.mmd_nu[mmd].iter().map(|nu| nu.ln()).collect();
+                energy_accumulate(Accumulate::Mmd, &l1, &l2, &mut energy);
+                rest += 0.5 * fixed.mmd_cnn[mmd];
                 mmd += 1;
             }
             Energy::TwoLayerNet { inputs, targets: y, penalty } => {
                 let (r, data) = net_residuals(&net_forward(pos, d, w, inputs), y);
-                let (_, own_penalty) = net_backward(pos, d, inputs, &[], *penalty);
-                f += data + wsum(&own_penalty);
-                let (l1, _) = net_backward(&at.points, d, inputs, &r, *penalty);
-                dfdm.iter_mut().zip(l1).for_each(|(a, l)| *a += l);
+                rest += data;
+                let (l1, l2) = net_backward(&at.points, d, inputs, &r, *penalty);
+                energy_accumulate(Accumulate::Network, &l1, &l2, &mut energy);
             }
             Energy::Npmle { observations, noise } => {
                 let k = Gaussian::new(space, *noise, true, "npmle.noise").expect("validated");
                 let log_p = log_kernel_sum(space, &k, &observations.values, pos, lw);
                 let (coeffs, data) = npmle_coefficients(&log_p);
-                f += data;
-                let r = log_kernel_sum(space, &k, &at.points, &observations.values, &coeffs);
-                dfdm.iter_mut().zip(r).for_each(|(a, r)| *a -= r.exp());
+                rest += data;
+                let l1 = log_kernel_sum(space, &k, &at.points, &observations.values, &coeffs);
+                energy_accumulate(Accumulate::Npmle, &l1, &[], &mut energy);
             }
         }
     }
-    (dfdm, f)
+    let f = match targets {
+        Targets::Particles => pairwise_sum(&w.iter().zip(&energy).map(|(w, e)| w * e.1).collect::<Vec<_>>()) + rest,
+        Targets::Points(_) => f64::NAN,
+    };
+    (energy.into_iter().map(|e| e.0).collect(), f)
 }
 
 /// Variant C's second-pass coefficients log w_j − log d_j, with d_j = (K μᴺ)(X_j) (KL) or π(X_j)
