@@ -16,6 +16,8 @@ exec > >(tee "$final/tables.txt") 2>&1
 "$bin" info
 # The kernel-sum pass and the variant-A step, d = 3, from launch-bound to saturated sizes.
 "$bin" bench --n 65536,262144,1048576 --d 3 --variant A --ceiling "$ceiling" --json "$out/bench-A.json"
+# One Sinkhorn pass (entropic W₂ in chaos sweeps), host packing and transfers included.
+"$bin" bench --n 65536,1048576 --d 3 --variant A --sinkhorn --ceiling "$ceiling" --json "$out/bench-sinkhorn.json"
 # The bounds-checked shader module at the largest size, for the cost of runtime checks.
 "$bin" bench --n 1048576 --d 3 --variant A --checked --ceiling "$ceiling" --json "$out/bench-A-checked.json"
 # The kernel pass's workgroup size (and source tile); the engine's steps use 128.

@@ -1,4 +1,5 @@
-//! `frflow bench`: pair throughput of the kernel-sum pass alone and of whole steps.
+//! `frflow bench`: pair throughput of the kernel-sum pass alone, of whole steps and, with
+//! `--sinkhorn`, of one pass of entropic OT's Sinkhorn iteration.
 //!
 //! Each figure is the median over `repeats` timed batches after a warm-up. The kernel pass is
 //! timed on the device with timestamp queries where the adapter offers them, else by wall clock
@@ -10,7 +11,7 @@
 use crate::engine::Engine;
 use crate::engine::cpu::{CpuEngine, log_kernel_sum};
 use crate::engine::gpu::context::GpuContext;
-use crate::engine::gpu::{GpuEngine, bench_log_kernel_sum};
+use crate::engine::gpu::{GpuEngine, SinkhornLogSum, bench_log_kernel_sum};
 use crate::error::{Error, Result};
 use crate::io::data::{bumps_regression, gaussian_mixture_sample};
 use crate::model::{
@@ -19,6 +20,7 @@ use crate::model::{
 };
 use crate::particles::{Component, Initial, Particles};
 use crate::stepper::{Scheme, StepSize, Stepper};
+use crate::transport::{Cost, DEFAULT_EPSILON_RATIO, LogSum, sinkhorn_log_sum};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -80,6 +82,8 @@ pub struct BenchOptions {
     pub workgroup_size: Option<u32>,
     /// The card's pair-evaluation ceiling, to report the fraction reached.
     pub ceiling: Option<f64>,
+    /// Also time one Sinkhorn pass (see [`BenchRow::sinkhorn_pairs_per_second`]).
+    pub sinkhorn: bool,
 }
 
 /// One row of the benchmark table.
@@ -111,6 +115,11 @@ pub struct BenchRow {
     pub step_vs_kernel: f64,
     /// `step_pairs_per_second / ceiling`.
     pub step_fraction_of_ceiling: Option<f64>,
+    /// With `--sinkhorn`: median N²/s of one N × N Sinkhorn pass (`transport::sinkhorn_log_sum` on
+    /// the CPU, `SinkhornLogSum` on the GPU) on the step's particles, R^d cost, at the default
+    /// Sinkhorn ε (DEFAULT_EPSILON_RATIO × the mean cost 2d of standard normal clouds), host
+    /// packing, upload and readback included: what each Sinkhorn iteration pays twice.
+    pub sinkhorn_pairs_per_second: Option<f64>,
 }
 
 /// The whole report, as written to JSON.
@@ -245,6 +254,33 @@ fn time_per_unit(repeats: usize, min_seconds: f64, mut run: impl FnMut(u64) -> R
     }
 }
 
+/// Median seconds of one N × N Sinkhorn pass (see [`BenchRow::sinkhorn_pairs_per_second`]).
+fn time_sinkhorn_pass(ctx: Option<&GpuContext>, opts: &BenchOptions, n: usize) -> Result<f64> {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let x: Vec<f64> = (0..n * opts.dim).map(|_| crate::particles::standard_normal(&mut rng)).collect();
+    let coeffs = vec![-(n as f64).ln(); n];
+    let inv_eps = 1.0 / (DEFAULT_EPSILON_RATIO * 2.0 * opts.dim as f64);
+    let cost = Cost::euclidean(opts.dim)?;
+    match ctx {
+        Some(ctx) => {
+            let mut pass = SinkhornLogSum::new(ctx, &cost)?;
+            time_per_unit(opts.repeats, opts.min_batch_seconds, |reps| {
+                for _ in 0..reps {
+                    std::hint::black_box(pass.log_sum(&x, &x, &coeffs, inv_eps)?);
+                }
+                Ok(None)
+            })
+        }
+        None => time_per_unit(opts.repeats, opts.min_batch_seconds, |reps| {
+            for _ in 0..reps {
+                std::hint::black_box(sinkhorn_log_sum(&cost, &x, &x, &coeffs, inv_eps));
+            }
+            Ok(None)
+        }),
+    }
+}
+
 /// Runs the benchmark.
 pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
     if opts.n.is_empty() || opts.n.contains(&0) {
@@ -291,6 +327,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
             engine.advance(steps, &stepper, None)?;
             engine.evaluate().map(|_| None)
         })?;
+        let sinkhorn_seconds = if opts.sinkhorn { Some(time_sinkhorn_pass(ctx.as_ref(), opts, n)?) } else { None };
         let kernel_rate = nf * nf / kernel_seconds;
         let step_rate = pairs / step_seconds;
         rows.push(BenchRow {
@@ -307,6 +344,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
             step_pairs_per_second: step_rate,
             step_vs_kernel: step_rate / kernel_rate,
             step_fraction_of_ceiling: opts.ceiling.map(|c| step_rate / c),
+            sinkhorn_pairs_per_second: sinkhorn_seconds.map(|s| nf * nf / s),
         });
     }
     let (device, backend, device_type, driver) = match &ctx {
@@ -376,6 +414,19 @@ impl BenchReport {
                 100.0 * r.step_vs_kernel,
                 pct(r.step_fraction_of_ceiling)
             ));
+        }
+        if self.rows.iter().any(|r| r.sinkhorn_pairs_per_second.is_some()) {
+            t.push_str(&format!(
+                "{:>9} {:>2} | {:>15} {:>9} {:>9}\n",
+                "N", "d", "sinkhorn pair/s", "vs kern", "of ceil"
+            ));
+            for r in &self.rows {
+                if let Some(rate) = r.sinkhorn_pairs_per_second {
+                    let fraction = self.ceiling.map(|c| rate / c);
+                    let vs = 100.0 * rate / r.kernel_pairs_per_second;
+                    t.push_str(&format!("{:>9} {:>2} | {rate:>15.3e} {vs:>8.1}% {:>9}\n", r.n, r.dim, pct(fraction)));
+                }
+            }
         }
         t
     }

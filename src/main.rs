@@ -103,6 +103,9 @@ enum Command {
         /// The card's ceiling in pair evaluations per second (e.g. 3.9e12 for an H100), to report the fraction reached.
         #[arg(long)]
         ceiling: Option<f64>,
+        /// Also time one N × N pass of entropic OT's Sinkhorn iteration (the W₂ of chaos sweeps).
+        #[arg(long)]
+        sinkhorn: bool,
         /// Also write the report as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -248,6 +251,7 @@ fn main() -> ExitCode {
             checked,
             workgroup_size,
             ceiling,
+            sinkhorn,
             json,
         } => {
             let device = match engine {
@@ -266,6 +270,7 @@ fn main() -> ExitCode {
                 checked,
                 workgroup_size,
                 ceiling,
+                sinkhorn,
             };
             return match bench(&options, json.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,

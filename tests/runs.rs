@@ -191,3 +191,31 @@ fn cli_reports_bad_configs_without_panicking() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.toml"));
 }
+
+/// `frflow bench --sinkhorn --json` on the CPU engine, at awkward N: every figure of every row is
+/// a positive finite rate and the JSON names the device. (Speed itself is not asserted.)
+#[test]
+fn bench_writes_every_figure_including_the_sinkhorn_pass() {
+    let dir = fresh_dir("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("bench.json");
+    let out = frflow()
+        .args(["bench", "--n", "7,130", "--d", "2", "--engine", "cpu", "--sinkhorn", "--repeats", "1"])
+        .args(["--min-batch-seconds", "0.01", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("sinkhorn pair/s"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(report["device"].as_str().unwrap().starts_with("cpu-f64"));
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.iter().map(|r| r["n"].as_u64().unwrap()).collect::<Vec<_>>(), [7, 130]);
+    for r in rows {
+        for key in ["kernel_pairs_per_second", "step_pairs_per_second", "sinkhorn_pairs_per_second"] {
+            let v = r[key].as_f64().unwrap_or(f64::NAN);
+            assert!(v.is_finite() && v > 0.0, "{key} = {v} in {r}");
+        }
+    }
+}
