@@ -30,7 +30,7 @@ fn normalise_log(mut v: Vec<f64>) -> Vec<f64> {
 /// and KL, for particles drawn from μ₀ with uniform initial weights.
 ///
 /// `log_ratio[i]` is log μ*(X_i) − log μ₀(X_i) up to a common constant, with μ* ∝ π e^{−U/σ}
-/// (see [`tempering_log_ratio`]). Returns log w_i(t) = (1 − e^{−σt}) · log_ratio[i] − log Z(t),
+/// (see [`tempering_log_ratio`]). Returns log w_i(t) = (1 − e^{−σt}) · log_ratio\[i\] − log Z(t),
 /// with Z(t) making Σ_i w_i(t) = 1.
 pub fn tempering_log_weights(log_ratio: &[f64], sigma: f64, t: f64) -> Vec<f64> {
     let beta = tempering_exponent(sigma, t);

@@ -11,7 +11,7 @@ use crate::particles::{Particles, State};
 use crate::stepper::Stepper;
 use rayon::prelude::*;
 
-/// log Σ_s exp(log_coeffs[s]) · K(t, y_s) for every target t: the N×N pass behind every variant.
+/// log Σ_s exp(log_coeffs\[s\]) · K(t, y_s) for every target t: the N×N pass behind every variant.
 ///
 /// Sources are taken in blocks: the block's exponents are computed first, then summed after a
 /// shift by the running maximum, so neither tiny weights nor a bandwidth far below the particle
@@ -49,8 +49,9 @@ fn log_sum_row(exponent: &KernelExponent, t: &[f64], sources: &[f64], log_coeffs
 
 /// log Σ_c s_c e^{m_c} from partials (m_c, s_c) = (a shift, Σ exp(e − shift)) over chunks of
 /// sources, merged in chunk order so the result does not depend on scheduling: the twin of
-/// `log_sum_merge.wgsl` (which merges the GPU's split-source chunks), and how [`log_sum_row`]
-/// combines its blocks. Partials with m = −∞ (no source with a weight) contribute nothing.
+/// `log_sum_merge.wgsl` (which merges the GPU's split-source chunks), and how the CPU's own
+/// streamed sum combines its blocks of sources. Partials with m = −∞ (no source with a weight)
+/// contribute nothing.
 pub fn log_sum_merge(partials: impl IntoIterator<Item = (f64, f64)>) -> f64 {
     let (m, s) = partials.into_iter().fold((f64::NEG_INFINITY, 0.0), |(ma, sa), (mb, sb)| {
         if mb == f64::NEG_INFINITY {

@@ -2,7 +2,7 @@
 //! an HTML report (`frflow chaos`, `frflow bandwidth`).
 //!
 //! - [`chaos`]: propagation of chaos (N → ∞, SPEC §4): the interacting system against the
-//!   non-interacting reference system of [`reference`].
+//!   non-interacting reference system of [`mod@reference`].
 //! - [`bandwidth`]: the ε → 0 limit (SPEC §7 T4): stationary states against the unkernelized
 //!   minimiser μ* ∝ π e^{−U/σ}.
 //!

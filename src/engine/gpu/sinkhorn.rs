@@ -20,7 +20,7 @@ const MAX_COEFFICIENT: f64 = 1e6;
 /// uploads and one O(N) readback. Pass it to [`crate::transport::sinkhorn_with`] or
 /// [`crate::transport::sinkhorn_divergence_with`].
 ///
-/// Coordinates are packed in fixed point whatever ε is (see [`Layout::fixed_point`]), so the
+/// Coordinates are packed in fixed point whatever ε is (as in the engine at small ε), so the
 /// same pipeline serves the whole ε-scaling schedule. Results are f32 log-sums: an absolute error
 /// of about 6e-8 times the largest exponent magnitude |log b_j + g_j/ε| − c/ε involved.
 pub struct SinkhornLogSum<'a> {

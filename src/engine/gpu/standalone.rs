@@ -308,7 +308,7 @@ impl KernelSum {
     }
 }
 
-/// log Σ_s exp(log_coeffs[s]) · K(t, y_s) for every target t, on the GPU in f32: the twin of
+/// log Σ_s exp(log_coeffs\[s\]) · K(t, y_s) for every target t, on the GPU in f32: the twin of
 /// [`crate::engine::cpu::log_kernel_sum`], with the same arguments plus the device. Pass the same
 /// slice as `targets` and `sources` for an N × N sum (the shift then starts at the self term).
 pub fn log_kernel_sum(
