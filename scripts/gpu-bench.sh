@@ -20,7 +20,7 @@ exec > >(tee "$final/tables.txt") 2>&1
 "$bin" bench --n 65536,1048576 --d 3 --variant A --sinkhorn --ceiling "$ceiling" --json "$out/bench-sinkhorn.json"
 # The bounds-checked shader module at the largest size, for the cost of runtime checks.
 "$bin" bench --n 1048576 --d 3 --variant A --checked --ceiling "$ceiling" --json "$out/bench-A-checked.json"
-# The kernel pass's workgroup size (and source tile); the engine's steps use 128.
+# The kernel-sum passes' workgroup size (and source tile), alone and in steps (default 128).
 for wg in 64 256 512; do
   "$bin" bench --n 1048576 --d 3 --variant A --workgroup-size "$wg" --ceiling "$ceiling" --json "$out/bench-A-wg$wg.json"
 done

@@ -78,7 +78,8 @@ pub struct BenchOptions {
     pub device: Option<String>,
     /// Use bounds-checked shader modules.
     pub checked: bool,
-    /// Workgroup size (and source tile) of the timed kernel pass; the engine's steps use 128.
+    /// Workgroup size (and source tile) of the kernel-sum passes, timed alone and in steps
+    /// (default 128).
     pub workgroup_size: Option<u32>,
     /// The card's pair-evaluation ceiling, to report the fraction reached.
     pub ceiling: Option<f64>,
@@ -97,7 +98,7 @@ pub struct BenchRow {
     pub variant: String,
     /// The energy of the step.
     pub energy: BenchEnergy,
-    /// Workgroup size of the timed kernel pass (GPU).
+    /// Workgroup size of the kernel-sum passes, alone and in steps (GPU).
     pub workgroup_size: Option<u32>,
     /// Median pairs/s of the N×N log-kernel-sum pass alone.
     pub kernel_pairs_per_second: f64,
@@ -317,7 +318,12 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
         let pairs = pairs_per_step(&model, n);
         let mut engine: Box<dyn Engine> = match &ctx {
             Some(ctx) => {
-                let options = crate::engine::gpu::GpuOptions { checked_shaders: opts.checked, ..Default::default() };
+                let defaults = crate::engine::gpu::GpuOptions::default();
+                let options = crate::engine::gpu::GpuOptions {
+                    checked_shaders: opts.checked,
+                    kernel_workgroup: opts.workgroup_size.unwrap_or(defaults.kernel_workgroup),
+                    ..defaults
+                };
                 Box::new(GpuEngine::with_options(ctx.clone(), model, particles, options)?)
             }
             None => Box::new(CpuEngine::new(model, particles)?),

@@ -97,7 +97,7 @@ enum Command {
         /// Use the bounds-checked shader modules (slower; for comparison).
         #[arg(long)]
         checked: bool,
-        /// Workgroup size (and source tile) of the timed kernel pass: a multiple of 4 (default 128).
+        /// Workgroup size (and source tile) of the kernel-sum passes, alone and in steps: a multiple of 4 (default 128).
         #[arg(long)]
         workgroup_size: Option<u32>,
         /// The card's ceiling in pair evaluations per second (e.g. 3.9e12 for an H100), to report the fraction reached.

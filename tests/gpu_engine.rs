@@ -455,6 +455,38 @@ fn checked_and_unchecked_shader_modules_give_the_same_rates() {
     }
 }
 
+/// Every allowed kernel workgroup size (tile) gives the f64 rates to the usual 1e-4 of max |a|,
+/// and `rates_at` a few points (the split-source path) too; sizes the device cannot run are an
+/// error naming `workgroup_size`, not a failed pipeline. Awkward N against every tile: 1031.
+#[test]
+fn every_kernel_workgroup_size_gives_the_same_rates() {
+    let Some(ctx) = context() else { return };
+    for c in [case(Blob, Kl, "torus-uniform", 2, 1031), case(SmoothedTarget, Chi2, "gaussian", 3, 257)] {
+        let state = random_state(c.n, 5.0, 9);
+        let points: Vec<f64> = (0..5 * c.dim).map(|k| 0.1 * k as f64).collect();
+        let mut cpu = CpuEngine::new(c.build().0, c.build().1).unwrap();
+        cpu.set_state(state.clone()).unwrap();
+        let (want, want_at) = (cpu.rates().unwrap(), cpu.rates_at(&points).unwrap());
+        for wg in [4, 60, 128, 256] {
+            let options = GpuOptions { kernel_workgroup: wg, ..GpuOptions::default() };
+            let (_, mut gpu) = engines(&ctx, &c, options);
+            gpu.set_state(state.clone()).unwrap();
+            let err = rate_error(&want, &gpu.rates().unwrap());
+            let err_at = rate_error(&want_at, &gpu.rates_at(&points).unwrap());
+            assert!(err < 1e-4 && err_at < 1e-4, "{c:?} workgroup {wg}: {err:e}, at points {err_at:e}");
+        }
+    }
+    let (model, particles) = case(Blob, Kl, "torus-uniform", 2, 10).build();
+    let too_big = ctx.limits().max_compute_invocations_per_workgroup + 4;
+    for wg in [0, 6, too_big] {
+        let options = GpuOptions { kernel_workgroup: wg, ..GpuOptions::default() };
+        match GpuEngine::with_options(ctx.clone(), model.clone(), particles.clone(), options) {
+            Err(Error::Invalid { field, .. }) => assert_eq!(field, "workgroup_size"),
+            other => panic!("workgroup {wg}: expected an Invalid error, got {:?}", other.map(|_| ())),
+        }
+    }
+}
+
 #[test]
 fn a_two_dimensional_grid_gives_the_same_rates_and_steps() {
     let Some(ctx) = context() else { return };

@@ -124,7 +124,12 @@ impl GpuEngine {
             .unwrap_or(u32::MAX)
             .min(self.ctx.limits().max_compute_workgroups_per_dimension)
             .max(1);
-        let b = Builder { ctx: &self.ctx, checked: self.options.checked_shaders, max_dim };
+        let b = Builder {
+            ctx: &self.ctx,
+            checked: self.options.checked_shaders,
+            max_dim,
+            kernel_wg: self.options.kernel_workgroup,
+        };
         let header = &self.eps.header;
         let fixed = m.at_points(&points);
         let quad = self.quadrature();

@@ -3,7 +3,7 @@
 
 use super::context::GpuContext;
 use super::host::{KernelParams, Layout, MergeParams};
-use super::kernels::{self, ELEMENT_WG, Header, KERNEL_WG, Shader};
+use super::kernels::{self, ELEMENT_WG, Header, Shader};
 use crate::error::{Error, Result};
 use crate::model::{Gaussian, Space};
 use wgpu::util::DeviceExt;
@@ -103,6 +103,34 @@ pub(crate) struct Builder<'a> {
     pub checked: bool,
     /// Workgroups per grid dimension.
     pub max_dim: u32,
+    /// Workgroup size of the `log_kernel_sum` passes (checked by [`check_kernel_workgroup`]).
+    pub kernel_wg: u32,
+}
+
+/// Whether `workgroup` can run the kernel sum at `packed` vec4s per point on this device: a
+/// multiple of 4 (the inner loop takes sources four at a time) within the invocation limit,
+/// whose source tile fits the workgroup storage.
+pub(crate) fn check_kernel_workgroup(ctx: &GpuContext, workgroup: u32, packed: usize) -> Result<()> {
+    let limits = ctx.limits();
+    let tile_bytes = u64::from(workgroup) * packed as u64 * 16;
+    if workgroup < 4
+        || workgroup % 4 != 0
+        || workgroup > limits.max_compute_invocations_per_workgroup
+        || tile_bytes > u64::from(limits.max_compute_workgroup_storage_size)
+    {
+        return Err(Error::invalid(
+            "workgroup_size",
+            workgroup,
+            format!(
+                "a multiple of 4 up to {} whose source tile ({} bytes per point here) fits the {} bytes of \
+                 workgroup storage",
+                limits.max_compute_invocations_per_workgroup,
+                packed * 16,
+                limits.max_compute_workgroup_storage_size
+            ),
+        ));
+    }
+    Ok(())
 }
 
 const STORAGE: wgpu::BufferUsages =
@@ -200,24 +228,19 @@ impl Builder<'_> {
         out: &wgpu::Buffer,
         control: &wgpu::Buffer,
     ) -> Result<Vec<Pass>> {
-        let wg = KERNEL_WG as usize;
+        let wg = self.kernel_wg as usize;
+        let shader = Shader { workgroup: self.kernel_wg, ..kernels::LOG_KERNEL_SUM };
         match split(nt, ns, wg) {
             None => {
                 let params = ks.params(nt, ns, None);
                 let groups = self.grid(nt.div_ceil(wg));
-                Ok(vec![self.pass(
-                    &kernels::LOG_KERNEL_SUM,
-                    &ks.header,
-                    &params,
-                    &[targets, sources, out, control],
-                    groups,
-                )?])
+                Ok(vec![self.pass(&shader, &ks.header, &params, &[targets, sources, out, control], groups)?])
             }
             Some(s) => {
                 let partials = self.zeros("kernel_partials", 8 * s.chunks * nt);
                 let params = ks.params(nt, ns, Some(s));
                 let sum = self.pass(
-                    &kernels::LOG_KERNEL_SUM,
+                    &shader,
                     &ks.header,
                     &params,
                     &[targets, sources, &partials, control],

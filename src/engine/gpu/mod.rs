@@ -68,10 +68,10 @@ use crate::error::{Error, Result};
 use crate::model::{Divergence, Model, Variant};
 use crate::particles::{Particles, State};
 use crate::stepper::{Scheme, StepSize, Stepper};
-use build::{Builder, KernelSpace, Pass};
+use build::{Builder, KernelSpace, Pass, check_kernel_workgroup};
 use energies::Energies;
 use host::{Counts, DivParams, NONE, StepParams, control, stats};
-use kernels::{ELEMENT_WG, Header, REDUCE_GROUPS, REDUCE_WG};
+use kernels::{ELEMENT_WG, Header, KERNEL_WG, REDUCE_GROUPS, REDUCE_WG};
 
 /// Engine options; the defaults are what a run wants.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +86,10 @@ pub struct GpuOptions {
     /// Most steps between two readbacks of the control block (bounds the work wasted after an
     /// automatic-h run reaches its final time part way through).
     pub steps_per_readback: u64,
+    /// Invocations per workgroup (and points per source tile) of the N×N kernel-sum passes: a
+    /// multiple of 4 whose tile fits the device's workgroup storage. The best value depends on
+    /// the card; `frflow bench --workgroup-size` measures it.
+    pub kernel_workgroup: u32,
 }
 
 impl Default for GpuOptions {
@@ -95,6 +99,7 @@ impl Default for GpuOptions {
             max_workgroups_per_dimension: None,
             steps_per_submission: 64,
             steps_per_readback: 4096,
+            kernel_workgroup: KERNEL_WG,
         }
     }
 }
@@ -211,7 +216,8 @@ impl GpuEngine {
             .unwrap_or(u32::MAX)
             .min(ctx.limits().max_compute_workgroups_per_dimension)
             .max(1);
-        let b = Builder { ctx: &ctx, checked: options.checked_shaders, max_dim };
+        check_kernel_workgroup(&ctx, options.kernel_workgroup, p)?;
+        let b = Builder { ctx: &ctx, checked: options.checked_shaders, max_dim, kernel_wg: options.kernel_workgroup };
         let device = &ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let f32s = |v: &[f64]| v.iter().map(|x| *x as f32).collect::<Vec<f32>>();

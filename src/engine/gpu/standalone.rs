@@ -118,27 +118,9 @@ impl KernelSum {
         max_sources: usize,
     ) -> Result<Self> {
         let Shape { checked, workgroup } = shape;
-        let d = header.dim as usize;
         let p = header.packed as usize;
+        super::build::check_kernel_workgroup(ctx, workgroup, p)?;
         let limits = ctx.limits();
-        let tile_bytes = u64::from(workgroup) * p as u64 * 16;
-        if workgroup < 4
-            || workgroup % 4 != 0
-            || workgroup > limits.max_compute_invocations_per_workgroup
-            || tile_bytes > u64::from(limits.max_compute_workgroup_storage_size)
-        {
-            return Err(Error::invalid(
-                "workgroup_size",
-                workgroup,
-                format!(
-                    "a multiple of 4 up to {} whose source tile ({} bytes per point at d = {d}) fits the {} bytes \
-                     of workgroup storage",
-                    limits.max_compute_invocations_per_workgroup,
-                    p * 16,
-                    limits.max_compute_workgroup_storage_size
-                ),
-            ));
-        }
         let limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let per_point = (p * 16) as u64;
         let most = max_targets.max(max_sources).max(1);
