@@ -120,6 +120,8 @@ pub struct Problem {
     pub engine: EngineChoice,
     /// The GPU adapter to use (name, kind or index), passed through to the GPU engine.
     pub device: Option<String>,
+    /// The GPU engine's kernel-sum workgroup size (`None`: its default).
+    pub workgroup_size: Option<u32>,
     /// The seed of the positions.
     pub seed: u64,
 }
@@ -233,6 +235,9 @@ pub struct Config {
     /// GPU adapter (name, kind or index), passed through to the GPU engine.
     #[serde(default)]
     pub device: Option<String>,
+    /// The GPU engine's kernel-sum workgroup size (default 128; see `frflow bench --workgroup-size`).
+    #[serde(default)]
+    pub workgroup_size: Option<u32>,
     /// σ ≥ 0.
     pub sigma: f64,
     /// kl (default) or chi2.
@@ -801,7 +806,16 @@ impl Config {
                 .transpose()?,
             plot: o.plot,
         };
-        Ok(Problem { model, particles, run, output, engine: self.engine, device: self.device.clone(), seed: self.seed })
+        Ok(Problem {
+            model,
+            particles,
+            run,
+            output,
+            engine: self.engine,
+            device: self.device.clone(),
+            workgroup_size: self.workgroup_size,
+            seed: self.seed,
+        })
     }
 }
 

@@ -8,8 +8,8 @@
 use crate::config::{Config, EngineChoice, Problem};
 use crate::engine::Engine;
 use crate::engine::cpu::CpuEngine;
-use crate::engine::gpu::GpuEngine;
 use crate::engine::gpu::context::{GpuContext, hardware_adapter_available};
+use crate::engine::gpu::{GpuEngine, GpuOptions};
 use crate::error::{Error, Result};
 use crate::flow::{Observer, Summary, run};
 use crate::io::output::{read_checkpoint, write_atomic, write_npy};
@@ -26,11 +26,14 @@ use std::sync::atomic::AtomicBool;
 pub fn build_engine(
     choice: EngineChoice,
     device: Option<&str>,
+    workgroup_size: Option<u32>,
     model: Model,
     particles: Particles,
 ) -> Result<Box<dyn Engine>> {
     let gpu = |model, particles| -> Result<Box<dyn Engine>> {
-        Ok(Box::new(GpuEngine::new(GpuContext::new(device)?, model, particles)?))
+        let defaults = GpuOptions::default();
+        let options = GpuOptions { kernel_workgroup: workgroup_size.unwrap_or(defaults.kernel_workgroup), ..defaults };
+        Ok(Box::new(GpuEngine::with_options(GpuContext::new(device)?, model, particles, options)?))
     };
     match choice {
         EngineChoice::Cpu => Ok(Box::new(CpuEngine::new(model, particles)?)),
@@ -106,12 +109,12 @@ fn execute(
     state: Option<crate::particles::State>,
     request: RunRequest,
 ) -> Result<Summary> {
-    let Problem { model, particles, run: options, output, engine, device, .. } = problem;
+    let Problem { model, particles, run: options, output, engine, device, workgroup_size, .. } = problem;
     let choice = request.engine.unwrap_or(engine);
     let device = request.device.or(device);
     let dim = model.space.dim;
     let plot_inputs = output.plot.then(|| (model.clone(), particles.clone()));
-    let mut engine = build_engine(choice, device.as_deref(), model, particles)?;
+    let mut engine = build_engine(choice, device.as_deref(), workgroup_size, model, particles)?;
     let resume_step = state.as_ref().map(|s| s.step);
     if let Some(s) = state {
         engine.set_state(s)?;

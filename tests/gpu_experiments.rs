@@ -1,5 +1,5 @@
-//! `frflow chaos` on the GPU engine (the path its large-N points take), against the same sweep on
-//! the f64 CPU engine, on lavapipe in CI.
+//! Configs on the GPU engine: `frflow chaos` (the path its large-N points take) against the same
+//! sweep on the f64 CPU engine, and the config's `workgroup_size`, on lavapipe in CI.
 
 mod common;
 
@@ -69,4 +69,29 @@ fn chaos_sweep_on_the_gpu_matches_the_cpu_sweep() {
     }
     println!("largest differences: coupling {:.1e}, W2 {:.1e}", worst.0, worst.1);
     assert!(worst.0 < 1e-6 && worst.1 < 1e-6, "{worst:?}");
+}
+
+/// A run config's `workgroup_size` reaches the GPU engine: 64 runs to the same final state as the
+/// default tile (to f32 summation-order rounding), and 6 is refused naming the key.
+#[test]
+fn workgroup_size_in_a_config_reaches_the_gpu_engine() {
+    if common::context().is_none() {
+        return;
+    }
+    // The sweep's [problem] table as a run config: its keys at the top level, its sub-tables as tables.
+    let problem = t2_sweep("gpu").split("[sweep]").next().unwrap().replace("[problem]\n", "").replace("[problem.", "[");
+    let run = |extra: &str| {
+        let text = format!("{extra}\n{problem}");
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gpu-workgroup");
+        let _ = std::fs::remove_dir_all(&out);
+        frflow::runner::run_config(&text, Path::new("."), &out, frflow::runner::RunRequest::default())
+    };
+    let default = run("").unwrap();
+    let tuned = run("workgroup_size = 64").unwrap();
+    let (a, b) = (default.diagnostics.variance[0], tuned.diagnostics.variance[0]);
+    assert!((a - b).abs() < 1e-5 * a, "variance {a} vs {b}");
+    match run("workgroup_size = 6") {
+        Err(frflow::Error::Invalid { field, .. }) => assert_eq!(field, "workgroup_size"),
+        other => panic!("expected an Invalid error naming workgroup_size, got {:?}", other.map(|_| ())),
+    }
 }

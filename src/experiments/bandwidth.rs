@@ -508,7 +508,8 @@ fn run_one(
     let problem = spec.config(variant, n, epsilon, seed).build(&spec.base.base_dir)?;
     let model = &problem.model;
     let target = Minimiser::of(model)?;
-    let mut engine = build_engine(choice, problem.device.as_deref(), model.clone(), problem.particles.clone())?;
+    let (device, wg) = (problem.device.as_deref(), problem.workgroup_size);
+    let mut engine = build_engine(choice, device, wg, model.clone(), problem.particles.clone())?;
     let o = &problem.run;
     let mut observer = BarObserver {
         bar: bar.clone(),

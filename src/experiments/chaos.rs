@@ -361,10 +361,11 @@ fn run_one(
     };
     let reference = ReferenceSystem::choose(spec.sweep.reference, &config, &problem, big)?;
     let device = problem.device.clone();
-    let mut engine = build_engine(choice, device.as_deref(), problem.model.clone(), problem.particles.clone())?;
+    let wg = problem.workgroup_size;
+    let mut engine = build_engine(choice, device.as_deref(), wg, problem.model.clone(), problem.particles.clone())?;
     // The large system solves the same model (its data included) from its own positions.
     let big_engine =
-        |p: &crate::particles::Particles| build_engine(choice, device.as_deref(), problem.model.clone(), p.clone());
+        |p: &crate::particles::Particles| build_engine(choice, device.as_deref(), wg, problem.model.clone(), p.clone());
     let outcome = run_coupled(&mut *engine, &reference, &problem, t_end, big_engine, on_time)?;
 
     let w = weights(&outcome.state.log_weights);
