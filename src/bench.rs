@@ -117,9 +117,9 @@ pub struct BenchRow {
     /// `step_pairs_per_second / ceiling`.
     pub step_fraction_of_ceiling: Option<f64>,
     /// With `--sinkhorn`: median N²/s of one N × N Sinkhorn pass (`transport::sinkhorn_log_sum` on
-    /// the CPU, `SinkhornLogSum` on the GPU) on the step's particles, R^d cost, at the default
-    /// Sinkhorn ε (DEFAULT_EPSILON_RATIO × the mean cost 2d of standard normal clouds), host
-    /// packing, upload and readback included: what each Sinkhorn iteration pays twice.
+    /// the CPU, `SinkhornLogSum` on the GPU) on N standard normal points in R^d, at the default
+    /// Sinkhorn ε (DEFAULT_EPSILON_RATIO × their mean cost 2d), host packing, upload and readback
+    /// included: what each Sinkhorn iteration pays twice.
     pub sinkhorn_pairs_per_second: Option<f64>,
 }
 

@@ -79,29 +79,16 @@ impl Stepper {
         }
     }
 
-    /// Whether the next step is taken and with which h: `None` once `until` is reached; else the
-    /// step size for these rates (see [`Stepper::step_size`]), after the checks the update would
-    /// make, so that a bad step fails before any weight changes. The twin of
-    /// `step_control.wgsl`, with its order of checks: final time, finite rates, then Euler
-    /// positivity h · max_i a_i < 1.
-    pub fn step_control(
-        &self,
-        rates: &[f64],
-        max_rate: f64,
-        max_abs_rate: f64,
-        time: f64,
-        until: Option<f64>,
-        step: u64,
-    ) -> Result<Option<f64>> {
+    /// Whether the next step is taken and with which h: `None` once `until` is reached, else the
+    /// step size for rates with these maxima (see [`Stepper::step_size`]). The twin of
+    /// `step_control.wgsl`, whose further checks (finite rates, then Euler positivity
+    /// h · max_i a_i < 1) are on the CPU the updates' own, made in the same order before any
+    /// weight changes.
+    pub fn step_control(&self, max_rate: f64, max_abs_rate: f64, time: f64, until: Option<f64>) -> Option<f64> {
         if crate::engine::reached(time, until) {
-            return Ok(None);
+            return None;
         }
-        check_rates(rates, step)?;
-        let h = self.step_size(max_rate, max_abs_rate, crate::engine::remaining_time(time, until));
-        if self.scheme == Scheme::Euler {
-            check_positivity(rates, h, step)?;
-        }
-        Ok(Some(h))
+        Some(self.step_size(max_rate, max_abs_rate, crate::engine::remaining_time(time, until)))
     }
 
     /// Applies one update to the log-weights in place.
@@ -120,8 +107,9 @@ fn check_rates(rates: &[f64], step: u64) -> Result<()> {
     }
 }
 
-/// An Euler step keeps every weight positive only if h a_i < 1 for all i.
-fn check_positivity(rates: &[f64], h: f64, step: u64) -> Result<()> {
+/// log w_i += log(1 − h a_i); an error (not a clamp) when some h a_i ≥ 1.
+pub fn euler_update(log_weights: &mut [f64], rates: &[f64], h: f64, step: u64) -> Result<()> {
+    check_rates(rates, step)?;
     // Report the worst offender, so the message tells how far h is from stable.
     let (worst, ha) = rates
         .iter()
@@ -131,13 +119,6 @@ fn check_positivity(rates: &[f64], h: f64, step: u64) -> Result<()> {
     if ha >= 1.0 {
         return Err(Error::Positivity { step, particle: worst, h_times_rate: ha, h });
     }
-    Ok(())
-}
-
-/// log w_i += log(1 − h a_i); an error (not a clamp) when some h a_i ≥ 1.
-pub fn euler_update(log_weights: &mut [f64], rates: &[f64], h: f64, step: u64) -> Result<()> {
-    check_rates(rates, step)?;
-    check_positivity(rates, h, step)?;
     for (l, a) in log_weights.iter_mut().zip(rates) {
         *l += (-h * a).ln_1p();
     }

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 /// log Σ_s exp(log_coeffs\[s\]) · K(t, y_s) for every target t: the N×N pass behind every variant.
 ///
 /// Sources are taken in blocks: the block's exponents are computed first, then summed after a
-/// shift by the running maximum, so neither tiny weights nor a bandwidth far below the particle
+/// shift by the block's maximum and merged by [`log_sum_merge`], so neither tiny weights nor a bandwidth far below the particle
 /// spacing can underflow to log 0, and the exponent loop stays free of branches.
 pub fn log_kernel_sum(
     space: &Space,
@@ -711,9 +711,7 @@ impl Engine for CpuEngine {
                 None => self.evaluate_state()?,
             };
             let diag = &eval.diagnostics;
-            let (time, step) = (self.state.time, self.state.step);
-            let Some(h) = stepper.step_control(&eval.rates, diag.max_rate, diag.max_abs_rate, time, until, step)?
-            else {
+            let Some(h) = stepper.step_control(diag.max_rate, diag.max_abs_rate, self.state.time, until) else {
                 self.cache = Some(eval);
                 break;
             };

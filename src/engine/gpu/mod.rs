@@ -546,9 +546,10 @@ impl GpuEngine {
             StepSize::Fixed(h) => {
                 // The CPU engine's clock, in f64, so both engines take the same steps.
                 let (mut t, mut count, mut last) = (t0, 0u64, h);
-                while count < round && !reached(t, until) {
-                    last = stepper.step_size(0.0, 0.0, remaining_time(t, until));
-                    t += last;
+                while count < round {
+                    let Some(h) = stepper.step_control(0.0, 0.0, t, until) else { break };
+                    last = h;
+                    t += h;
                     count += 1;
                 }
                 params.n_fixed = count as u32;
