@@ -22,8 +22,6 @@ pub(crate) struct KernelSpace {
     pub kernel: Gaussian,
     pub layout: Layout,
     pub header: Header,
-    /// The torus side in scaled units (0 on R^d).
-    side: f64,
 }
 
 impl KernelSpace {
@@ -31,9 +29,13 @@ impl KernelSpace {
     /// engine's `header` specialised to this kernel.
     pub fn new(space: &Space, kernel: Gaussian, sets: &[&[f64]], header: &Header) -> Self {
         let layout = Layout::new(space, sets, kernel.width);
-        let header = Header { images: kernel.images, fixed: layout.fixed, ..header.clone() };
-        let side = space.side().map_or(0.0, |l| l * layout.scale);
-        KernelSpace { kernel, layout, header, side }
+        let header = Header {
+            images: kernel.images,
+            far_images: kernel.images > 0 && layout.far_images(space.dim),
+            fixed: layout.fixed,
+            ..header.clone()
+        };
+        KernelSpace { kernel, layout, header }
     }
 
     /// Points packed for this kernel with no coefficient (SENTINEL): targets of a kernel sum.
@@ -54,16 +56,7 @@ impl KernelSpace {
 
     fn params(&self, nt: usize, ns: usize, split: Option<Split>) -> KernelParams {
         let (chunk_len, target_groups) = split.map_or((0, 0), |s| (s.chunk_len as u32, s.target_groups as u32));
-        KernelParams {
-            n_targets: nt as u32,
-            n_sources: ns as u32,
-            chunk_len,
-            target_groups,
-            log_norm: self.kernel.log_norm as f32,
-            side: self.side as f32,
-            inv_side: if self.side > 0.0 { (1.0 / self.side) as f32 } else { 0.0 },
-            unit: self.layout.unit as f32,
-        }
+        KernelParams::new(&self.kernel, &self.layout, nt, ns, chunk_len, target_groups)
     }
 }
 
@@ -109,9 +102,12 @@ pub(crate) struct Builder<'a> {
 
 /// Whether `workgroup` can run the kernel sum at `packed` vec4s per point on this device: a
 /// multiple of 4 (the inner loop takes sources four at a time) within the invocation limit,
-/// whose source tile fits the workgroup storage.
-pub(crate) fn check_kernel_workgroup(ctx: &GpuContext, workgroup: u32, packed: usize) -> Result<()> {
+/// whose source tile fits the workgroup storage. The tile of fixed-point coordinates holds two
+/// vec4 per packed one (high and low parts); callers that do not know yet whether a kernel will
+/// be in fixed point pass `fixed = true`.
+pub(crate) fn check_kernel_workgroup(ctx: &GpuContext, workgroup: u32, packed: usize, fixed: bool) -> Result<()> {
     let limits = ctx.limits();
+    let packed = if fixed { 2 * packed } else { packed };
     let tile_bytes = u64::from(workgroup) * packed as u64 * 16;
     if workgroup < 4
         || workgroup % 4 != 0

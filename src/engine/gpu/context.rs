@@ -181,7 +181,8 @@ pub struct GpuContext {
     limits: wgpu::Limits,
     /// The first error wgpu reported outside an error scope (validation, OOM, device loss).
     pub(crate) lost: Arc<Mutex<Option<String>>>,
-    pub(crate) pipelines: Arc<Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>>,
+    /// Compiled pipelines with the full WGSL each was compiled from.
+    pub(crate) pipelines: Arc<Mutex<HashMap<PipelineKey, (wgpu::ComputePipeline, String)>>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -238,6 +239,17 @@ impl GpuContext {
         let limits = device.limits();
         let lost = Arc::new(Mutex::new(None));
         GpuContext { device, queue, info, limits, lost, pipelines: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    /// The name and full WGSL source (generated constants and prelude included) of every
+    /// pipeline compiled on this context so far, sorted: what the device actually runs, for
+    /// inspection (`tests/kernel_op_count.rs` counts the slow operations per pair in them).
+    pub fn shader_sources(&self) -> Vec<(String, String)> {
+        let cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<(String, String)> = cache.iter().map(|(k, (_, src))| (k.0.to_string(), src.clone())).collect();
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// Whether the device can time passes with timestamp queries.

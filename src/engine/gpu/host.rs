@@ -2,7 +2,7 @@
 //! plain structs mirroring the WGSL uniforms. The model's f64 quantities at the particles come
 //! from [`crate::model::Model::at_points`], as for the CPU engine.
 
-use crate::model::Space;
+use crate::model::{Gaussian, Space};
 
 /// "No coefficient" in a packed point (mirrors the prelude's SENTINEL).
 pub(crate) const SENTINEL: f32 = -3.0e38;
@@ -65,9 +65,33 @@ pub(crate) struct KernelParams {
     /// Workgroups along the targets per chunk (split sources only).
     pub target_groups: u32,
     pub log_norm: f32,
+    /// Torus side in tile units (0 on R^d).
     pub side: f32,
-    pub inv_side: f32,
+    /// Scaled length of one tile unit (see [`Layout::tile_units`]).
     pub unit: f32,
+    pub unit2: f32,
+    /// 1.5·2^23 (see `exp2_fma` in log_kernel_sum.wgsl).
+    pub rounder: f32,
+    pub pad: [f32; 3],
+}
+
+impl KernelParams {
+    /// The parameters of an nt × ns sum of `kernel` on points packed in `layout`.
+    pub fn new(kernel: &Gaussian, layout: &Layout, nt: usize, ns: usize, chunk_len: u32, target_groups: u32) -> Self {
+        let (side, unit) = layout.tile_units();
+        KernelParams {
+            n_targets: nt as u32,
+            n_sources: ns as u32,
+            chunk_len,
+            target_groups,
+            log_norm: kernel.log_norm as f32,
+            side: side as f32,
+            unit: unit as f32,
+            unit2: (unit * unit) as f32,
+            rounder: 12582912.0,
+            pad: [0.0; 3],
+        }
+    }
 }
 
 /// Two counts (n and a second one: groups or Q), as most element-wise shaders take, the number
@@ -226,6 +250,31 @@ impl Layout {
         Layout { fixed: true, ..Layout::new(space, sets, width) }
     }
 
+    /// The kernel shader's tile units: (torus side in them, 0 on R^d; their scaled length). f32
+    /// coordinates are staged as they are (unit 1); fixed point is staged as whole multiples of
+    /// 2^16 steps plus a fraction (see log_kernel_sum.wgsl), so the unit is 2^16 steps and the
+    /// torus, 2^32 steps around, is 2^16 units.
+    pub fn tile_units(&self) -> (f64, f64) {
+        let side = self.side.map_or(0.0, |l| l * self.scale);
+        if self.fixed {
+            let unit = 65536.0 * self.unit;
+            (if self.side.is_some() { 65536.0 } else { 0.0 }, unit)
+        } else {
+            (side, 1.0)
+        }
+    }
+
+    /// Whether a kernel with periodic images must sum the farther image on each side too: the
+    /// farther image of a coordinate x with |x| ≤ L/2 is at distance ≥ L, so over d coordinates
+    /// all of them add at most 2d·exp2(−L²) (scaled L) relative to K(0); they are kept unless
+    /// that is below a tenth of the kernel's tolerance.
+    pub fn far_images(&self, dim: usize) -> bool {
+        self.side.is_some_and(|l| {
+            let ls = l * self.scale;
+            2.0 * dim as f64 * (-(ls * ls)).exp2() >= 0.1 * crate::model::PERIODIC_TOLERANCE
+        })
+    }
+
     /// Whether every point can be packed: always, except in fixed point on R^d, where the
     /// coordinates must lie in the box the layout was made for (so that differences fit an i32).
     pub fn contains(&self, points: &[f64], dim: usize) -> bool {
@@ -250,7 +299,10 @@ impl Layout {
                     // minimum images.
                     (true, Some(l)) => ((rel / l * 2f64.powi(32)).round() as i64) as u32,
                     (true, None) => ((rel * self.scale / self.unit).round() as i32) as u32,
-                    (false, _) => ((rel * self.scale) as f32).to_bits(),
+                    // The cell [−L/2, L/2): differences then lie in (−L, L), where the shader's
+                    // single compare-and-subtract gives the minimum image.
+                    (false, Some(l)) => (((rel - l * (rel / l).round()) * self.scale) as f32).to_bits(),
+                    (false, None) => ((rel * self.scale) as f32).to_bits(),
                 };
             }
             dst[packed - 1][3] = SENTINEL.to_bits();

@@ -164,6 +164,8 @@ pub(crate) struct Header {
     pub torus: bool,
     /// Periodic images summed on each side (0: minimum image only).
     pub images: u32,
+    /// Whether the farther image on each side is summed too (see `Layout::far_images`).
+    pub far_images: bool,
     /// The variant's index (A, B, C, D, D′, exact).
     pub variant: u32,
     /// KL (else χ²).
@@ -177,8 +179,17 @@ impl Header {
     pub fn text(&self, wg: u32) -> String {
         format!(
             "const D: u32 = {}u;\nconst P: u32 = {}u;\nconst WG: u32 = {wg}u;\nconst TORUS: bool = {};\n\
-             const IMAGES: u32 = {}u;\nconst VARIANT: u32 = {}u;\nconst KL: bool = {};\nconst FIXED: bool = {};\n",
-            self.dim, self.packed, self.torus, self.images, self.variant, self.kl, self.fixed
+             const IMAGES: u32 = {}u;\nconst FAR_IMAGES: bool = {};\nconst VARIANT: u32 = {}u;\nconst KL: bool = {};\n\
+             const FIXED: bool = {};\nconst PL: u32 = {}u;\n",
+            self.dim,
+            self.packed,
+            self.torus,
+            self.images,
+            self.far_images,
+            self.variant,
+            self.kl,
+            self.fixed,
+            if self.fixed { self.packed } else { 1 }
         )
     }
 }
@@ -207,12 +218,15 @@ pub(crate) fn pipeline(
 ) -> Result<wgpu::ComputePipeline> {
     let text = source(shader, header);
     let key = (shader.name, header.text(shader.workgroup), checked);
-    if let Some(p) = ctx.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+    if let Some((p, _)) = ctx.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return Ok(p.clone());
     }
     let device = &ctx.device;
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let desc = wgpu::ShaderModuleDescriptor { label: Some(shader.name), source: wgpu::ShaderSource::Wgsl(text.into()) };
+    let desc = wgpu::ShaderModuleDescriptor {
+        label: Some(shader.name),
+        source: wgpu::ShaderSource::Wgsl(text.as_str().into()),
+    };
     let module = if checked {
         device.create_shader_module(desc)
     } else {
@@ -266,6 +280,6 @@ pub(crate) fn pipeline(
     if let Some(e) = pollster::block_on(scope.pop()) {
         return Err(Error::Gpu(format!("compiling shader `{}`: {e}", shader.name)));
     }
-    ctx.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, pipeline.clone());
+    ctx.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, (pipeline.clone(), text));
     Ok(pipeline)
 }

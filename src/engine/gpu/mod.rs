@@ -198,6 +198,7 @@ impl GpuEngine {
             packed: p as u32,
             torus: model.space.side().is_some(),
             images: model.kernel.images,
+            far_images: false,
             variant: Variant::ALL.iter().position(|v| *v == model.variant).expect("listed") as u32,
             kl: model.divergence == Divergence::Kl,
             fixed: false,
@@ -216,7 +217,7 @@ impl GpuEngine {
             .unwrap_or(u32::MAX)
             .min(ctx.limits().max_compute_workgroups_per_dimension)
             .max(1);
-        check_kernel_workgroup(&ctx, options.kernel_workgroup, p)?;
+        check_kernel_workgroup(&ctx, options.kernel_workgroup, p, true)?;
         let b = Builder { ctx: &ctx, checked: options.checked_shaders, max_dim, kernel_wg: options.kernel_workgroup };
         let device = &ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);

@@ -78,30 +78,18 @@ pub(crate) fn pack(
         chunk[p - 1][3] = c.to_bits();
     }
     let same = std::ptr::eq(targets, sources);
-    let side = match space.domain {
-        Domain::Torus { side } => side * layout.scale,
-        Domain::Euclidean => 0.0,
-    };
     Ok(Packed {
         header: Header {
             dim: d as u32,
             packed: p as u32,
             torus: space.side().is_some(),
             images: kernel.images,
+            far_images: kernel.images > 0 && layout.far_images(d),
             variant: 0,
             kl: true,
             fixed: layout.fixed,
         },
-        params: KernelParams {
-            n_targets: (targets.len() / d) as u32,
-            n_sources: ns as u32,
-            chunk_len: 0,
-            target_groups: 0,
-            log_norm: kernel.log_norm as f32,
-            side: side as f32,
-            inv_side: if side > 0.0 { (1.0 / side) as f32 } else { 0.0 },
-            unit: layout.unit as f32,
-        },
+        params: KernelParams::new(kernel, layout, targets.len() / d, ns, 0, 0),
         targets: (!same).then(|| layout.pack(targets, d, p)),
         sources: packed_sources,
     })
@@ -119,7 +107,7 @@ impl KernelSum {
     ) -> Result<Self> {
         let Shape { checked, workgroup } = shape;
         let p = header.packed as usize;
-        super::build::check_kernel_workgroup(ctx, workgroup, p)?;
+        super::build::check_kernel_workgroup(ctx, workgroup, p, header.fixed)?;
         let limits = ctx.limits();
         let limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let per_point = (p * 16) as u64;
