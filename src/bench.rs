@@ -9,9 +9,9 @@
 //! honestly at small N and hidden at large N only as far as the step itself hides it.
 
 use crate::engine::Engine;
-use crate::engine::cpu::{CpuEngine, log_kernel_sum};
+use crate::engine::cpu::{CpuEngine, log_kernel_sum, minimal_kernel_sum};
 use crate::engine::gpu::context::GpuContext;
-use crate::engine::gpu::{GpuEngine, SinkhornLogSum, bench_log_kernel_sum};
+use crate::engine::gpu::{GpuEngine, KernelPath, SinkhornLogSum, bench_log_kernel_sum, bench_minimal_kernel_sum};
 use crate::error::{Error, Result};
 use crate::io::data::{bumps_regression, gaussian_mixture_sample};
 use crate::model::{
@@ -64,8 +64,8 @@ pub struct BenchOptions {
     pub n: Vec<usize>,
     /// Dimension.
     pub dim: usize,
-    /// Kernelization variant of the whole-step benchmark.
-    pub variant: Variant,
+    /// Kernelization variants of the whole-step benchmark, one step row each.
+    pub variants: Vec<Variant>,
     /// Energy of the whole-step benchmark.
     pub energy: BenchEnergy,
     /// Data size M for the MMD, network and NPMLE energies.
@@ -83,44 +83,58 @@ pub struct BenchOptions {
     pub workgroup_size: Option<u32>,
     /// The card's pair-evaluation ceiling, to report the fraction reached.
     pub ceiling: Option<f64>,
-    /// Also time one Sinkhorn pass (see [`BenchRow::sinkhorn_pairs_per_second`]).
+    /// Also time one Sinkhorn pass (see [`BenchKind::Sinkhorn`]).
     pub sinkhorn: bool,
 }
 
-/// One row of the benchmark table.
+/// What a row of the benchmark timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BenchKind {
+    /// The minimal Gaussian sum (`minimal_kernel_sum`): the yardstick of every other row.
+    Minimal,
+    /// One N × N kernel-sum pass alone, on the row's kernel path.
+    Kernel,
+    /// One whole step of the row's variant and energy (every pass, the update and the
+    /// diagnostics of the last step of a batch).
+    Step,
+    /// One N × N pass of entropic OT's Sinkhorn iteration on N standard normal points in R^d, at
+    /// the default Sinkhorn ε, host packing, upload and readback included: what each Sinkhorn
+    /// iteration pays twice.
+    Sinkhorn,
+}
+
+/// One row of the benchmark table: one thing timed.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BenchRow {
     /// N.
     pub n: usize,
     /// d.
     pub dim: usize,
-    /// The variant of the step.
-    pub variant: String,
-    /// The energy of the step.
-    pub energy: BenchEnergy,
-    /// Workgroup size of the kernel-sum passes, alone and in steps (GPU).
+    /// What was timed.
+    pub kind: BenchKind,
+    /// The kernel-sum path timed (for steps: the path of the step's ε-kernel passes; `minimal`
+    /// for the yardstick, `f64` on the CPU).
+    pub kernel_path: String,
+    /// The step's variant (steps only).
+    pub variant: Option<String>,
+    /// The step's energy (steps only).
+    pub energy: Option<BenchEnergy>,
+    /// Workgroup size of the kernel-sum passes (GPU).
     pub workgroup_size: Option<u32>,
-    /// Median pairs/s of the N×N log-kernel-sum pass alone.
-    pub kernel_pairs_per_second: f64,
-    /// `kernel_pairs_per_second / ceiling`.
-    pub kernel_fraction_of_ceiling: Option<f64>,
-    /// Kernel pairs one step evaluates (all N×N, N×M and (N·Q)×N passes).
-    pub pairs_per_step: f64,
-    /// Median seconds per step.
-    pub step_seconds: f64,
-    /// 1 / step_seconds.
-    pub steps_per_second: f64,
-    /// pairs_per_step / step_seconds.
-    pub step_pairs_per_second: f64,
-    /// step_pairs_per_second / kernel_pairs_per_second: 1 means the step costs no more than its passes.
-    pub step_vs_kernel: f64,
-    /// `step_pairs_per_second / ceiling`.
-    pub step_fraction_of_ceiling: Option<f64>,
-    /// With `--sinkhorn`: median N²/s of one N × N Sinkhorn pass (`transport::sinkhorn_log_sum` on
-    /// the CPU, `SinkhornLogSum` on the GPU) on N standard normal points in R^d, at the default
-    /// Sinkhorn ε (DEFAULT_EPSILON_RATIO × their mean cost 2d), host packing, upload and readback
-    /// included: what each Sinkhorn iteration pays twice.
-    pub sinkhorn_pairs_per_second: Option<f64>,
+    /// Kernel pairs one unit (pass or step) evaluates (all N×N, N×M and (N·Q)×N passes of a step).
+    pub pairs: f64,
+    /// Median seconds per unit.
+    pub seconds: f64,
+    /// pairs / seconds.
+    pub pairs_per_second: f64,
+    /// pairs_per_second over the minimal kernel's, measured in the same run on the same device:
+    /// 1 means this row costs per pair what the least possible Gaussian sum costs.
+    pub ratio_to_minimal: f64,
+    /// pairs_per_second / ceiling, when a ceiling was given.
+    pub fraction_of_ceiling: Option<f64>,
+    /// 1 / seconds (steps only).
+    pub steps_per_second: Option<f64>,
 }
 
 /// The whole report, as written to JSON.
@@ -140,7 +154,8 @@ pub struct BenchReport {
     pub ceiling: Option<f64>,
     /// How the figures were timed.
     pub timing: String,
-    /// One row per N.
+    /// One row per thing timed: for each N the minimal kernel, the kernel pass on every path, a
+    /// step of every variant and, with `--sinkhorn`, the Sinkhorn pass.
     pub rows: Vec<BenchRow>,
 }
 
@@ -282,76 +297,122 @@ fn time_sinkhorn_pass(ctx: Option<&GpuContext>, opts: &BenchOptions, n: usize) -
     }
 }
 
+/// Median seconds of one N × N kernel pass of `path` (`None`: the minimal kernel) on the GPU.
+fn time_gpu_kernel(ctx: &GpuContext, opts: &BenchOptions, n: usize, path: Option<KernelPath>) -> Result<(String, f64)> {
+    let mut name = String::new();
+    // The hook times only its `reps` dispatches (device timestamps where offered), not its setup.
+    let seconds = time_per_unit(opts.repeats, opts.min_batch_seconds, |reps| {
+        let reps = u32::try_from(reps).unwrap_or(u32::MAX);
+        let b = match path {
+            Some(p) => bench_log_kernel_sum(ctx, p, opts.dim, n, reps, opts.checked, opts.workgroup_size)?,
+            None => bench_minimal_kernel_sum(ctx, opts.dim, n, reps, opts.workgroup_size)?,
+        };
+        name = b.path;
+        Ok(Some(b.seconds))
+    })?;
+    Ok((name, seconds))
+}
+
+/// Median seconds of one N × N pass on the CPU: the f64 `log_kernel_sum` (`minimal` false) or
+/// its minimal twin.
+fn time_cpu_kernel(opts: &BenchOptions, n: usize, minimal: bool) -> Result<f64> {
+    let space = Space::new(opts.dim, Domain::Euclidean)?;
+    let k = Gaussian::new(&space, 0.5, true, "epsilon")?;
+    let (_, p) = bench_problem(n, opts.dim, Variant::Measure, BenchEnergy::None, opts.m)?;
+    let lw = vec![-(n as f64).ln(); n];
+    let w = vec![1.0 / n as f64; n];
+    time_per_unit(opts.repeats, opts.min_batch_seconds, |reps| {
+        for _ in 0..reps {
+            if minimal {
+                std::hint::black_box(minimal_kernel_sum(&p.positions, &w, opts.dim));
+            } else {
+                std::hint::black_box(log_kernel_sum(&space, &k, &p.positions, &p.positions, &lw));
+            }
+        }
+        Ok(None)
+    })
+}
+
 /// Runs the benchmark.
 pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
     if opts.n.is_empty() || opts.n.contains(&0) {
         return Err(Error::invalid("--n", format!("{:?}", opts.n), "one or more particle counts ≥ 1"));
+    }
+    if opts.variants.is_empty() {
+        return Err(Error::invalid("--variant", "(none)", "one or more of A, B, C, D, D', exact"));
     }
     let ctx = match &opts.device {
         Some(sel) => Some(GpuContext::new((!sel.is_empty()).then_some(sel.as_str()))?),
         None => None,
     };
     let stepper = Stepper::new(Scheme::Exponential, StepSize::Fixed(1e-4))?;
+    let workgroup_size = ctx.as_ref().map(|_| opts.workgroup_size.unwrap_or(128));
     let mut rows = Vec::new();
     for &n in &opts.n {
         let nf = n as f64;
-        let kernel_seconds = match &ctx {
-            // The hook times only its `reps` dispatches (device timestamps where offered), not its setup.
-            Some(ctx) => time_per_unit(opts.repeats, opts.min_batch_seconds, |reps| {
-                let reps = u32::try_from(reps).unwrap_or(u32::MAX);
-                bench_log_kernel_sum(ctx, opts.dim, n, reps, opts.checked, opts.workgroup_size).map(|b| Some(b.seconds))
-            })?,
-            None => {
-                let space = Space::new(opts.dim, Domain::Euclidean)?;
-                let k = Gaussian::new(&space, 0.5, true, "epsilon")?;
-                let (_, p) = bench_problem(n, opts.dim, Variant::Measure, BenchEnergy::None, opts.m)?;
-                let lw = vec![-nf.ln(); n];
-                time_per_unit(opts.repeats, opts.min_batch_seconds, |reps| {
-                    for _ in 0..reps {
-                        std::hint::black_box(log_kernel_sum(&space, &k, &p.positions, &p.positions, &lw));
-                    }
-                    Ok(None)
-                })?
-            }
-        };
-        let (model, particles) = bench_problem(n, opts.dim, opts.variant, opts.energy, opts.m)?;
-        let pairs = pairs_per_step(&model, n);
-        let mut engine: Box<dyn Engine> = match &ctx {
-            Some(ctx) => {
-                let defaults = crate::engine::gpu::GpuOptions::default();
-                let options = crate::engine::gpu::GpuOptions {
-                    checked_shaders: opts.checked,
-                    kernel_workgroup: opts.workgroup_size.unwrap_or(defaults.kernel_workgroup),
-                    ..defaults
-                };
-                Box::new(GpuEngine::with_options(ctx.clone(), model, particles, options)?)
-            }
-            None => Box::new(CpuEngine::new(model, particles)?),
-        };
-        // evaluate() reads the diagnostics back, so the clock stops only once the device is done.
-        let step_seconds = time_per_unit(opts.repeats, opts.min_batch_seconds, |steps| {
-            engine.advance(steps, &stepper, None)?;
-            engine.evaluate().map(|_| None)
-        })?;
-        let sinkhorn_seconds = if opts.sinkhorn { Some(time_sinkhorn_pass(ctx.as_ref(), opts, n)?) } else { None };
-        let kernel_rate = nf * nf / kernel_seconds;
-        let step_rate = pairs / step_seconds;
-        rows.push(BenchRow {
+        let row = |kind, kernel_path: String, pairs: f64, seconds: f64, minimal: f64| BenchRow {
             n,
             dim: opts.dim,
-            variant: opts.variant.name().into(),
-            energy: opts.energy,
-            workgroup_size: ctx.as_ref().map(|_| opts.workgroup_size.unwrap_or(128)),
-            kernel_pairs_per_second: kernel_rate,
-            kernel_fraction_of_ceiling: opts.ceiling.map(|c| kernel_rate / c),
-            pairs_per_step: pairs,
-            step_seconds,
-            steps_per_second: 1.0 / step_seconds,
-            step_pairs_per_second: step_rate,
-            step_vs_kernel: step_rate / kernel_rate,
-            step_fraction_of_ceiling: opts.ceiling.map(|c| step_rate / c),
-            sinkhorn_pairs_per_second: sinkhorn_seconds.map(|s| nf * nf / s),
-        });
+            kind,
+            kernel_path,
+            variant: None,
+            energy: None,
+            workgroup_size,
+            pairs,
+            seconds,
+            pairs_per_second: pairs / seconds,
+            ratio_to_minimal: pairs / seconds / minimal,
+            fraction_of_ceiling: opts.ceiling.map(|c| pairs / seconds / c),
+            steps_per_second: None,
+        };
+        // The yardstick first, then every kernel path against it.
+        let minimal_seconds = match &ctx {
+            Some(ctx) => time_gpu_kernel(ctx, opts, n, None)?.1,
+            None => time_cpu_kernel(opts, n, true)?,
+        };
+        let minimal = nf * nf / minimal_seconds;
+        rows.push(row(BenchKind::Minimal, "minimal".into(), nf * nf, minimal_seconds, minimal));
+        match &ctx {
+            Some(ctx) => {
+                for path in KernelPath::ALL {
+                    let (name, seconds) = time_gpu_kernel(ctx, opts, n, Some(path))?;
+                    rows.push(row(BenchKind::Kernel, name, nf * nf, seconds, minimal));
+                }
+            }
+            None => rows.push(row(BenchKind::Kernel, "f64".into(), nf * nf, time_cpu_kernel(opts, n, false)?, minimal)),
+        }
+        for &variant in &opts.variants {
+            let (model, particles) = bench_problem(n, opts.dim, variant, opts.energy, opts.m)?;
+            let pairs = pairs_per_step(&model, n);
+            let mut engine: Box<dyn Engine> = match &ctx {
+                Some(ctx) => {
+                    let defaults = crate::engine::gpu::GpuOptions::default();
+                    let options = crate::engine::gpu::GpuOptions {
+                        checked_shaders: opts.checked,
+                        kernel_workgroup: opts.workgroup_size.unwrap_or(defaults.kernel_workgroup),
+                        ..defaults
+                    };
+                    Box::new(GpuEngine::with_options(ctx.clone(), model, particles, options)?)
+                }
+                None => Box::new(CpuEngine::new(model, particles)?),
+            };
+            // evaluate() reads the diagnostics back, so the clock stops only once the device is done.
+            let seconds = time_per_unit(opts.repeats, opts.min_batch_seconds, |steps| {
+                engine.advance(steps, &stepper, None)?;
+                engine.evaluate().map(|_| None)
+            })?;
+            rows.push(BenchRow {
+                variant: Some(variant.name().into()),
+                energy: Some(opts.energy),
+                steps_per_second: Some(1.0 / seconds),
+                ..row(BenchKind::Step, engine.kernel_path(), pairs, seconds, minimal)
+            });
+        }
+        if opts.sinkhorn {
+            let seconds = time_sinkhorn_pass(ctx.as_ref(), opts, n)?;
+            let path = if ctx.is_some() { "euclidean-fixed" } else { "f64" };
+            rows.push(row(BenchKind::Sinkhorn, path.into(), nf * nf, seconds, minimal));
+        }
     }
     let (device, backend, device_type, driver) = match &ctx {
         Some(ctx) => {
@@ -368,7 +429,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
         driver,
         ceiling: opts.ceiling,
         timing: format!(
-            "median of {} batches after a warm-up, batches ≥ {} s; kernel pass: {}; steps: wall clock around \
+            "median of {} batches after a warm-up, batches ≥ {} s; kernel passes: {}; steps: wall clock around \
              submit + blocking readback",
             opts.repeats,
             opts.min_batch_seconds,
@@ -391,48 +452,30 @@ impl BenchReport {
         }
         t.push_str(&format!("\ntiming: {}\n", self.timing));
         t.push_str(&format!(
-            "{:>9} {:>2} {:>5} {:>13} | {:>13} {:>9} | {:>11} {:>11} {:>13} {:>9} {:>9}\n",
-            "N",
-            "d",
-            "var",
-            "energy",
-            "kernel pair/s",
-            "of ceil",
-            "step ms",
-            "steps/s",
-            "step pair/s",
-            "vs kern",
-            "of ceil"
+            "{:>9} {:>2} {:>8} {:>16} {:>5} {:>13} | {:>13} {:>10} {:>8} | {:>11} {:>9}\n",
+            "N", "d", "kind", "kernel path", "var", "energy", "pair/s", "vs minimal", "of ceil", "step ms", "steps/s"
         ));
         let pct = |f: Option<f64>| f.map(|f| format!("{:.1}%", 100.0 * f)).unwrap_or_else(|| "-".into());
         for r in &self.rows {
+            let kind = serde_json::to_value(r.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            let (step_ms, steps) = match r.steps_per_second {
+                Some(s) => (format!("{:.4}", 1e3 * r.seconds), format!("{s:.1}")),
+                None => ("-".into(), "-".into()),
+            };
             t.push_str(&format!(
-                "{:>9} {:>2} {:>5} {:>13} | {:>13.3e} {:>9} | {:>11.4} {:>11.1} {:>13.3e} {:>8.1}% {:>9}\n",
+                "{:>9} {:>2} {:>8} {:>16} {:>5} {:>13} | {:>13.3e} {:>9.1}% {:>8} | {:>11} {:>9}\n",
                 r.n,
                 r.dim,
-                r.variant,
-                format!("{:?}", r.energy).to_lowercase(),
-                r.kernel_pairs_per_second,
-                pct(r.kernel_fraction_of_ceiling),
-                1e3 * r.step_seconds,
-                r.steps_per_second,
-                r.step_pairs_per_second,
-                100.0 * r.step_vs_kernel,
-                pct(r.step_fraction_of_ceiling)
+                kind,
+                r.kernel_path,
+                r.variant.as_deref().unwrap_or("-"),
+                r.energy.map(|e| format!("{e:?}").to_lowercase()).unwrap_or_else(|| "-".into()),
+                r.pairs_per_second,
+                100.0 * r.ratio_to_minimal,
+                pct(r.fraction_of_ceiling),
+                step_ms,
+                steps
             ));
-        }
-        if self.rows.iter().any(|r| r.sinkhorn_pairs_per_second.is_some()) {
-            t.push_str(&format!(
-                "{:>9} {:>2} | {:>15} {:>9} {:>9}\n",
-                "N", "d", "sinkhorn pair/s", "vs kern", "of ceil"
-            ));
-            for r in &self.rows {
-                if let Some(rate) = r.sinkhorn_pairs_per_second {
-                    let fraction = self.ceiling.map(|c| rate / c);
-                    let vs = 100.0 * rate / r.kernel_pairs_per_second;
-                    t.push_str(&format!("{:>9} {:>2} | {rate:>15.3e} {vs:>8.1}% {:>9}\n", r.n, r.dim, pct(fraction)));
-                }
-            }
         }
         t
     }

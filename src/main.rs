@@ -73,9 +73,9 @@ enum Command {
         /// Dimension d.
         #[arg(long, default_value_t = 3)]
         d: usize,
-        /// Kernelization variant of the step: A, B, C, D, D', exact.
-        #[arg(long, default_value = "A", value_parser = parse_variant)]
-        variant: frflow::model::Variant,
+        /// Kernelization variants of the steps, comma separated: A, B, C, D, D', exact.
+        #[arg(long, value_delimiter = ',', default_value = "A,B,C,D", value_parser = parse_variant)]
+        variant: Vec<frflow::model::Variant>,
         /// Energy of the step: none, potential, interaction, mmd, two-layer-net, npmle.
         #[arg(long, default_value = "none")]
         energy: frflow::bench::BenchEnergy,
@@ -261,7 +261,7 @@ fn main() -> ExitCode {
             let options = BenchOptions {
                 n,
                 dim: d,
-                variant,
+                variants: variant,
                 energy,
                 m,
                 repeats,

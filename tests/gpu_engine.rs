@@ -10,7 +10,7 @@
 
 use frflow::Error;
 use frflow::engine::cpu::CpuEngine;
-use frflow::engine::gpu::{GpuContext, GpuEngine, GpuOptions};
+use frflow::engine::gpu::{GpuContext, GpuEngine, GpuOptions, KernelPath};
 use frflow::engine::{Diagnostics, Engine};
 use frflow::model::{Divergence, Domain, Energy, ModelSpec, Potential, QuadratureSpec, Reference, Space, Variant};
 use frflow::particles::{Initial, Particles, State};
@@ -666,7 +666,8 @@ fn rates_match_cpu_for_measure_variant_on_the_torus() {
 fn kernel_bench_device_time_is_within_the_wall_clock() {
     let Some(ctx) = context() else { return };
     let start = std::time::Instant::now();
-    let b = frflow::engine::gpu::bench_log_kernel_sum(&ctx, 3, 1000, 4, false, None).unwrap();
+    let b = frflow::engine::gpu::bench_log_kernel_sum(&ctx, KernelPath::TorusImages, 3, 1000, 4, false, None).unwrap();
+    assert_eq!(b.path, "torus-images");
     let wall = start.elapsed().as_secs_f64();
     assert!(b.seconds > 0.0 && b.seconds <= wall, "{} s against {wall} s of wall clock", b.seconds);
     assert_eq!(b.device_seconds.is_some(), ctx.has_timestamps());
@@ -680,9 +681,95 @@ fn kernel_bench_device_time_is_within_the_wall_clock() {
 fn kernel_bench_accepts_workgroup_sizes_and_refuses_bad_ones() {
     let Some(ctx) = context() else { return };
     for wg in [64, 256] {
-        let b = frflow::engine::gpu::bench_log_kernel_sum(&ctx, 3, 777, 1, false, Some(wg)).unwrap();
+        let b = frflow::engine::gpu::bench_log_kernel_sum(&ctx, KernelPath::EuclideanFixed, 3, 777, 1, false, Some(wg))
+            .unwrap();
         assert!(b.pairs_per_second > 0.0);
     }
-    let err = frflow::engine::gpu::bench_log_kernel_sum(&ctx, 3, 777, 1, false, Some(30)).unwrap_err().to_string();
+    let err = frflow::engine::gpu::bench_log_kernel_sum(&ctx, KernelPath::TorusF32, 3, 777, 1, false, Some(30))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("workgroup_size") && err.contains("30"), "{err}");
+}
+
+/// Every benchmark path is the specialisation it is named after (the bench reports the path the
+/// shader was built for, so a geometry that drifted into another path would show here).
+#[test]
+fn kernel_bench_paths_are_what_they_claim() {
+    let Some(ctx) = context() else { return };
+    for path in KernelPath::ALL {
+        for d in [1, 3] {
+            let b = frflow::engine::gpu::bench_log_kernel_sum(&ctx, path, d, 300, 1, false, None).unwrap();
+            assert_eq!(b.path, path.name(), "{path:?} d = {d}");
+        }
+    }
+}
+
+/// The yardstick computes what it claims: the minimal kernel against its f64 twin at awkward
+/// sizes (one point, a non-multiple of the workgroup, more than one tile) and dimensions (one
+/// vec4, two vec4s with the weight alone in the second). f32 sums of at most ~4000 terms in
+/// (0, 1]: relative error a few 1e-7 plus the rounding of |x − y|² (≤ 1e-6 at |x − y|² ≤ 20).
+#[test]
+fn minimal_kernel_sum_matches_its_cpu_twin() {
+    let Some(ctx) = context() else { return };
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for (n, d) in [(1, 1), (7, 3), (255, 4), (1000, 2), (4097, 3), (129, 8)] {
+        let points: Vec<f64> = (0..n * d).map(|_| 4.0 * rng.random::<f64>() - 2.0).collect();
+        let weights: Vec<f64> = (0..n).map(|_| rng.random::<f64>()).collect();
+        let cpu = frflow::engine::cpu::minimal_kernel_sum(&points, &weights, d);
+        let gpu = frflow::engine::gpu::minimal_kernel_sum(&ctx, &points, &weights, d).unwrap();
+        let err = cpu.iter().zip(&gpu).map(|(a, b)| (a - b).abs() / a.abs().max(1e-30)).fold(0.0, f64::max);
+        eprintln!("minimal_kernel_sum n={n} d={d}: {err:.2e}");
+        assert!(err < 5e-6, "n = {n}, d = {d}: relative error {err:e}");
+    }
+}
+
+/// `frflow bench` on the GPU engine names the path of every kernel pass and step and gives each
+/// its ratio to the minimal kernel measured in the same run: the acceptance command of the
+/// kernel-at-the-limit issue, at a small N. (Speed itself is not asserted.)
+#[test]
+fn bench_reports_paths_and_ratios_to_the_minimal_kernel() {
+    if context().is_none() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("frflow-gpu-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("bench.json");
+    let device = std::env::var("FRFLOW_DEVICE").unwrap_or_else(|_| "llvmpipe".into());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_frflow"))
+        .args(["bench", "--engine", "gpu", "--device", &device, "--n", "61", "--d", "3", "--repeats", "1"])
+        .args(["--min-batch-seconds", "0.01", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("vs minimal") && stdout.contains("torus-images"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let kinds: Vec<(&str, &str, Option<&str>)> = rows
+        .iter()
+        .map(|r| (r["kind"].as_str().unwrap(), r["kernel_path"].as_str().unwrap(), r["variant"].as_str()))
+        .collect();
+    assert_eq!(kinds[0], ("minimal", "minimal", None));
+    assert_eq!(rows[0]["ratio_to_minimal"].as_f64(), Some(1.0));
+    let kernel_paths: Vec<&str> = kinds.iter().filter(|k| k.0 == "kernel").map(|k| k.1).collect();
+    assert_eq!(
+        kernel_paths,
+        ["euclidean-f32", "euclidean-fixed", "torus-f32", "torus-fixed", "torus-images", "torus-images-far"]
+    );
+    let steps: Vec<(&str, Option<&str>)> = kinds.iter().filter(|k| k.0 == "step").map(|k| (k.1, k.2)).collect();
+    assert_eq!(
+        steps,
+        [
+            ("torus-images", Some("A")),
+            ("torus-images", Some("B")),
+            ("torus-images", Some("C")),
+            ("torus-images", Some("D"))
+        ]
+    );
+    for r in rows {
+        let ratio = r["ratio_to_minimal"].as_f64().unwrap_or(f64::NAN);
+        assert!(ratio.is_finite() && ratio > 0.0, "{r}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -207,13 +207,17 @@ fn bench_writes_every_figure_including_the_sinkhorn_pass() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("sinkhorn pair/s"), "{stdout}");
+    assert!(stdout.contains("sinkhorn"), "{stdout}");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert!(report["device"].as_str().unwrap().starts_with("cpu-f64"));
     let rows = report["rows"].as_array().unwrap();
-    assert_eq!(rows.iter().map(|r| r["n"].as_u64().unwrap()).collect::<Vec<_>>(), [7, 130]);
+    // Per N: the minimal kernel, the f64 kernel pass, steps of A, B, C, D, the Sinkhorn pass.
+    let kinds = ["minimal", "kernel", "step", "step", "step", "step", "sinkhorn"];
+    let expected: Vec<(u64, &str)> = [7, 130].iter().flat_map(|n| kinds.iter().map(move |k| (*n, *k))).collect();
+    let got: Vec<(u64, &str)> = rows.iter().map(|r| (r["n"].as_u64().unwrap(), r["kind"].as_str().unwrap())).collect();
+    assert_eq!(got, expected);
     for r in rows {
-        for key in ["kernel_pairs_per_second", "step_pairs_per_second", "sinkhorn_pairs_per_second"] {
+        for key in ["pairs_per_second", "ratio_to_minimal", "seconds"] {
             let v = r[key].as_f64().unwrap_or(f64::NAN);
             assert!(v.is_finite() && v > 0.0, "{key} = {v} in {r}");
         }

@@ -27,6 +27,21 @@ pub fn log_kernel_sum(
     targets.par_chunks_exact(space.dim).map(|t| log_sum_row(&exponent, t, sources, log_coeffs)).collect()
 }
 
+/// Σ_s w_s 2^(−|x_t − x_s|²) for every point t of `points` (rows of `dim`, pre-scaled): the twin
+/// of `minimal_kernel_sum.wgsl`, the yardstick `frflow bench` times beside the real kernel sums.
+pub fn minimal_kernel_sum(points: &[f64], weights: &[f64], dim: usize) -> Vec<f64> {
+    points
+        .par_chunks_exact(dim)
+        .map(|t| {
+            points
+                .chunks_exact(dim)
+                .zip(weights)
+                .map(|(y, w)| w * (-t.iter().zip(y).map(|(a, b)| (a - b) * (a - b)).sum::<f64>()).exp2())
+                .sum()
+        })
+        .collect()
+}
+
 /// One target's streamed log-sum-exp (see [`log_kernel_sum`]): blocks of sources each give a
 /// partial (shift, Σ exp(e − shift)), merged in order by [`log_sum_merge`].
 fn log_sum_row(exponent: &KernelExponent, t: &[f64], sources: &[f64], log_coeffs: &[f64]) -> f64 {

@@ -39,6 +39,12 @@ pub trait Engine {
     /// A short description, e.g. `cpu-f64 (2 threads)`.
     fn name(&self) -> String;
 
+    /// The kernel-sum path of the ε-kernel's passes: `f64` on the CPU, the shader's
+    /// specialisation on the GPU (`torus-images`, `euclidean-f32`, …; see `frflow bench`).
+    fn kernel_path(&self) -> String {
+        "f64".into()
+    }
+
     /// Number of particles N.
     fn len(&self) -> usize;
 

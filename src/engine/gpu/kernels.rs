@@ -49,6 +49,12 @@ pub(crate) const LOG_KERNEL_SUM: Shader = Shader {
     workgroup: KERNEL_WG,
     binds: &[U, R, R, W, R],
 };
+pub(crate) const MINIMAL_KERNEL_SUM: Shader = Shader {
+    name: "minimal_kernel_sum",
+    source: include_str!("../../../shaders/minimal_kernel_sum.wgsl"),
+    workgroup: KERNEL_WG,
+    binds: &[U, R, W],
+};
 pub(crate) const DIVERGENCE_DERIVATIVE: Shader = Shader {
     name: "divergence_derivative",
     source: include_str!("../../../shaders/divergence_derivative.wgsl"),
@@ -175,6 +181,19 @@ pub(crate) struct Header {
 }
 
 impl Header {
+    /// The kernel-sum path these constants select, as `frflow bench` and the op-count test name
+    /// it (see log_kernel_sum.wgsl).
+    pub fn path(&self) -> &'static str {
+        match (self.torus, self.images > 0, self.far_images, self.fixed) {
+            (true, true, true, _) => "torus-images-far",
+            (true, true, false, _) => "torus-images",
+            (true, false, _, true) => "torus-fixed",
+            (true, false, _, false) => "torus-f32",
+            (false, _, _, true) => "euclidean-fixed",
+            (false, _, _, false) => "euclidean-f32",
+        }
+    }
+
     /// The WGSL text declaring the constants for a shader with workgroup size `wg`.
     pub fn text(&self, wg: u32) -> String {
         format!(

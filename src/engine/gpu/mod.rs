@@ -61,7 +61,9 @@ mod standalone;
 
 pub use context::{AdapterReport, DEVICE_ENV, GpuContext, hardware_adapter_available, list_adapters};
 pub use sinkhorn::{SinkhornLogSum, sinkhorn_log_sum};
-pub use standalone::{KernelBench, bench_log_kernel_sum, log_kernel_sum};
+pub use standalone::{
+    KernelBench, KernelPath, bench_log_kernel_sum, bench_minimal_kernel_sum, log_kernel_sum, minimal_kernel_sum,
+};
 
 use super::{Diagnostics, Engine, reached, remaining_time};
 use crate::error::{Error, Result};
@@ -714,6 +716,10 @@ impl Engine for GpuEngine {
     fn name(&self) -> String {
         let info = self.ctx.adapter_info();
         format!("gpu-f32 ({}, {:?})", info.name, info.backend)
+    }
+
+    fn kernel_path(&self) -> String {
+        self.eps.header.path().into()
     }
 
     fn len(&self) -> usize {

@@ -179,9 +179,7 @@ impl KernelSum {
         if !targets.is_empty() {
             ctx.queue.write_buffer(&self.targets, 0, bytemuck::cast_slice(targets));
         }
-        let total = nt.div_ceil(self.workgroup as usize).max(1) as u32;
-        let max_dim = ctx.limits().max_compute_workgroups_per_dimension.max(1);
-        self.groups = if total <= max_dim { (total, 1) } else { (max_dim, total.div_ceil(max_dim)) };
+        self.groups = grid(ctx, nt.div_ceil(self.workgroup as usize));
         self.n_targets = nt;
     }
 
@@ -193,60 +191,7 @@ impl KernelSum {
     /// Runs `count` dispatches in one compute pass and waits; with `timed` and a device that
     /// offers timestamp queries, returns the pass's device time in seconds.
     fn run_timed(&self, ctx: &GpuContext, count: u32, timed: bool) -> Result<Option<f64>> {
-        let queries = (timed && ctx.has_timestamps()).then(|| {
-            let set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("kernel_time"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2,
-            });
-            let buffer = |usage| {
-                ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("kernel_time"),
-                    size: 16,
-                    usage,
-                    mapped_at_creation: false,
-                })
-            };
-            let resolve = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
-            let staging = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
-            (set, resolve, staging)
-        });
-        let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kernel") });
-        {
-            let timestamp_writes = queries.as_ref().map(|(set, _, _)| wgpu::ComputePassTimestampWrites {
-                query_set: set,
-                beginning_of_pass_write_index: Some(0),
-                end_of_pass_write_index: Some(1),
-            });
-            let mut cpass =
-                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("kernel"), timestamp_writes });
-            cpass.set_pipeline(&self.pipeline);
-            cpass.set_bind_group(0, &self.bind_group, &[]);
-            for _ in 0..count {
-                cpass.dispatch_workgroups(self.groups.0, self.groups.1, 1);
-            }
-        }
-        if let Some((set, resolve, staging)) = &queries {
-            encoder.resolve_query_set(set, 0..2, resolve, 0);
-            encoder.copy_buffer_to_buffer(resolve, 0, staging, 0, 16);
-        }
-        ctx.queue.submit([encoder.finish()]);
-        ctx.wait()?;
-        let Some((_, _, staging)) = queries else { return Ok(None) };
-        let slice = staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        ctx.wait()?;
-        rx.recv()
-            .map_err(|e| Error::Gpu(format!("timestamp readback: {e}")))?
-            .map_err(|e| Error::Gpu(format!("timestamp readback: {e}")))?;
-        let bytes = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("timestamp readback: {e}")))?.to_vec();
-        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
-        staging.unmap();
-        let period_ns = f64::from(ctx.queue.get_timestamp_period());
-        Ok(Some(ticks[1].saturating_sub(ticks[0]) as f64 * period_ns * 1e-9))
+        dispatch(ctx, &self.pipeline, &self.bind_group, self.groups, count, timed)
     }
 
     pub fn read(&self, ctx: &GpuContext) -> Result<Vec<f64>> {
@@ -278,6 +223,68 @@ impl KernelSum {
     }
 }
 
+/// Runs `count` dispatches of one pipeline in one compute pass and waits; with `timed` and a
+/// device that offers timestamp queries, returns the pass's device time in seconds.
+fn dispatch(
+    ctx: &GpuContext,
+    pipeline: &wgpu::ComputePipeline,
+    bind_group: &wgpu::BindGroup,
+    groups: (u32, u32),
+    count: u32,
+    timed: bool,
+) -> Result<Option<f64>> {
+    let queries = (timed && ctx.has_timestamps()).then(|| {
+        let set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("kernel_time"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let buffer = |usage| {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("kernel_time"),
+                size: 16,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let resolve = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
+        let staging = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        (set, resolve, staging)
+    });
+    let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kernel") });
+    {
+        let timestamp_writes = queries.as_ref().map(|(set, _, _)| wgpu::ComputePassTimestampWrites {
+            query_set: set,
+            beginning_of_pass_write_index: Some(0),
+            end_of_pass_write_index: Some(1),
+        });
+        let mut cpass =
+            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("kernel"), timestamp_writes });
+        cpass.set_pipeline(pipeline);
+        cpass.set_bind_group(0, bind_group, &[]);
+        for _ in 0..count {
+            cpass.dispatch_workgroups(groups.0, groups.1, 1);
+        }
+    }
+    if let Some((set, resolve, staging)) = &queries {
+        encoder.resolve_query_set(set, 0..2, resolve, 0);
+        encoder.copy_buffer_to_buffer(resolve, 0, staging, 0, 16);
+    }
+    ctx.queue.submit([encoder.finish()]);
+    ctx.wait()?;
+    let Some((_, _, staging)) = queries else { return Ok(None) };
+    let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&super::build::map_read(ctx, &staging, 16)?);
+    let period_ns = f64::from(ctx.queue.get_timestamp_period());
+    Ok(Some(ticks[1].saturating_sub(ticks[0]) as f64 * period_ns * 1e-9))
+}
+
+/// The grid of `total` workgroups on this device (folded into 2-D beyond the per-dimension limit).
+fn grid(ctx: &GpuContext, total: usize) -> (u32, u32) {
+    let total = total.max(1) as u32;
+    let max_dim = ctx.limits().max_compute_workgroups_per_dimension.max(1);
+    if total <= max_dim { (total, 1) } else { (max_dim, total.div_ceil(max_dim)) }
+}
+
 /// log Σ_s exp(log_coeffs\[s\]) · K(t, y_s) for every target t, on the GPU in f32: the twin of
 /// [`crate::engine::cpu::log_kernel_sum`], with the same arguments plus the device. Pass the same
 /// slice as `targets` and `sources` for an N × N sum (the shift then starts at the self term).
@@ -298,11 +305,68 @@ pub fn log_kernel_sum(
     k.read(ctx)
 }
 
-/// What [`bench_log_kernel_sum`] measured.
+/// The specialisations of the kernel-sum shader (see log_kernel_sum.wgsl), each with a problem
+/// that takes it: what `frflow bench` times beside the minimal kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelPath {
+    /// R^d, f32 coordinates (scaled half-extent ≤ 8): points in [−2, 2]^d, ε = 0.5.
+    EuclideanF32,
+    /// R^d, fixed point (large scaled coordinates): points in [−2, 2]^d, ε = 0.05.
+    EuclideanFixed,
+    /// Unit torus, f32 coordinates, minimum image only: ε = 0.06.
+    TorusF32,
+    /// Unit torus, fixed point: ε = 0.01.
+    TorusFixed,
+    /// Unit torus with the nearer periodic images: ε = 0.1 (the benchmark steps' kernel).
+    TorusImages,
+    /// Unit torus with nearer and farther images: ε = 0.3.
+    TorusImagesFar,
+}
+
+impl KernelPath {
+    /// Every path.
+    pub const ALL: [KernelPath; 6] = [
+        KernelPath::EuclideanF32,
+        KernelPath::EuclideanFixed,
+        KernelPath::TorusF32,
+        KernelPath::TorusFixed,
+        KernelPath::TorusImages,
+        KernelPath::TorusImagesFar,
+    ];
+
+    /// The path's name, as the shader's constants give it (`GpuEngine`'s `kernel_path`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelPath::EuclideanF32 => "euclidean-f32",
+            KernelPath::EuclideanFixed => "euclidean-fixed",
+            KernelPath::TorusF32 => "torus-f32",
+            KernelPath::TorusFixed => "torus-fixed",
+            KernelPath::TorusImages => "torus-images",
+            KernelPath::TorusImagesFar => "torus-images-far",
+        }
+    }
+
+    /// The domain and ε of this path's problem.
+    fn geometry(self) -> (Domain, f64) {
+        let torus = Domain::Torus { side: 1.0 };
+        match self {
+            KernelPath::EuclideanF32 => (Domain::Euclidean, 0.5),
+            KernelPath::EuclideanFixed => (Domain::Euclidean, 0.05),
+            KernelPath::TorusF32 => (torus, 0.06),
+            KernelPath::TorusFixed => (torus, 0.01),
+            KernelPath::TorusImages => (torus, 0.1),
+            KernelPath::TorusImagesFar => (torus, 0.3),
+        }
+    }
+}
+
+/// What [`bench_log_kernel_sum`] and [`bench_minimal_kernel_sum`] measured.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct KernelBench {
     /// The adapter's name.
     pub adapter: String,
+    /// The path the shader was specialised for (`minimal` for the minimal kernel).
+    pub path: String,
     /// Dimension d.
     pub dim: usize,
     /// N (targets = sources).
@@ -318,37 +382,35 @@ pub struct KernelBench {
     pub device_seconds: Option<f64>,
 }
 
-/// Times the N × N `log_kernel_sum` pass alone (R^d, standard normal points, uniform weights,
-/// ε = 0.5): `reps` dispatches in one submission, after a warm-up that compiles the pipeline.
-/// `checked` selects the bounds-checked shader module. Timed by timestamp queries on the device
-/// where the adapter offers them, else by wall clock around the submission and the wait.
-/// `workgroup` overrides the kernel's workgroup size (and source tile), 128 by default.
-pub fn bench_log_kernel_sum(
+/// N points of dimension d for a benchmark on `domain`: uniform on the unit torus or in [−2, 2]^d.
+fn bench_points(domain: Domain, n: usize, dim: usize) -> Vec<f64> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    (0..n * dim)
+        .map(|_| match domain {
+            Domain::Torus { side } => side * rng.random::<f64>(),
+            Domain::Euclidean => 4.0 * rng.random::<f64>() - 2.0,
+        })
+        .collect()
+}
+
+/// Times `reps` dispatches of a loaded pass after a warm-up one (device timestamps where offered).
+fn time_reps(
     ctx: &GpuContext,
+    path: &str,
     dim: usize,
     n: usize,
     reps: u32,
-    checked: bool,
-    workgroup: Option<u32>,
+    mut run: impl FnMut(u32, bool) -> Result<Option<f64>>,
 ) -> Result<KernelBench> {
-    use rand::SeedableRng;
-    let space = Space::new(dim, Domain::Euclidean)?;
-    let kernel = Gaussian::new(&space, 0.5, true, "epsilon")?;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    let points: Vec<f64> = (0..n * dim).map(|_| crate::particles::standard_normal(&mut rng)).collect();
-    let coeffs = vec![-(n as f64).ln(); n];
-    let layout = Layout::new(&space, &[&points], kernel.width);
-    let packed = pack(&space, &kernel, &layout, &points, &points, &coeffs)?;
-    let shape = Shape { checked, workgroup: workgroup.unwrap_or(KERNEL_WG) };
-    let mut k = KernelSum::new(ctx, &packed.header, shape, n, n)?;
-    k.load(ctx, &packed);
-    k.run(ctx, 1)?;
+    run(1, false)?;
     let reps = reps.max(1);
     let start = std::time::Instant::now();
-    let device_seconds = k.run_timed(ctx, reps, true)?;
+    let device_seconds = run(reps, true)?;
     let seconds = device_seconds.unwrap_or_else(|| start.elapsed().as_secs_f64());
     Ok(KernelBench {
         adapter: ctx.adapter_info().name.clone(),
+        path: path.into(),
         dim,
         n,
         reps,
@@ -356,4 +418,131 @@ pub fn bench_log_kernel_sum(
         pairs_per_second: (n as f64).powi(2) * f64::from(reps) / seconds,
         device_seconds,
     })
+}
+
+/// Times the N × N `log_kernel_sum` pass alone on `path` (uniform points, uniform weights):
+/// `reps` dispatches in one submission, after a warm-up that compiles the pipeline. `checked`
+/// selects the bounds-checked shader module. Timed by timestamp queries on the device where the
+/// adapter offers them, else by wall clock around the submission and the wait. `workgroup`
+/// overrides the kernel's workgroup size (and source tile), 128 by default.
+pub fn bench_log_kernel_sum(
+    ctx: &GpuContext,
+    path: KernelPath,
+    dim: usize,
+    n: usize,
+    reps: u32,
+    checked: bool,
+    workgroup: Option<u32>,
+) -> Result<KernelBench> {
+    let (domain, eps) = path.geometry();
+    let space = Space::new(dim, domain)?;
+    let kernel = Gaussian::new(&space, eps, true, "epsilon")?;
+    let points = bench_points(domain, n, dim);
+    let coeffs = vec![-(n as f64).ln(); n];
+    let layout = Layout::new(&space, &[&points], kernel.width);
+    let packed = pack(&space, &kernel, &layout, &points, &points, &coeffs)?;
+    let shape = Shape { checked, workgroup: workgroup.unwrap_or(KERNEL_WG) };
+    let mut k = KernelSum::new(ctx, &packed.header, shape, n, n)?;
+    k.load(ctx, &packed);
+    time_reps(ctx, packed.header.path(), dim, n, reps, |count, timed| k.run_timed(ctx, count, timed))
+}
+
+/// The `minimal_kernel_sum` pipeline loaded with N points (pre-scaled, weight in the last lane).
+struct MinimalKernelSum {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    out: wgpu::Buffer,
+    groups: (u32, u32),
+    n: usize,
+}
+
+impl MinimalKernelSum {
+    fn new(ctx: &GpuContext, points: &[f64], weights: &[f64], dim: usize, workgroup: u32) -> Result<Self> {
+        let n = weights.len();
+        let p = kernels::packed_len(dim);
+        super::build::check_kernel_workgroup(ctx, workgroup, p, false)?;
+        super::build::check_binding(ctx, "the packed points of the minimal kernel", n, p * 16)?;
+        let mut packed = vec![[0f32; 4]; n * p];
+        for ((x, w), dst) in points.chunks_exact(dim).zip(weights).zip(packed.chunks_exact_mut(p)) {
+            for (k, v) in x.iter().enumerate() {
+                dst[k / 4][k % 4] = *v as f32;
+            }
+            dst[p - 1][3] = *w as f32;
+        }
+        let header = Header {
+            dim: dim as u32,
+            packed: p as u32,
+            torus: false,
+            images: 0,
+            far_images: false,
+            variant: 0,
+            kl: true,
+            fixed: false,
+        };
+        let shader = kernels::Shader { workgroup, ..kernels::MINIMAL_KERNEL_SUM };
+        let pipeline = kernels::pipeline(ctx, &shader, &header, false)?;
+        let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let device = &ctx.device;
+        let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("minimal_params"),
+            contents: bytemuck::cast_slice(&[n as u32, 0, 0, 0]),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let pts = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("minimal_points"),
+            contents: bytemuck::cast_slice(&packed),
+            usage: storage,
+        });
+        let out = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("minimal_out"),
+            size: (n.max(4) * 4) as u64,
+            usage: storage,
+            mapped_at_creation: false,
+        });
+        let entries: Vec<wgpu::BindGroupEntry> = [&params, &pts, &out]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .collect();
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("minimal_kernel_sum"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        Ok(MinimalKernelSum { pipeline, bind_group, out, groups: grid(ctx, n.div_ceil(workgroup as usize)), n })
+    }
+
+    fn run_timed(&self, ctx: &GpuContext, count: u32, timed: bool) -> Result<Option<f64>> {
+        dispatch(ctx, &self.pipeline, &self.bind_group, self.groups, count, timed)
+    }
+}
+
+/// Σ_s w_s 2^(−|x_t − x_s|²) for every point, on the GPU in f32: the twin of
+/// [`crate::engine::cpu::minimal_kernel_sum`], which checks the yardstick computes what it claims.
+pub fn minimal_kernel_sum(ctx: &GpuContext, points: &[f64], weights: &[f64], dim: usize) -> Result<Vec<f64>> {
+    if dim == 0 || points.len() != weights.len() * dim || weights.is_empty() {
+        return Err(Error::invalid(
+            "minimal_kernel_sum",
+            format!("{} point values, {} weights, d = {dim}", points.len(), weights.len()),
+            "one weight per point of dimension d ≥ 1, at least one point",
+        ));
+    }
+    let k = MinimalKernelSum::new(ctx, points, weights, dim, KERNEL_WG)?;
+    k.run_timed(ctx, 1, false)?;
+    let values = super::build::read_f32(ctx, &k.out, k.n)?;
+    Ok(values.into_iter().map(f64::from).collect())
+}
+
+/// Times the minimal kernel (see `minimal_kernel_sum.wgsl`) on N points of dimension d, as
+/// [`bench_log_kernel_sum`] times a real path: the yardstick in the same run, on the same device.
+pub fn bench_minimal_kernel_sum(
+    ctx: &GpuContext,
+    dim: usize,
+    n: usize,
+    reps: u32,
+    workgroup: Option<u32>,
+) -> Result<KernelBench> {
+    let points = bench_points(Domain::Euclidean, n, dim);
+    let k = MinimalKernelSum::new(ctx, &points, &vec![1.0 / n as f64; n], dim, workgroup.unwrap_or(KERNEL_WG))?;
+    time_reps(ctx, "minimal", dim, n, reps, |count, timed| k.run_timed(ctx, count, timed))
 }
