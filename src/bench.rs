@@ -85,6 +85,9 @@ pub struct BenchOptions {
     pub ceiling: Option<f64>,
     /// Also time one Sinkhorn pass (see [`BenchKind::Sinkhorn`]).
     pub sinkhorn: bool,
+    /// Refuse a software adapter (lavapipe, WARP): for scripted runs on a GPU machine, where a
+    /// silent fallback would take hours at large N and report meaningless figures.
+    pub hardware_only: bool,
 }
 
 /// What a row of the benchmark timed.
@@ -135,7 +138,13 @@ pub struct BenchRow {
     pub fraction_of_ceiling: Option<f64>,
     /// 1 / seconds (steps only).
     pub steps_per_second: Option<f64>,
+    /// Steps per second when the diagnostics are read back every [`DIAGNOSTICS_EVERY`] steps, as
+    /// `frflow run` does with its default `output.every` (steps only): what the readback costs.
+    pub steps_per_second_with_diagnostics: Option<f64>,
 }
+
+/// The cadence of the diagnostics readback timed by [`BenchRow::steps_per_second_with_diagnostics`].
+pub const DIAGNOSTICS_EVERY: u64 = 10;
 
 /// The whole report, as written to JSON.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -345,6 +354,13 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
         Some(sel) => Some(GpuContext::new((!sel.is_empty()).then_some(sel.as_str()))?),
         None => None,
     };
+    if let Some(ctx) = ctx.as_ref().filter(|c| opts.hardware_only && c.is_software()) {
+        return Err(Error::invalid(
+            "--hardware-only",
+            format!("adapter {:?}", ctx.adapter_info().name),
+            "a hardware GPU adapter; this one is software: name another with --device or FRFLOW_DEVICE",
+        ));
+    }
     let stepper = Stepper::new(Scheme::Exponential, StepSize::Fixed(1e-4))?;
     let workgroup_size = ctx.as_ref().map(|_| opts.workgroup_size.unwrap_or(128));
     let mut rows = Vec::new();
@@ -364,6 +380,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
             ratio_to_minimal: pairs / seconds / minimal,
             fraction_of_ceiling: opts.ceiling.map(|c| pairs / seconds / c),
             steps_per_second: None,
+            steps_per_second_with_diagnostics: None,
         };
         // The yardstick first, then every kernel path against it.
         let minimal_seconds = match &ctx {
@@ -401,10 +418,21 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
                 engine.advance(steps, &stepper, None)?;
                 engine.evaluate().map(|_| None)
             })?;
+            let with_diagnostics = time_per_unit(opts.repeats, opts.min_batch_seconds, |steps| {
+                let mut left = steps;
+                while left > 0 {
+                    let k = left.min(DIAGNOSTICS_EVERY);
+                    engine.advance(k, &stepper, None)?;
+                    engine.evaluate()?;
+                    left -= k;
+                }
+                Ok(None)
+            })?;
             rows.push(BenchRow {
                 variant: Some(variant.name().into()),
                 energy: Some(opts.energy),
                 steps_per_second: Some(1.0 / seconds),
+                steps_per_second_with_diagnostics: Some(1.0 / with_diagnostics),
                 ..row(BenchKind::Step, engine.kernel_path(), pairs, seconds, minimal)
             });
         }
@@ -452,18 +480,29 @@ impl BenchReport {
         }
         t.push_str(&format!("\ntiming: {}\n", self.timing));
         t.push_str(&format!(
-            "{:>9} {:>2} {:>8} {:>16} {:>5} {:>13} | {:>13} {:>10} {:>8} | {:>11} {:>9}\n",
-            "N", "d", "kind", "kernel path", "var", "energy", "pair/s", "vs minimal", "of ceil", "step ms", "steps/s"
+            "{:>9} {:>2} {:>8} {:>16} {:>5} {:>13} | {:>13} {:>10} {:>8} | {:>11} {:>9} {:>12}\n",
+            "N",
+            "d",
+            "kind",
+            "kernel path",
+            "var",
+            "energy",
+            "pair/s",
+            "vs minimal",
+            "of ceil",
+            "step ms",
+            "steps/s",
+            format!("diag/{DIAGNOSTICS_EVERY} st/s")
         ));
         let pct = |f: Option<f64>| f.map(|f| format!("{:.1}%", 100.0 * f)).unwrap_or_else(|| "-".into());
         for r in &self.rows {
             let kind = serde_json::to_value(r.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-            let (step_ms, steps) = match r.steps_per_second {
-                Some(s) => (format!("{:.4}", 1e3 * r.seconds), format!("{s:.1}")),
-                None => ("-".into(), "-".into()),
+            let (step_ms, steps, diag) = match (r.steps_per_second, r.steps_per_second_with_diagnostics) {
+                (Some(s), Some(d)) => (format!("{:.4}", 1e3 * r.seconds), format!("{s:.1}"), format!("{d:.1}")),
+                _ => ("-".into(), "-".into(), "-".into()),
             };
             t.push_str(&format!(
-                "{:>9} {:>2} {:>8} {:>16} {:>5} {:>13} | {:>13.3e} {:>9.1}% {:>8} | {:>11} {:>9}\n",
+                "{:>9} {:>2} {:>8} {:>16} {:>5} {:>13} | {:>13.3e} {:>9.1}% {:>8} | {:>11} {:>9} {:>12}\n",
                 r.n,
                 r.dim,
                 kind,
@@ -474,7 +513,8 @@ impl BenchReport {
                 100.0 * r.ratio_to_minimal,
                 pct(r.fraction_of_ceiling),
                 step_ms,
-                steps
+                steps,
+                diag
             ));
         }
         t

@@ -106,6 +106,9 @@ enum Command {
         /// Also time one N × N pass of entropic OT's Sinkhorn iteration (the W₂ of chaos sweeps).
         #[arg(long)]
         sinkhorn: bool,
+        /// Refuse a software adapter (lavapipe): for scripted runs on a GPU machine.
+        #[arg(long)]
+        hardware_only: bool,
         /// Also write the report as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -252,6 +255,7 @@ fn main() -> ExitCode {
             workgroup_size,
             ceiling,
             sinkhorn,
+            hardware_only,
             json,
         } => {
             let device = match engine {
@@ -271,6 +275,7 @@ fn main() -> ExitCode {
                 workgroup_size,
                 ceiling,
                 sinkhorn,
+                hardware_only,
             };
             return match bench(&options, json.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -68,9 +68,11 @@ pub(crate) struct Split {
     pub target_groups: usize,
 }
 
-/// Workgroups a kernel sum should have before its sources are split: enough to fill a large GPU
-/// (an H100 has 132 SMs). A function of the sizes only, so results do not depend on the device.
-const MIN_GROUPS: usize = 256;
+/// Workgroups a kernel sum should have before its sources are split: at least 8 per compute unit
+/// on any card up to 256 of them (an H100 or H200 has 132 SMs), so that N = 2^14 (128 target
+/// groups, 16 chunks) keeps a large GPU busy; wgpu does not report the unit count. A function of
+/// the sizes only, so results do not depend on the device.
+const MIN_GROUPS: usize = 2048;
 
 /// The split of an nt × ns kernel sum (or any tiled sum over sources), `None` when the targets
 /// alone give enough workgroups or the sources are too few to share out (each chunk keeps at
