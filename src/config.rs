@@ -37,8 +37,8 @@ use crate::error::{Error, Result};
 use crate::flow::RunOptions;
 use crate::io::data::{MAX_GENERATED_ROWS, bumps_regression, gaussian_mixture_sample, load_points};
 use crate::model::{
-    Divergence, Domain, Energy, Gaussian, MAX_DIM, Model, ModelSpec, Points, Potential, QuadratureSpec, Reference,
-    Space, Variant,
+    CustomPotential, Divergence, Domain, Energy, Gaussian, MAX_DIM, Model, ModelSpec, Points, Potential,
+    QuadratureSpec, Reference, Space, Variant,
 };
 use crate::particles::{Component, Initial, Particles};
 use crate::stepper::{Scheme, StepSize, Stepper};
@@ -342,6 +342,15 @@ pub struct CosineConfig {
     pub frequency: i64,
 }
 
+/// A potential's parameters: `expression`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpressionConfig {
+    /// U as a formula in the coordinates x0, x1, … (parsed by `exmex`: + − * / ^, sqrt, exp,
+    /// log, sin, cos, tanh, abs, …), e.g. `"100 * (x0 - 0.5)^4"`.
+    pub expression: String,
+}
+
 fn one_i64() -> i64 {
     1
 }
@@ -360,6 +369,8 @@ pub enum PotentialConfig {
     DoubleWell(DoubleWellConfig),
     /// −amplitude · Σ_k cos(2π frequency x_k / L).
     Cosine(CosineConfig),
+    /// A formula in x0, x1, … (see [`ExpressionConfig`]).
+    Expression(ExpressionConfig),
 }
 
 /// A potential energy term, tagged by `potential` inside its `[[energy]]` table.
@@ -372,6 +383,8 @@ pub enum EnergyPotentialConfig {
     DoubleWell(DoubleWellConfig),
     /// −amplitude · Σ_k cos(2π frequency x_k / L).
     Cosine(CosineConfig),
+    /// A formula in x0, x1, … (see [`ExpressionConfig`]).
+    Expression(ExpressionConfig),
 }
 
 impl From<&EnergyPotentialConfig> for PotentialConfig {
@@ -380,6 +393,7 @@ impl From<&EnergyPotentialConfig> for PotentialConfig {
             EnergyPotentialConfig::Quadratic(c) => PotentialConfig::Quadratic(c.clone()),
             EnergyPotentialConfig::DoubleWell(c) => PotentialConfig::DoubleWell(c.clone()),
             EnergyPotentialConfig::Cosine(c) => PotentialConfig::Cosine(c.clone()),
+            EnergyPotentialConfig::Expression(c) => PotentialConfig::Expression(c.clone()),
         }
     }
 }
@@ -866,6 +880,9 @@ impl PotentialConfig {
                     Error::invalid(format!("{field}.frequency"), c.frequency, "an integer from 1 to 4294967295")
                 })?;
                 Potential::Cosine { amplitude: c.amplitude, frequency }
+            }
+            PotentialConfig::Expression(c) => {
+                Potential::Custom(CustomPotential::expression(&c.expression, dim, &format!("{field}.expression"))?)
             }
         })
     }

@@ -235,7 +235,7 @@ struct PointData {
 }
 
 impl PointData {
-    fn new(m: &Model, points: Vec<f64>) -> Self {
+    fn new(m: &Model, points: Vec<f64>) -> Result<Self> {
         let space = &m.space;
         let mmd_nu = m
             .energy
@@ -251,7 +251,7 @@ impl PointData {
                 _ => None,
             })
             .collect();
-        PointData { model: m.at_points(&points), points, mmd_nu }
+        Ok(PointData { model: m.at_points(&points)?, points, mmd_nu })
     }
 }
 
@@ -266,7 +266,7 @@ struct Fixed {
 }
 
 impl Fixed {
-    fn new(m: &Model, p: &Particles) -> Self {
+    fn new(m: &Model, p: &Particles) -> Result<Self> {
         let space = &m.space;
         let mmd_cnn = m
             .energy
@@ -295,7 +295,7 @@ impl Fixed {
             kernels.push(m.kernel);
         }
         let pairs = kernels.iter().filter_map(|k| PairMatrix::new(space, k, &p.positions)).collect();
-        Fixed { at_particles: PointData::new(m, p.positions.clone()), mmd_cnn, pairs }
+        Ok(Fixed { at_particles: PointData::new(m, p.positions.clone())?, mmd_cnn, pairs })
     }
 
     /// log Σ_j exp(log_coeffs[j]) K(X_i, X_j) for every particle: from a kept matrix when there
@@ -348,7 +348,7 @@ impl CpuEngine {
     /// An engine at uniform weights 1/N.
     pub fn new(model: Model, particles: Particles) -> Result<Self> {
         super::check_problem(&model, &particles)?;
-        let fixed = Fixed::new(&model, &particles);
+        let fixed = Fixed::new(&model, &particles)?;
         let n = particles.len();
         Ok(CpuEngine { model, particles, fixed, state: State::uniform(n), cache: None })
     }
@@ -712,7 +712,7 @@ impl Engine for CpuEngine {
         let mean_g = self.evaluation()?.mean_g;
         let mut points = points.to_vec();
         points.chunks_exact_mut(space.dim).for_each(|x| space.wrap(x));
-        let targets = PointData::new(&self.model, points);
+        let targets = PointData::new(&self.model, points)?;
         let w = self.state.weights();
         let v = self.variation(&Targets::Points(&targets), &w);
         Ok(v.dfdm.iter().zip(&v.h).map(|(f, h)| f + self.model.sigma * h - mean_g).collect())

@@ -10,7 +10,7 @@ mod space;
 
 pub use energy::{Energy, Points};
 pub use kernel::{Gaussian, PERIODIC_TOLERANCE, Quadrature, QuadratureSpec, gauss_hermite};
-pub use potential::Potential;
+pub use potential::{CustomPotential, Potential};
 pub use reference::{Reference, log_gaussian, log_sum_exp};
 pub use space::{Domain, MAX_DIM, Space};
 
@@ -189,8 +189,10 @@ impl Model {
     }
 
     /// Everything the first variation needs at `points` that depends only on where they are,
-    /// in f64: both engines start from these numbers.
-    pub fn at_points(&self, points: &[f64]) -> AtPoints {
+    /// in f64: both engines start from these numbers. A potential (of F or of a Gibbs π) that is
+    /// not finite at one of them is an error naming the potential, the point and its value:
+    /// a user's potential is evaluated here and nowhere else.
+    pub fn at_points(&self, points: &[f64]) -> Result<AtPoints> {
         use rayon::prelude::*;
         let (space, d) = (&self.space, self.space.dim);
         let log_ref_at = |pos: &[f64], smoothed: bool| -> Vec<f64> {
@@ -221,12 +223,41 @@ impl Model {
             nodes = self.quadrature_nodes(points);
             log_ref_nodes = log_ref_at(&nodes, self.variant == Variant::SmoothedTarget);
         }
-        AtPoints {
+        let at = AtPoints {
             log_ref: log_ref_at(points, self.variant == Variant::MeasureTarget),
             potential,
             nodes,
             log_ref_nodes,
+        };
+        let bad = |values: &[f64], pts: &[f64]| {
+            values.iter().position(|v| !v.is_finite()).map(|t| (t, pts[t * d..(t + 1) * d].to_vec()))
+        };
+        if let Some((t, x)) = bad(&at.potential, points) {
+            let (i, u) = self
+                .energy
+                .iter()
+                .enumerate()
+                .find_map(|(i, e)| match e {
+                    Energy::Potential(u) if !u.value(space, &x).is_finite() => Some((i, u)),
+                    _ => None,
+                })
+                .expect("a potential term is not finite there");
+            return Err(Error::invalid(
+                format!("energy[{i}] (potential {})", u.name()),
+                format!("U = {} at point {t}, x = {x:?}", u.value(space, &x)),
+                "a finite value at every particle and evaluation point",
+            ));
         }
+        for (values, pts) in [(&at.log_ref, points), (&at.log_ref_nodes, &at.nodes[..])] {
+            if let (Some((t, x)), Reference::Gibbs(u)) = (bad(values, pts), &self.reference) {
+                return Err(Error::invalid(
+                    format!("reference.potential ({})", u.name()),
+                    format!("log π = {} at point {t}, x = {x:?}", values[t]),
+                    "a finite value at every particle, quadrature node and evaluation point",
+                ));
+            }
+        }
+        Ok(at)
     }
 }
 

@@ -2,6 +2,71 @@
 
 use super::space::{Domain, Space};
 use crate::error::{Error, Result};
+use std::sync::Arc;
+
+/// A user's potential U(x): any function of the position, with a name for messages and traces.
+///
+/// Positions never move in a Fisher–Rao flow, so U is evaluated once per particle (in f64, on the
+/// host) when an engine is built and its values are uploaded once; both engines, the diagnostics,
+/// `flow::run` and its observers then treat it like a built-in potential. A value that is not
+/// finite at a particle is an error naming the potential and the particle.
+#[derive(Clone)]
+pub struct CustomPotential {
+    name: String,
+    f: Arc<dyn Fn(&[f64]) -> f64 + Send + Sync>,
+}
+
+impl CustomPotential {
+    /// U = `f`, called `name` in messages.
+    pub fn new(name: impl Into<String>, f: impl Fn(&[f64]) -> f64 + Send + Sync + 'static) -> Self {
+        CustomPotential { name: name.into(), f: Arc::new(f) }
+    }
+
+    /// U from a formula in the coordinates x0, x1, … (e.g. `100 * (x0 - 0.5)^4`), parsed by
+    /// `exmex`; `field` names the config key in errors.
+    pub fn expression(formula: &str, dim: usize, field: &str) -> Result<Self> {
+        use exmex::prelude::*;
+        let expr = exmex::parse::<f64>(formula).map_err(|e| {
+            Error::invalid(field, formula, format!("a formula in x0 … x{} ({e})", dim.saturating_sub(1)))
+        })?;
+        // exmex orders its variables by name (x10 before x2), so map each to its coordinate.
+        let index = expr
+            .var_names()
+            .iter()
+            .map(|v| v.strip_prefix('x').and_then(|k| k.parse::<usize>().ok()).filter(|k| *k < dim).ok_or(v))
+            .collect::<std::result::Result<Vec<usize>, _>>()
+            .map_err(|v| {
+                Error::invalid(
+                    field,
+                    formula,
+                    format!("variables x0 … x{} only (the coordinates); found `{v}`", dim.saturating_sub(1)),
+                )
+            })?;
+        let name = format!("expression `{formula}`");
+        Ok(CustomPotential::new(name, move |x: &[f64]| {
+            let vars: Vec<f64> = index.iter().map(|k| x[*k]).collect();
+            expr.eval(&vars).unwrap_or(f64::NAN)
+        }))
+    }
+
+    /// The name given at construction.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::fmt::Debug for CustomPotential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CustomPotential({:?})", self.name)
+    }
+}
+
+/// Two custom potentials are equal when they are the same function (clones of one another).
+impl PartialEq for CustomPotential {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.f, &other.f) && self.name == other.name
+    }
+}
 
 /// A potential on the domain.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +92,8 @@ pub enum Potential {
         /// Integer number of wells per coordinate (≥ 1), so that U is periodic.
         frequency: u32,
     },
+    /// The user's own U (a Rust closure or a formula; see [`CustomPotential`]).
+    Custom(CustomPotential),
 }
 
 impl Potential {
@@ -71,6 +138,17 @@ impl Potential {
                 }
                 Ok(())
             }
+            Potential::Custom(_) => Ok(()),
+        }
+    }
+
+    /// The potential's name in messages: its kind, or the custom potential's name.
+    pub fn name(&self) -> String {
+        match self {
+            Potential::Quadratic { .. } => "quadratic".into(),
+            Potential::DoubleWell { .. } => "double-well".into(),
+            Potential::Cosine { .. } => "cosine".into(),
+            Potential::Custom(c) => c.name().into(),
         }
     }
 
@@ -89,6 +167,7 @@ impl Potential {
                 let k = std::f64::consts::TAU * f64::from(*frequency) / l;
                 -amplitude * x.iter().map(|v| (k * v).cos()).sum::<f64>()
             }
+            Potential::Custom(c) => (c.f)(x),
         }
     }
 }

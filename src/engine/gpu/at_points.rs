@@ -131,7 +131,7 @@ impl GpuEngine {
             kernel_wg: self.options.kernel_workgroup,
         };
         let header = &self.eps.header;
-        let fixed = m.at_points(&points);
+        let fixed = m.at_points(&points)?;
         let quad = self.quadrature();
         let q = if quad { m.quadrature.len() } else { 1 };
         build::check_binding(

@@ -193,7 +193,7 @@ impl GpuEngine {
         let q = if quad { model.quadrature.len() } else { 1 };
         check_size(&ctx, n, q, p, quad)?;
 
-        let fixed = model.at_points(&particles.positions);
+        let fixed = model.at_points(&particles.positions)?;
         let extra_nodes = if quad { model.quadrature_nodes(&extra) } else { Vec::new() };
         let header = Header {
             dim: d as u32,
