@@ -13,8 +13,11 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct CustomPotential {
     name: String,
-    f: Arc<dyn Fn(&[f64]) -> f64 + Send + Sync>,
+    f: Arc<PotentialFn>,
 }
+
+/// The function behind a [`CustomPotential`].
+type PotentialFn = dyn Fn(&[f64]) -> f64 + Send + Sync;
 
 impl CustomPotential {
     /// U = `f`, called `name` in messages.
