@@ -64,6 +64,10 @@ pub mod stepper;
 pub mod transport;
 
 pub use error::{Error, Result};
+/// The wgpu frflow is built on, so that a host application passing its own device
+/// (`GpuContext::from_device`) or copying the weights (`GpuEngine::copy_log_weights`) uses the same
+/// version.
+pub use wgpu;
 
 /// The README's Rust examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

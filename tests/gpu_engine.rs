@@ -773,3 +773,60 @@ fn bench_reports_paths_and_ratios_to_the_minimal_kernel() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A host application's own device (`GpuContext::from_device`): opened with wgpu's default
+/// limits (8 storage buffers per stage) the engine refuses it up front, naming the limit and
+/// `required_limits`; opened with `GpuContext::required_limits` it runs, and the log-weights copied
+/// on the device into the application's own buffer equal the engine's state.
+#[test]
+fn host_device_gets_named_limits_and_copies_the_weights_on_the_device() {
+    if context().is_none() {
+        return;
+    }
+    use frflow::wgpu;
+    let selector = std::env::var("FRFLOW_DEVICE").unwrap_or_else(|_| "llvmpipe".into());
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::PRIMARY;
+    let instance = wgpu::Instance::new(desc);
+    let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        .into_iter()
+        .find(|a| a.get_info().name.to_lowercase().contains(&selector.to_lowercase()))
+        .expect("the test adapter");
+    let case = Case::new(Variant::Smoothed, Divergence::Kl, "torus-uniform", 2, 77);
+    let (model, particles) = case.build();
+    let open = |limits: wgpu::Limits| {
+        let desc = wgpu::DeviceDescriptor { required_limits: limits, ..Default::default() };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).unwrap();
+        GpuContext::from_device(device, queue, adapter.get_info())
+    };
+    let small = open(wgpu::Limits::downlevel_defaults());
+    let Err(err) = GpuEngine::new(small, model.clone(), particles.clone()) else {
+        panic!("a device with 4 storage buffers per stage was accepted")
+    };
+    let err = err.to_string();
+    assert!(err.contains("max_storage_buffers_per_shader_stage") && err.contains("required_limits"), "{err}");
+
+    let ctx = open(GpuContext::required_limits(&model, particles.len()));
+    let mut engine = GpuEngine::new(ctx.clone(), model, particles).unwrap();
+    let stepper = Stepper::new(Scheme::Exponential, StepSize::Fixed(0.05)).unwrap();
+    engine.advance(7, &stepper, None).unwrap();
+    let n = engine.len();
+    let mine = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("host"),
+        size: 4 * n as u64 + 16,
+        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+        mapped_at_creation: false,
+    });
+    let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+    engine.copy_log_weights(&mut encoder, &mine, 16);
+    ctx.queue().submit([encoder.finish()]);
+    let slice = mine.slice(16..);
+    slice.map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    ctx.device().poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let copied: Vec<f32> = bytemuck::pod_collect_to_vec(&slice.get_mapped_range().unwrap());
+    let state = engine.state().unwrap().log_weights;
+    assert_eq!(copied.len(), n);
+    for (a, b) in copied.iter().zip(&state) {
+        assert_eq!(f64::from(*a), *b);
+    }
+}

@@ -5,7 +5,9 @@
 //! the adapter's name (`llvmpipe`, `H100`). `FRFLOW_DEVICE` supplies the selector when the caller
 //! gives none; `WGPU_BACKEND` restricts the backends as usual in wgpu.
 
+use super::kernels;
 use crate::error::{Error, Result};
+use crate::model::Model;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -228,9 +230,11 @@ impl GpuContext {
     }
 
     /// Wraps a device and queue that the host application already owns. Its limits are those the
-    /// device was created with; frflow leaves the device's uncaptured-error handler and
-    /// device-lost callback alone and catches its own errors with error scopes (and a failed wait
-    /// on the device).
+    /// device was created with: request at least [`GpuContext::required_limits`] for the models
+    /// you will run (wgpu's defaults allow 8 storage buffers per stage; frflow's shaders bind up
+    /// to 11), else the engine's construction names the limits that fall short. frflow leaves the
+    /// device's uncaptured-error handler and device-lost callback alone and catches its own
+    /// errors with error scopes (and a failed wait on the device).
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, adapter_info: wgpu::AdapterInfo) -> Self {
         Self::wrap(device, queue, adapter_info)
     }
@@ -239,6 +243,52 @@ impl GpuContext {
         let limits = device.limits();
         let lost = Arc::new(Mutex::new(None));
         GpuContext { device, queue, info, limits, lost, pipelines: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    /// The device limits the GPU engine needs for `model` with `n` particles, on top of wgpu's
+    /// downlevel defaults: the storage buffers one shader binds, the largest binding and buffer
+    /// (the packed particles, or the quadrature nodes of D and D′), the kernel-sum tile's
+    /// workgroup storage and the workgroup size. For a host application that opens its own
+    /// device for [`GpuContext::from_device`]; data sets of the energies may need larger
+    /// bindings, which the engine checks when it is built.
+    pub fn required_limits(model: &Model, n: usize) -> wgpu::Limits {
+        let p = kernels::packed_len(model.space.dim) as u64;
+        let q =
+            if model.variant.uses_quadrature() && model.has_divergence() { model.quadrature.len() as u64 } else { 1 };
+        let largest = (n.max(1) as u64 * p * 16 * q).max(n as u64 * 8);
+        let base = wgpu::Limits::downlevel_defaults();
+        // The kernel sum's source tile, as `check_kernel_workgroup` counts it (fixed point: hi + lo).
+        let tile = kernels::KERNEL_WG * p as u32 * 16 * 2;
+        let workgroup = kernels::ELEMENT_WG.max(kernels::KERNEL_WG).max(kernels::REDUCE_WG);
+        wgpu::Limits {
+            max_storage_buffers_per_shader_stage: kernels::max_storage_bindings(),
+            max_storage_buffer_binding_size: largest.max(base.max_storage_buffer_binding_size),
+            max_buffer_size: largest.max(base.max_buffer_size),
+            max_compute_workgroup_storage_size: tile.max(base.max_compute_workgroup_storage_size),
+            max_compute_invocations_per_workgroup: workgroup.max(base.max_compute_invocations_per_workgroup),
+            max_compute_workgroup_size_x: workgroup.max(base.max_compute_workgroup_size_x),
+            ..base
+        }
+    }
+
+    /// Error::Invalid naming every limit of this device below what `model` with `n` particles
+    /// needs (see [`GpuContext::required_limits`]). Buffer sizes are left to the engine's own
+    /// check, whose Error::TooLarge also gives the largest N that fits.
+    pub(crate) fn check_limits_for(&self, model: &Model, n: usize) -> Result<()> {
+        let mut short = Vec::new();
+        Self::required_limits(model, n).check_limits_with_fail_fn(&self.limits, false, |name, need, have| {
+            if !matches!(name, "max_storage_buffer_binding_size" | "max_buffer_size") {
+                short.push(format!("{name} = {have} (needs {need})"));
+            }
+        });
+        if short.is_empty() {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            "device limits",
+            short.join(", "),
+            "a device opened with at least GpuContext::required_limits(&model, n) (GpuContext::new requests them)",
+        ))
     }
 
     /// The name and full WGSL source (generated constants and prelude included) of every

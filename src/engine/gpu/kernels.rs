@@ -159,6 +159,64 @@ pub(crate) const NET_BACKWARD: Shader = Shader {
     binds: &[U, R, R, R, W, W, R],
 };
 
+/// Every shader, for the checks that cover them all.
+pub(crate) const ALL: [&Shader; 19] = [
+    &LOG_KERNEL_SUM,
+    &MINIMAL_KERNEL_SUM,
+    &DIVERGENCE_DERIVATIVE,
+    &BLOB_COEFFICIENTS,
+    &NODE_COEFFICIENTS,
+    &SUMMARISE,
+    &SUMMARISE_FINAL,
+    &RATES,
+    &STEP_CONTROL,
+    &EULER_UPDATE,
+    &EXPONENTIAL_UPDATE,
+    &NORMALISE,
+    &LOG_SUM_MERGE,
+    &PACK_COEFFICIENTS,
+    &ENERGY_ACCUMULATE,
+    &NPMLE_COEFFICIENTS,
+    &NET_FORWARD,
+    &NET_RESIDUALS,
+    &NET_BACKWARD,
+];
+
+/// The most storage buffers any shader binds: a device limit the engine needs.
+pub(crate) fn max_storage_bindings() -> u32 {
+    ALL.iter().map(|s| s.binds.iter().filter(|b| **b != Bind::Uniform).count()).max().unwrap_or(0) as u32
+}
+
+/// The bindings a shader's WGSL declares, in binding order, as naga reads them: how each is
+/// declared and its smallest valid size in bytes (the uniform struct's size, or one element of a
+/// storage array). Compared with the host's [`Shader::binds`] at pipeline creation, and used as
+/// every binding's `min_binding_size`.
+pub(crate) fn reflect(source: &str) -> std::result::Result<Vec<(Bind, u64)>, String> {
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(module.to_ctx()).map_err(|e| e.to_string())?;
+    let mut binds: Vec<(u32, Bind, u64)> = Vec::new();
+    for (_, var) in module.global_variables.iter() {
+        let Some(binding) = &var.binding else { continue };
+        let bind = match var.space {
+            naga::AddressSpace::Uniform => Bind::Uniform,
+            naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => Bind::Write,
+            naga::AddressSpace::Storage { .. } => Bind::Read,
+            other => return Err(format!("binding {} is in the {other:?} address space", binding.binding)),
+        };
+        let size = match module.types[var.ty].inner {
+            naga::TypeInner::Array { size: naga::ArraySize::Dynamic, stride, .. } => u64::from(stride),
+            _ => u64::from(layouter[var.ty].size),
+        };
+        binds.push((binding.binding, bind, size));
+    }
+    binds.sort_by_key(|b| b.0);
+    if binds.iter().enumerate().any(|(i, b)| b.0 as usize != i) {
+        return Err(format!("bindings are not 0, 1, 2, …: {:?}", binds.iter().map(|b| b.0).collect::<Vec<_>>()));
+    }
+    Ok(binds.into_iter().map(|(_, b, s)| (b, s)).collect())
+}
+
 /// The compile-time constants of one engine's shaders.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Header {
@@ -240,6 +298,17 @@ pub(crate) fn pipeline(
     if let Some((p, _)) = ctx.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return Ok(p.clone());
     }
+    // The host's binding list against the WGSL's declarations (an ABI check), and each binding's
+    // smallest valid size, so that a too-small buffer fails when the bind group is made.
+    let declared = reflect(&text).map_err(|e| Error::Gpu(format!("reading shader `{}`: {e}", shader.name)))?;
+    if declared.iter().map(|d| d.0).ne(shader.binds.iter().copied()) {
+        return Err(Error::Gpu(format!(
+            "shader `{}` declares bindings {:?} but the host binds {:?}",
+            shader.name,
+            declared.iter().map(|d| d.0).collect::<Vec<_>>(),
+            shader.binds
+        )));
+    }
     let device = &ctx.device;
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let desc = wgpu::ShaderModuleDescriptor {
@@ -255,23 +324,22 @@ pub(crate) fn pipeline(
         // integer divisions by a possibly-zero value (Q ≥ 1), and every loop terminates.
         unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
     };
-    let entries: Vec<wgpu::BindGroupLayoutEntry> = shader
-        .binds
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = declared
         .iter()
         .enumerate()
-        .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+        .map(|(i, (b, size))| wgpu::BindGroupLayoutEntry {
             binding: i as u32,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: match b {
                 Bind::Uniform => wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Uniform,
                     has_dynamic_offset: false,
-                    min_binding_size: None,
+                    min_binding_size: std::num::NonZeroU64::new(*size),
                 },
                 Bind::Read | Bind::Write => wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Storage { read_only: *b == Bind::Read },
                     has_dynamic_offset: false,
-                    min_binding_size: None,
+                    min_binding_size: std::num::NonZeroU64::new(*size),
                 },
             },
             count: None,
@@ -301,4 +369,51 @@ pub(crate) fn pipeline(
     }
     ctx.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, (pipeline.clone(), text));
     Ok(pipeline)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::gpu::host::{
+        AccumulateParams, Counts, DataParams, DivParams, KernelParams, MergeParams, NetParams, StepParams,
+    };
+
+    /// The host struct each shader's uniform mirrors, by size.
+    fn host_uniform_size(name: &str) -> usize {
+        use std::mem::size_of;
+        match name {
+            "log_kernel_sum" => size_of::<KernelParams>(),
+            "minimal_kernel_sum" => size_of::<[u32; 4]>(),
+            "divergence_derivative" => size_of::<DivParams>(),
+            "step_control" => size_of::<StepParams>(),
+            "log_sum_merge" => size_of::<MergeParams>(),
+            "energy_accumulate" => size_of::<AccumulateParams>(),
+            "npmle_coefficients" | "net_residuals" => size_of::<DataParams>(),
+            "net_forward" | "net_backward" => size_of::<NetParams>(),
+            _ => size_of::<Counts>(),
+        }
+    }
+
+    /// The GPU ABI, checked against the WGSL rather than mirrored by hand: for every shader,
+    /// under headers of every kind (d = 1, 3, 8; torus or not; fixed point; images; each
+    /// variant), naga's reading of the bindings equals the host's list in order and kind, binding 0
+    /// is the uniform, and its size is the host struct's.
+    #[test]
+    fn host_bindings_and_uniforms_match_the_wgsl() {
+        for dim in [1u32, 3, 8] {
+            for (torus, fixed, images, variant) in [(false, false, 0, 0), (true, true, 0, 3), (true, false, 2, 5)] {
+                let packed = packed_len(dim as usize) as u32;
+                let header = Header { dim, packed, torus, images, far_images: images > 1, variant, kl: true, fixed };
+                for shader in ALL {
+                    let declared = reflect(&source(shader, &header)).unwrap_or_else(|e| panic!("{}: {e}", shader.name));
+                    let kinds: Vec<Bind> = declared.iter().map(|d| d.0).collect();
+                    assert_eq!(kinds, shader.binds, "{} (d = {dim})", shader.name);
+                    assert_eq!(kinds[0], Bind::Uniform, "{}", shader.name);
+                    assert_eq!(declared[0].1 as usize, host_uniform_size(shader.name), "{}: uniform size", shader.name);
+                    assert!(declared.iter().all(|d| d.1 > 0), "{}: a zero-size binding", shader.name);
+                }
+            }
+        }
+        assert_eq!(max_storage_bindings(), 11);
+    }
 }

@@ -185,6 +185,7 @@ impl GpuEngine {
     ) -> Result<Self> {
         super::check_problem(&model, &particles)?;
         context.check_lost()?;
+        context.check_limits_for(&model, particles.len())?;
         let ctx = context;
         let (n, d) = (particles.len(), model.space.dim);
         let p = kernels::packed_len(d);
@@ -417,6 +418,20 @@ impl GpuEngine {
     /// The device context.
     pub fn context(&self) -> &GpuContext {
         &self.ctx
+    }
+
+    /// The device buffer of the current log-weights: N f32, natural log, normalised so that the
+    /// weights sum to 1 (up to rounding with the Euler step), a zero weight stored as −1e30; current once `advance` has returned. A
+    /// host application can bind it or copy it ([`GpuEngine::copy_log_weights`]) without a
+    /// round trip through the host. It is the engine's own state: do not write to it.
+    pub fn log_weights_buffer(&self) -> &wgpu::Buffer {
+        &self.buffers.lw
+    }
+
+    /// Records a copy of the log-weights (see [`GpuEngine::log_weights_buffer`]) into `dst` at
+    /// `offset` in the caller's encoder; `dst` needs COPY_DST and room for 4·N bytes.
+    pub fn copy_log_weights(&self, encoder: &mut wgpu::CommandEncoder, dst: &wgpu::Buffer, offset: u64) {
+        encoder.copy_buffer_to_buffer(&self.buffers.lw, 0, dst, offset, 4 * self.n as u64);
     }
 
     /// The options the engine was built with.
