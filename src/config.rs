@@ -500,6 +500,58 @@ pub struct KernelConfig {
     /// `[kernel.quadrature]`.
     #[serde(default)]
     pub quadrature: QuadratureConfig,
+    /// `"none"`, `"auto"` (default) or `{ tolerance = δ, max_error = … }`.
+    #[serde(default)]
+    pub cutoff: CutoffConfig,
+}
+
+/// `[kernel] cutoff`: how the engines may truncate K_ε (see `engine::cells`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum CutoffConfig {
+    /// `"none"` or `"auto"`.
+    Named(CutoffName),
+    /// `{ tolerance = δ, max_error = … }`.
+    Tolerance {
+        /// δ in (0, 1): pairs with K_ε < δ·K_ε(0) are dropped.
+        tolerance: f64,
+        /// The largest relative truncation bound allowed (default 1e-4).
+        #[serde(default = "default_max_error")]
+        max_error: f64,
+    },
+    /// The default, `"auto"`.
+    #[default]
+    #[serde(skip)]
+    Default,
+}
+
+/// The named cutoffs.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CutoffName {
+    /// Every pair.
+    None,
+    /// Cells where they save work.
+    Auto,
+}
+
+fn default_max_error() -> f64 {
+    crate::engine::cells::Cutoff::DEFAULT_MAX_ERROR
+}
+
+impl CutoffConfig {
+    fn build(&self) -> Result<crate::engine::cells::Cutoff> {
+        use crate::engine::cells::Cutoff;
+        let c = match self {
+            CutoffConfig::Named(CutoffName::None) => Cutoff::None,
+            CutoffConfig::Named(CutoffName::Auto) | CutoffConfig::Default => Cutoff::Auto,
+            CutoffConfig::Tolerance { tolerance, max_error } => {
+                Cutoff::Tolerance { tolerance: *tolerance, max_error: *max_error }
+            }
+        };
+        c.validate("kernel.cutoff")?;
+        Ok(c)
+    }
 }
 
 /// `[kernel.quadrature]`.
@@ -774,6 +826,7 @@ impl Config {
             quadrature,
         }
         .build()?;
+        let model = Model { cutoff: self.kernel.cutoff.build()?, ..model };
 
         let init = self.particles.init.build(&space)?;
         let n = integer("particles.n", self.particles.n, 1, MAX_PARTICLES as u64)? as usize;

@@ -4,12 +4,14 @@
 //! `rates`, `euler_update`, …), written to be read side by side with it. Sums over particles use
 //! [`pairwise_sum`], so results do not depend on the thread count.
 
+use super::cells::{CellGrid, Cutoff, log_kernel_sum_cells};
 use super::{Diagnostics, Engine, pairwise_sum, reached};
 use crate::error::{Error, Result};
 use crate::model::{AtPoints, Divergence, Energy, Gaussian, Model, Points, Space, Variant};
 use crate::particles::{Particles, State};
 use crate::stepper::Stepper;
 use rayon::prelude::*;
+use std::sync::Mutex;
 
 /// log Σ_s exp(log_coeffs\[s\]) · K(t, y_s) for every target t: the N×N pass behind every variant.
 ///
@@ -80,17 +82,17 @@ pub fn log_sum_merge(partials: impl IntoIterator<Item = (f64, f64)>) -> f64 {
 
 /// log K(x, y) without the normalising constant: −|x − y|²/(2ε²) with the minimum image, or the
 /// log of the periodic image sum when the kernel needs images.
-struct KernelExponent {
+pub(crate) struct KernelExponent {
     space: Space,
     c: f64,
     side: f64,
     inv_side: f64,
-    log_norm: f64,
+    pub(crate) log_norm: f64,
     images: Option<ImageSum>,
 }
 
 impl KernelExponent {
-    fn new(space: &Space, kernel: &Gaussian) -> Self {
+    pub(crate) fn new(space: &Space, kernel: &Gaussian) -> Self {
         let side = space.side().unwrap_or(0.0);
         KernelExponent {
             space: *space,
@@ -103,7 +105,7 @@ impl KernelExponent {
     }
 
     #[inline]
-    fn log_k(&self, t: &[f64], y: &[f64]) -> f64 {
+    pub(crate) fn log_k(&self, t: &[f64], y: &[f64]) -> f64 {
         match &self.images {
             Some(images) => t.iter().zip(y).map(|(a, b)| images.factor(self.space.delta(*a, *b))).product::<f64>().ln(),
             None => {
@@ -263,6 +265,20 @@ struct Fixed {
     mmd_cnn: Vec<f64>,
     /// Particle–particle kernel matrices, when N² is small enough to keep them.
     pairs: Vec<PairMatrix>,
+    /// The ε-kernel's cutoff sums, where the model's cutoff uses cells.
+    cells: Option<EpsCells>,
+}
+
+/// Cell grids for the ε-kernel's sums (see [`super::cells`]): over the particles, and over the
+/// particles' quadrature nodes for D and D′ (the sources of their second pass).
+struct EpsCells {
+    kernel: Gaussian,
+    tolerance: f64,
+    max_error: f64,
+    particles: CellGrid,
+    nodes: Option<CellGrid>,
+    /// The largest relative truncation bound since the last reset, and its target.
+    worst: Mutex<(f64, usize)>,
 }
 
 impl Fixed {
@@ -291,20 +307,40 @@ impl Fixed {
                 _ => None,
             })
             .collect();
-        if m.has_divergence() && matches!(m.variant, Variant::Measure | Variant::MeasureTarget | Variant::Blob) {
+        let at_particles = PointData::new(m, p.positions.clone())?;
+        let cells = EpsCells::new(m, &p.positions, &at_particles.model.nodes);
+        if m.has_divergence()
+            && matches!(m.variant, Variant::Measure | Variant::MeasureTarget | Variant::Blob)
+            && cells.is_none()
+        {
             kernels.push(m.kernel);
         }
         let pairs = kernels.iter().filter_map(|k| PairMatrix::new(space, k, &p.positions)).collect();
-        Ok(Fixed { at_particles: PointData::new(m, p.positions.clone())?, mmd_cnn, pairs })
+        Ok(Fixed { at_particles, mmd_cnn, pairs, cells })
     }
 
-    /// log Σ_j exp(log_coeffs[j]) K(X_i, X_j) for every particle: from a kept matrix when there
-    /// is one for this kernel, else streamed.
+    /// log Σ_j exp(log_coeffs[j]) K(X_i, X_j) for every particle: by cells for the ε-kernel
+    /// when the cutoff uses them, from a kept matrix when there is one for this kernel, else
+    /// streamed.
     fn pair_log_sum(&self, space: &Space, kernel: &Gaussian, log_coeffs: &[f64]) -> Vec<f64> {
         let pos = &self.at_particles.points;
+        if let Some(c) = self.cells.as_ref().filter(|c| c.kernel == *kernel) {
+            return c.sum(space, pos, pos, false, log_coeffs);
+        }
         match self.pairs.iter().find(|p| p.width == kernel.width && p.exponent.log_norm == kernel.log_norm) {
             Some(matrix) => matrix.log_sum(pos, log_coeffs),
             None => log_kernel_sum(space, kernel, pos, pos, log_coeffs),
+        }
+    }
+
+    /// log Σ_s exp(log_coeffs[s]) K_ε(t, y_s) for `targets`, the sources being the particles or
+    /// (`nodes`) the particles' quadrature nodes: by cells when the cutoff uses them.
+    fn eps_sum(&self, m: &Model, targets: &[f64], nodes: bool, log_coeffs: &[f64]) -> Vec<f64> {
+        let own = &self.at_particles;
+        let sources = if nodes { &own.model.nodes } else { &own.points };
+        match &self.cells {
+            Some(c) => c.sum(&m.space, targets, sources, nodes, log_coeffs),
+            None => log_kernel_sum(&m.space, &m.kernel, targets, sources, log_coeffs),
         }
     }
 
@@ -313,8 +349,50 @@ impl Fixed {
     fn log_sum_to(&self, space: &Space, kernel: &Gaussian, targets: &Targets, log_coeffs: &[f64]) -> Vec<f64> {
         match targets {
             Targets::Particles => self.pair_log_sum(space, kernel, log_coeffs),
-            Targets::Points(t) => log_kernel_sum(space, kernel, &t.points, &self.at_particles.points, log_coeffs),
+            Targets::Points(t) => match self.cells.as_ref().filter(|c| c.kernel == *kernel) {
+                Some(c) => c.sum(space, &t.points, &self.at_particles.points, false, log_coeffs),
+                None => log_kernel_sum(space, kernel, &t.points, &self.at_particles.points, log_coeffs),
+            },
         }
+    }
+}
+
+impl EpsCells {
+    /// The grids for `m`'s ε-kernel when its cutoff asks for cells and they save work: `Auto`
+    /// only where the N×N matrix is too large to keep (N > 16384), a tolerance wherever a grid
+    /// helps.
+    fn new(m: &Model, positions: &[f64], nodes: &[f64]) -> Option<Self> {
+        let (tolerance, max_error) = m.cutoff.parameters()?;
+        let n = positions.len() / m.space.dim;
+        if !m.has_divergence()
+            || m.variant == Variant::Exact
+            || (m.cutoff == Cutoff::Auto && n * n <= PAIR_CACHE_ENTRIES)
+        {
+            return None;
+        }
+        let radius = Cutoff::radius(&m.kernel, tolerance);
+        let particles = CellGrid::new(&m.space, positions, radius)?;
+        let nodes = if nodes.is_empty() { None } else { Some(CellGrid::new(&m.space, nodes, radius)?) };
+        Some(EpsCells { kernel: m.kernel, tolerance, max_error, particles, nodes, worst: Mutex::new((0.0, 0)) })
+    }
+
+    /// A cutoff sum over `sources` (the particles, or with `nodes` their quadrature nodes),
+    /// recording the largest truncation bound.
+    fn sum(&self, space: &Space, targets: &[f64], sources: &[f64], nodes: bool, log_coeffs: &[f64]) -> Vec<f64> {
+        let grid = if nodes { self.nodes.as_ref().expect("built with the nodes") } else { &self.particles };
+        let (values, bounds) =
+            log_kernel_sum_cells(space, &self.kernel, grid, self.tolerance, targets, sources, log_coeffs);
+        let (i, b) = bounds.iter().enumerate().fold((0, 0.0f64), |acc, (i, b)| if *b > acc.1 { (i, *b) } else { acc });
+        let mut worst = self.worst.lock().unwrap_or_else(|p| p.into_inner());
+        if b > worst.0 {
+            *worst = (b, i);
+        }
+        values
+    }
+
+    /// The largest bound since the last call, and its target; resets it.
+    fn take_worst(&self) -> (f64, usize) {
+        std::mem::take(&mut *self.worst.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -384,10 +462,30 @@ impl CpuEngine {
         Variation { dfdm, h, f_value, d_value }
     }
 
+    /// The largest relative truncation bound of the cutoff sums since the last check, or the
+    /// named error when it exceeds the cutoff's `max_error`.
+    fn check_truncation(&self) -> Result<f64> {
+        let Some(cells) = &self.fixed.cells else { return Ok(0.0) };
+        let (bound, target) = cells.take_worst();
+        if bound > cells.max_error || bound.is_nan() {
+            return Err(Error::invalid(
+                "kernel.cutoff",
+                format!("a relative truncation bound of {bound:.3e} at target {target} in step {}", self.state.step),
+                format!(
+                    "at most max_error = {:e}: the target's cell neighbourhood holds little of the mass while \
+                     far mass dominates; use a smaller tolerance, a larger max_error, or cutoff = \"none\"",
+                    cells.max_error
+                ),
+            ));
+        }
+        Ok(bound)
+    }
+
     fn evaluate_state(&self) -> Result<Evaluation> {
         let m = &self.model;
         let w: Vec<f64> = self.state.log_weights.iter().map(|l| l.exp()).collect();
         let v = self.variation(&Targets::Particles, &w);
+        let truncation_bound = self.check_truncation()?;
         let g: Vec<f64> = v.dfdm.iter().zip(&v.h).map(|(f, h)| f + m.sigma * h).collect();
         let a = rates(&w, &v.dfdm, &v.h, m.sigma);
         if let Some(i) = a.iter().position(|v| !v.is_finite()) {
@@ -395,7 +493,8 @@ impl CpuEngine {
         }
         let energy = v.d_value.map(|d| v.f_value + m.sigma * d);
         let pos = &self.particles.positions;
-        let diagnostics = summarise(&m.space, pos, &w, &a, &self.state, v.f_value, energy);
+        let mut diagnostics = summarise(&m.space, pos, &w, &a, &self.state, v.f_value, energy);
+        diagnostics.truncation_bound = truncation_bound;
         Ok(Evaluation { rates: a, mean_g: weighted_mean(&w, &g), diagnostics })
     }
 }
@@ -602,10 +701,9 @@ fn divergence_derivative(
         Variant::Smoothed | Variant::SmoothedTarget => {
             let quad = &m.quadrature;
             let q = quad.len();
-            let pos = &own.points;
             // (K μᴺ) at the particles' nodes (the second pass's denominators) and at the targets' nodes.
-            let s_own = log_kernel_sum(space, k, &own.model.nodes, pos, lw);
-            let s_at = if at_particles { s_own.clone() } else { log_kernel_sum(space, k, &at.model.nodes, pos, lw) };
+            let s_own = fixed.eps_sum(m, &own.model.nodes, false, lw);
+            let s_at = if at_particles { s_own.clone() } else { fixed.eps_sum(m, &at.model.nodes, false, lw) };
             // First term: Σ_q ω_q f(y_{t,q}) with f = log ratio (KL) or ratio (χ²).
             let first: Vec<f64> = s_at
                 .iter()
@@ -617,7 +715,7 @@ fn divergence_derivative(
                 .collect();
             // Second term: Σ_{j,q} w_j ω_q K(y_{j,q}, x) / (K μᴺ)(y_{j,q}) (KL) or / π(y_{j,q}) (χ²).
             let coeffs = node_coefficients(lw, &quad.weights, if kl { &s_own } else { &own.model.log_ref_nodes });
-            let second = log_kernel_sum(space, k, &at.points, &own.model.nodes, &coeffs);
+            let second = fixed.eps_sum(m, &at.points, true, &coeffs);
             let h = first.iter().zip(&second).map(|(f, s)| f + s.exp()).collect();
             let value = at_particles.then(|| if kl { wsum(&first) } else { wsum(&first) - 1.0 });
             (h, value)
@@ -670,6 +768,7 @@ fn summarise(
         max_rate,
         mean,
         variance,
+        truncation_bound: 0.0,
     }
 }
 
@@ -715,6 +814,7 @@ impl Engine for CpuEngine {
         let targets = PointData::new(&self.model, points)?;
         let w = self.state.weights();
         let v = self.variation(&Targets::Points(&targets), &w);
+        self.check_truncation()?;
         Ok(v.dfdm.iter().zip(&v.h).map(|(f, h)| f + self.model.sigma * h - mean_g).collect())
     }
 

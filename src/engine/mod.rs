@@ -2,6 +2,7 @@
 //! advance the weights. [`cpu::CpuEngine`] is the f64 reference every other engine is checked
 //! against.
 
+pub mod cells;
 pub mod cpu;
 pub mod gpu;
 
@@ -32,6 +33,10 @@ pub struct Diagnostics {
     pub mean: Vec<f64>,
     /// Weighted variance of each coordinate.
     pub variance: Vec<f64>,
+    /// The largest relative truncation bound of the cutoff kernel sums behind these numbers (0
+    /// when every pair was summed; see [`cells`]).
+    #[serde(default)]
+    pub truncation_bound: f64,
 }
 
 /// Who computes: the f64 CPU reference or the GPU.

@@ -108,6 +108,8 @@ pub struct Model {
     pub energy: Vec<Energy>,
     /// The quadrature for D, D′ and a Gibbs K_ε π.
     pub quadrature: Quadrature,
+    /// How the engines may truncate K_ε (`Cutoff::Auto` from [`ModelSpec::build`]).
+    pub cutoff: crate::engine::cells::Cutoff,
 }
 
 /// Everything needed to build a [`Model`], checked by [`ModelSpec::build`].
@@ -163,6 +165,7 @@ impl ModelSpec {
             variant: self.variant,
             energy: self.energy,
             quadrature,
+            cutoff: crate::engine::cells::Cutoff::Auto,
         })
     }
 }

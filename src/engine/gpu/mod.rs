@@ -186,6 +186,14 @@ impl GpuEngine {
         super::check_problem(&model, &particles)?;
         context.check_lost()?;
         context.check_limits_for(&model, particles.len())?;
+        if matches!(model.cutoff, crate::engine::cells::Cutoff::Tolerance { .. }) {
+            return Err(Error::invalid(
+                "kernel.cutoff",
+                "a tolerance",
+                "\"none\" or \"auto\" on the GPU engine, which sums all pairs (its cutoff kernels are not \
+                 written yet; the CPU engine has them)",
+            ));
+        }
         let ctx = context;
         let (n, d) = (particles.len(), model.space.dim);
         let p = kernels::packed_len(d);
@@ -551,6 +559,7 @@ impl GpuEngine {
             max_rate: f(stats::MAX_A),
             mean,
             variance,
+            truncation_bound: 0.0,
         }
     }
 
