@@ -9,6 +9,7 @@
 //! honestly at small N and hidden at large N only as far as the step itself hides it.
 
 use crate::engine::Engine;
+use crate::engine::cells::Cutoff;
 use crate::engine::cpu::{CpuEngine, log_kernel_sum, minimal_kernel_sum};
 use crate::engine::gpu::context::GpuContext;
 use crate::engine::gpu::{GpuEngine, KernelPath, SinkhornLogSum, bench_log_kernel_sum, bench_minimal_kernel_sum};
@@ -88,7 +89,16 @@ pub struct BenchOptions {
     /// Refuse a software adapter (lavapipe, WARP): for scripted runs on a GPU machine, where a
     /// silent fallback would take hours at large N and report meaningless figures.
     pub hardware_only: bool,
+    /// ε of the steps' problem (default 0.1).
+    pub epsilon: f64,
+    /// The steps' cutoff (see `engine::cells`; default `Auto`).
+    pub cutoff: Cutoff,
 }
+
+/// The largest N at which the CPU engine's all-pairs kernel passes (and the minimal kernel) are
+/// timed: beyond it they would take hours; their pairs/s hardly depends on N, so the rows at this
+/// N are the all-pairs yardstick for the cutoff steps at larger N.
+pub const CPU_ALL_PAIRS_MAX_N: usize = 8192;
 
 /// What a row of the benchmark timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -138,6 +148,12 @@ pub struct BenchRow {
     pub fraction_of_ceiling: Option<f64>,
     /// 1 / seconds (steps only).
     pub steps_per_second: Option<f64>,
+    /// Pairs a step actually evaluates when a cutoff drops far pairs (steps only): `pairs` times
+    /// the engine's cutoff fraction (exact for A, B, C; for D and D′ the particles' share stands
+    /// for the nodes'); `pairs_per_second` stays the all-pairs-equivalent rate N²-based.
+    pub pairs_evaluated: Option<f64>,
+    /// The largest relative truncation bound of the step's kernel sums (steps with a cutoff).
+    pub truncation_bound: Option<f64>,
     /// Steps per second when the diagnostics are read back every [`DIAGNOSTICS_EVERY`] steps, as
     /// `frflow run` does with its default `output.every` (steps only): what the readback costs.
     pub steps_per_second_with_diagnostics: Option<f64>,
@@ -169,13 +185,14 @@ pub struct BenchReport {
 }
 
 /// The benchmark problem: uniform positions on the unit torus (R^d for the network and NPMLE,
-/// whose data live there), σ = 1, ε = 0.1, the chosen variant and energy.
+/// whose data live there), σ = 1, the given ε, the chosen variant and energy.
 pub fn bench_problem(
     n: usize,
     dim: usize,
     variant: Variant,
     energy: BenchEnergy,
     m: usize,
+    epsilon: f64,
 ) -> Result<(Model, Particles)> {
     let euclidean = matches!(energy, BenchEnergy::TwoLayerNet | BenchEnergy::Npmle);
     let space = Space::new(dim, if euclidean { Domain::Euclidean } else { Domain::Torus { side: 1.0 } })?;
@@ -212,7 +229,7 @@ pub fn bench_problem(
         reference,
         divergence: Divergence::Kl,
         sigma: 1.0,
-        epsilon: 0.1,
+        epsilon,
         variant,
         energy: terms,
         quadrature: QuadratureSpec { order: 3, samples: 16, ..Default::default() },
@@ -327,7 +344,7 @@ fn time_gpu_kernel(ctx: &GpuContext, opts: &BenchOptions, n: usize, path: Option
 fn time_cpu_kernel(opts: &BenchOptions, n: usize, minimal: bool) -> Result<f64> {
     let space = Space::new(opts.dim, Domain::Euclidean)?;
     let k = Gaussian::new(&space, 0.5, true, "epsilon")?;
-    let (_, p) = bench_problem(n, opts.dim, Variant::Measure, BenchEnergy::None, opts.m)?;
+    let (_, p) = bench_problem(n, opts.dim, Variant::Measure, BenchEnergy::None, opts.m, 0.1)?;
     let lw = vec![-(n as f64).ln(); n];
     let w = vec![1.0 / n as f64; n];
     time_per_unit(opts.repeats, opts.min_batch_seconds, |reps| {
@@ -380,15 +397,20 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
             ratio_to_minimal: pairs / seconds / minimal,
             fraction_of_ceiling: opts.ceiling.map(|c| pairs / seconds / c),
             steps_per_second: None,
+            pairs_evaluated: None,
+            truncation_bound: None,
             steps_per_second_with_diagnostics: None,
         };
-        // The yardstick first, then every kernel path against it.
+        // The yardstick first, then every kernel path against it (on the CPU at most at
+        // CPU_ALL_PAIRS_MAX_N, those rows carrying their own N).
+        let nk = if ctx.is_some() { n } else { n.min(CPU_ALL_PAIRS_MAX_N) };
+        let nkf = nk as f64;
         let minimal_seconds = match &ctx {
             Some(ctx) => time_gpu_kernel(ctx, opts, n, None)?.1,
-            None => time_cpu_kernel(opts, n, true)?,
+            None => time_cpu_kernel(opts, nk, true)?,
         };
-        let minimal = nf * nf / minimal_seconds;
-        rows.push(row(BenchKind::Minimal, "minimal".into(), nf * nf, minimal_seconds, minimal));
+        let minimal = nkf * nkf / minimal_seconds;
+        rows.push(BenchRow { n: nk, ..row(BenchKind::Minimal, "minimal".into(), nkf * nkf, minimal_seconds, minimal) });
         match &ctx {
             Some(ctx) => {
                 for path in KernelPath::ALL {
@@ -396,10 +418,14 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
                     rows.push(row(BenchKind::Kernel, name, nf * nf, seconds, minimal));
                 }
             }
-            None => rows.push(row(BenchKind::Kernel, "f64".into(), nf * nf, time_cpu_kernel(opts, n, false)?, minimal)),
+            None => {
+                let seconds = time_cpu_kernel(opts, nk, false)?;
+                rows.push(BenchRow { n: nk, ..row(BenchKind::Kernel, "f64".into(), nkf * nkf, seconds, minimal) });
+            }
         }
         for &variant in &opts.variants {
-            let (model, particles) = bench_problem(n, opts.dim, variant, opts.energy, opts.m)?;
+            let (model, particles) = bench_problem(n, opts.dim, variant, opts.energy, opts.m, opts.epsilon)?;
+            let model = Model { cutoff: opts.cutoff, ..model };
             let pairs = pairs_per_step(&model, n);
             let mut engine: Box<dyn Engine> = match &ctx {
                 Some(ctx) => {
@@ -428,10 +454,14 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
                 }
                 Ok(None)
             })?;
+            let bound = engine.evaluate()?.truncation_bound;
+            let fraction = engine.cutoff_fraction();
             rows.push(BenchRow {
                 variant: Some(variant.name().into()),
                 energy: Some(opts.energy),
                 steps_per_second: Some(1.0 / seconds),
+                pairs_evaluated: fraction.map(|f| f * pairs),
+                truncation_bound: fraction.map(|_| bound),
                 steps_per_second_with_diagnostics: Some(1.0 / with_diagnostics),
                 ..row(BenchKind::Step, engine.kernel_path(), pairs, seconds, minimal)
             });
@@ -480,7 +510,7 @@ impl BenchReport {
         }
         t.push_str(&format!("\ntiming: {}\n", self.timing));
         t.push_str(&format!(
-            "{:>9} {:>2} {:>8} {:>16} {:>5} {:>13} | {:>13} {:>10} {:>8} | {:>11} {:>9} {:>12}\n",
+            "{:>9} {:>2} {:>8} {:>16} {:>5} {:>13} | {:>13} {:>10} {:>8} | {:>11} {:>9} {:>12} | {:>13} {:>9}\n",
             "N",
             "d",
             "kind",
@@ -492,7 +522,9 @@ impl BenchReport {
             "of ceil",
             "step ms",
             "steps/s",
-            format!("diag/{DIAGNOSTICS_EVERY} st/s")
+            format!("diag/{DIAGNOSTICS_EVERY} st/s"),
+            "evaluated/s",
+            "bound"
         ));
         let pct = |f: Option<f64>| f.map(|f| format!("{:.1}%", 100.0 * f)).unwrap_or_else(|| "-".into());
         for r in &self.rows {
@@ -502,7 +534,7 @@ impl BenchReport {
                 _ => ("-".into(), "-".into(), "-".into()),
             };
             t.push_str(&format!(
-                "{:>9} {:>2} {:>8} {:>16} {:>5} {:>13} | {:>13.3e} {:>9.1}% {:>8} | {:>11} {:>9} {:>12}\n",
+                "{:>9} {:>2} {:>8} {:>16} {:>5} {:>13} | {:>13.3e} {:>9.1}% {:>8} | {:>11} {:>9} {:>12} | {:>13} {:>9}\n",
                 r.n,
                 r.dim,
                 kind,
@@ -514,7 +546,9 @@ impl BenchReport {
                 pct(r.fraction_of_ceiling),
                 step_ms,
                 steps,
-                diag
+                diag,
+                r.pairs_evaluated.map(|p| format!("{:.3e}", p / r.seconds)).unwrap_or_else(|| "-".into()),
+                r.truncation_bound.map(|b| format!("{b:.1e}")).unwrap_or_else(|| "-".into())
             ));
         }
         t

@@ -109,6 +109,12 @@ enum Command {
         /// Refuse a software adapter (lavapipe): for scripted runs on a GPU machine.
         #[arg(long)]
         hardware_only: bool,
+        /// ε of the steps' problem (uniform particles on the unit torus).
+        #[arg(long, default_value_t = 0.1)]
+        epsilon: f64,
+        /// The steps' cutoff: none, auto, or a tolerance δ in (0, 1) (cells wherever they save work).
+        #[arg(long, default_value = "auto", value_parser = parse_cutoff)]
+        cutoff: frflow::engine::cells::Cutoff,
         /// Also write the report as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -177,6 +183,21 @@ fn parse_variant(s: &str) -> Result<frflow::model::Variant, String> {
         .into_iter()
         .find(|v| v.name().eq_ignore_ascii_case(s))
         .ok_or_else(|| format!("`{s}`: allowed A, B, C, D, D', exact"))
+}
+
+/// `--cutoff`: none, auto, or a tolerance.
+fn parse_cutoff(s: &str) -> Result<frflow::engine::cells::Cutoff, String> {
+    use frflow::engine::cells::Cutoff;
+    let c = match s {
+        "none" => Cutoff::None,
+        "auto" => Cutoff::Auto,
+        _ => Cutoff::Tolerance {
+            tolerance: s.parse().map_err(|_| format!("`{s}`: allowed none, auto, or a tolerance in (0, 1)"))?,
+            max_error: Cutoff::DEFAULT_MAX_ERROR,
+        },
+    };
+    c.validate("--cutoff").map_err(|e| e.to_string())?;
+    Ok(c)
 }
 
 /// Runs the benchmark, prints its table and writes the JSON report.
@@ -256,6 +277,8 @@ fn main() -> ExitCode {
             ceiling,
             sinkhorn,
             hardware_only,
+            epsilon,
+            cutoff,
             json,
         } => {
             let device = match engine {
@@ -276,6 +299,8 @@ fn main() -> ExitCode {
                 ceiling,
                 sinkhorn,
                 hardware_only,
+                epsilon,
+                cutoff,
             };
             return match bench(&options, json.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,

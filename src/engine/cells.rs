@@ -201,6 +201,18 @@ impl CellGrid {
         c.iter().zip(&self.counts).rev().fold(0, |acc, (ck, nk)| acc * nk + *ck as usize)
     }
 
+    /// How many (target, source) pairs a cell sum over `targets` evaluates.
+    pub fn pairs(&self, targets: &[f64]) -> u64 {
+        targets
+            .par_chunks_exact(self.dim)
+            .map(|t| {
+                let mut k = 0u64;
+                self.for_each_near(t, |_| k += 1);
+                k
+            })
+            .sum()
+    }
+
     /// Calls `f` with the index of every source in the 3^d cells around `x`.
     fn for_each_near(&self, x: &[f64], mut f: impl FnMut(usize)) {
         let centre = self.coords(x);

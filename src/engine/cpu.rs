@@ -781,6 +781,13 @@ impl Engine for CpuEngine {
         self.particles.len()
     }
 
+    fn cutoff_fraction(&self) -> Option<f64> {
+        let cells = self.fixed.cells.as_ref()?;
+        let pos = &self.particles.positions;
+        let n = self.particles.len() as f64;
+        Some(cells.particles.pairs(pos) as f64 / (n * n))
+    }
+
     fn evaluate(&mut self) -> Result<Diagnostics> {
         Ok(self.evaluation()?.diagnostics.clone())
     }

@@ -50,6 +50,12 @@ pub trait Engine {
         "f64".into()
     }
 
+    /// The share of the N × N particle pairs the ε-kernel's sums evaluate: below 1 when a cutoff
+    /// drops far pairs (see [`cells`]), `None` when every pair is summed.
+    fn cutoff_fraction(&self) -> Option<f64> {
+        None
+    }
+
     /// Number of particles N.
     fn len(&self) -> usize;
 
