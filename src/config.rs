@@ -730,10 +730,35 @@ impl Config {
         Ok(config)
     }
 
-    /// Reads and parses the file at `path`.
+    /// Reads and parses the file at `path` (a regular file of at most
+    /// [`MAX_CONFIG_BYTES`](crate::io::guard::MAX_CONFIG_BYTES)).
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::io::guard::read_config_text(path)?;
         Config::from_str(&text, &path.display().to_string())
+    }
+
+    /// The data files the energies read, with the key that names each (e.g. `energy[0].sample.file`),
+    /// relative to the config's directory as written.
+    pub fn data_files(&self) -> Vec<(String, PathBuf)> {
+        let mut files = Vec::new();
+        for (i, e) in self.energy.iter().enumerate() {
+            let mut add = |key: &str, d: Option<&DataConfig>| {
+                if let Some(f) = d.and_then(|d| d.file.as_ref()) {
+                    files.push((format!("energy[{i}].{key}.file"), f.clone()));
+                }
+            };
+            match e {
+                EnergyConfig::Mmd { sample, .. } => add("sample", Some(sample)),
+                EnergyConfig::Npmle { observations, .. } => add("observations", Some(observations)),
+                EnergyConfig::TwoLayerNet { data, inputs, targets, .. } => {
+                    add("data", data.as_deref());
+                    add("inputs", inputs.as_deref());
+                    add("targets", targets.as_deref());
+                }
+                EnergyConfig::Potential(_) | EnergyConfig::Interaction { .. } => {}
+            }
+        }
+        files
     }
 
     /// Checks every value and builds the problem: samples the positions, loads or generates the

@@ -92,6 +92,26 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+    /// An output directory is in use by another process, or holds another run.
+    #[error("output directory {path}: {message}")]
+    Output {
+        /// The directory.
+        path: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A diagnostic or result came out NaN or infinite.
+    #[error("step {step}: {quantity} is not finite ({value}){cause}")]
+    NonFiniteResult {
+        /// The step whose diagnostics contain it.
+        step: u64,
+        /// Which quantity (e.g. `f_energy`, `variance_0`).
+        quantity: String,
+        /// The value found.
+        value: f64,
+        /// The likely cause, with a leading "; ", or empty.
+        cause: String,
+    },
 }
 
 /// The crate's result type.

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use frflow::bench::{BenchOptions, run_bench};
 use frflow::config::EngineChoice;
 use frflow::flow::{Summary, Termination};
-use frflow::runner::{RunRequest, resume, run_config};
+use frflow::runner::{RunRequest, resume, run_config, run_file};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -35,12 +35,15 @@ enum Command {
         /// The TOML config (see the README's config reference). Not needed with --resume.
         #[arg(required_unless_present = "resume")]
         config: Option<PathBuf>,
-        /// Output directory (created if missing).
+        /// Output directory (created if missing; it must be empty or new, see --force).
         #[arg(long, short, default_value = "out", conflicts_with = "resume")]
         out: PathBuf,
         /// Continue the run in this output directory from its last checkpoint.
         #[arg(long, value_name = "DIR")]
         resume: Option<PathBuf>,
+        /// Delete a previous run in the output directory and start this one there.
+        #[arg(long, conflicts_with = "resume")]
+        force: bool,
         /// Override the config's engine: cpu, gpu or auto.
         #[arg(long, value_parser = EngineChoice::from_str)]
         engine: Option<EngineChoice>,
@@ -62,6 +65,9 @@ enum Command {
         /// Print the demo's config and exit.
         #[arg(long)]
         print_config: bool,
+        /// Delete a previous run in the output directory and start the demo there.
+        #[arg(long)]
+        force: bool,
     },
     /// Print the version and the GPU adapters this machine offers.
     Info,
@@ -135,7 +141,7 @@ enum Command {
     },
 }
 
-/// A flag raised by the first Ctrl-C; a second one exits at once.
+/// A flag raised by the first Ctrl-C (SIGINT) or SIGTERM; a second one exits at once.
 fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
@@ -211,27 +217,22 @@ fn info() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config, out, resume: resume_dir, engine, device } => {
-            let request = RunRequest { engine, device, interrupt: Some(interrupt_flag()), observers: Vec::new() };
+        Command::Run { config, out, resume: resume_dir, force, engine, device } => {
+            let request =
+                RunRequest { engine, device, interrupt: Some(interrupt_flag()), observers: Vec::new(), force };
             match (resume_dir, config) {
                 (Some(dir), _) => resume(&dir, request).map(|s| (s, dir)),
-                (None, Some(path)) => std::fs::read_to_string(&path)
-                    .map_err(|e| frflow::Error::io(&path, e))
-                    .and_then(|text| {
-                        // `run.toml` has the parent "": relative data paths resolve in ".".
-                        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                        run_config(&text, base, &out, request)
-                    })
-                    .map(|s| (s, out)),
+                (None, Some(path)) => run_file(&path, &out, request).map(|s| (s, out)),
                 (None, None) => unreachable!("clap requires a config unless --resume is given"),
             }
         }
-        Command::Demo { out, engine, device, print_config } => {
+        Command::Demo { out, engine, device, print_config, force } => {
             if print_config {
                 print!("{DEMO}");
                 return ExitCode::SUCCESS;
             }
-            let request = RunRequest { engine, device, interrupt: Some(interrupt_flag()), observers: Vec::new() };
+            let request =
+                RunRequest { engine, device, interrupt: Some(interrupt_flag()), observers: Vec::new(), force };
             run_config(DEMO, Path::new("."), &out, request).map(|s| (s, out))
         }
         Command::Info => {

@@ -159,7 +159,7 @@ impl ChaosSpec {
 
     /// Reads and parses a chaos sweep file.
     pub fn load(path: &Path) -> Result<ChaosSpec> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::io::guard::read_config_text(path)?;
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         ChaosSpec::from_str(&text, &path.display().to_string(), dir)
     }
@@ -410,7 +410,8 @@ fn key(variant: Variant, n: usize, replicate: u64) -> String {
 /// `options.report`, `report.html`.
 pub fn run_chaos(spec: &ChaosSpec, options: &SweepOptions) -> Result<ChaosOutcome> {
     let out = &options.out;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    // One process per output directory: two sweeps appending to one results file would mix.
+    let _lock = crate::io::guard::OutputLock::acquire(out)?;
     write_text(&out.join("sweep.toml"), &spec.text)?;
     let store = ResultsStore::<ChaosRun>::open(&out.join("results.jsonl"), &spec.fingerprint())?;
     if store.stale > 0 {

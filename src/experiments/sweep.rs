@@ -59,7 +59,7 @@ pub fn base_problem(
         }
         (None, Some(f)) => {
             let path = sweep_dir.join(f);
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            let text = crate::io::guard::read_config_text(&path)?;
             let config = Config::from_str(&text, &path.display().to_string())?;
             let base_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
             Ok(BaseProblem { config, text, base_dir })
@@ -107,13 +107,29 @@ pub struct ResultsStore<T> {
 
 impl<T: Serialize + DeserializeOwned + Clone> ResultsStore<T> {
     /// Opens (or starts) the results file at `path` for results with `fingerprint`.
+    ///
+    /// A last line cut by a crash (no final newline) is removed from the file, with a warning, so
+    /// that the next row starts on a line of its own; its run is computed again.
     pub fn open(path: &Path, fingerprint: &str) -> Result<Self> {
         let mut done = HashMap::new();
         let mut stale = 0;
         if path.exists() {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            let mut bytes = crate::io::guard::read_regular(path, 1 << 32)?;
+            if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+                let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                eprintln!(
+                    "frflow: warning: {} ends with a cut line ({} bytes, from an interrupted write); \
+                     removing it, its run will be computed again",
+                    path.display(),
+                    bytes.len() - keep
+                );
+                let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+                f.set_len(keep as u64).and_then(|()| f.sync_all()).map_err(|e| Error::io(path, e))?;
+                bytes.truncate(keep);
+            }
+            let text = String::from_utf8_lossy(&bytes);
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                // A line that does not parse is the torn tail of an interrupted write: rerun it.
+                // A line that does not parse (damaged by hand or by a disk) is ignored: its run is computed again.
                 if let Ok(row) = serde_json::from_str::<Row<T>>(line) {
                     if row.fingerprint == fingerprint {
                         done.insert(row.key, row.result);

@@ -1,0 +1,348 @@
+//! The reliability guarantees of issue 12: no data lost, no checkpoint that lies, no panic or
+//! hang on hostile input, no silent NaN. Each test names the issue's item it covers.
+
+use frflow::io::output::{checkpoint_bytes, read_checkpoint_full};
+use frflow::particles::State;
+use frflow::runner::{RunRequest, resume, run_config};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("reliability-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn frflow() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_frflow"));
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
+    c
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A small CPU problem (variant C, auto step) with `n` particles and `steps` steps.
+fn config(steps: u64, n: usize) -> String {
+    format!(
+        r#"
+seed = 3
+engine = "cpu"
+sigma = 0.5
+[domain]
+kind = "torus"
+dim = 2
+[reference]
+kind = "uniform"
+[kernel]
+epsilon = 0.08
+variant = "C"
+[[energy]]
+kind = "potential"
+potential = "cosine"
+amplitude = 1.0
+frequency = 2
+[particles]
+n = {n}
+init = {{ kind = "uniform" }}
+[time]
+h = "auto"
+h_max = 0.2
+steps = {steps}
+[output]
+every = 5
+checkpoint_every = 10
+snapshot_every = 5
+plot = false
+"#
+    )
+}
+
+/// Writes `text` as `DIR/run.toml` and returns its path.
+fn config_file(dir: &Path, text: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("run.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < Duration::from_secs(120), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---- 1. Data loss: a resume killed during start-up keeps every trace row ----
+
+/// Item 1: `run --resume` killed by SIGKILL at many points of its start-up never loses a trace
+/// row from before the checkpoint, and a resume of a finished run writes its final row once.
+#[test]
+fn resume_killed_during_start_up_keeps_every_trace_row() {
+    let (cfg, out) = (fresh_dir("kill-cfg"), fresh_dir("kill-out"));
+    let path = config_file(&cfg, &config(40, 3000));
+    let first = frflow().arg("run").arg(&path).arg("--out").arg(&out).output().unwrap();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let trace = std::fs::read_to_string(out.join("trace.csv")).unwrap();
+    assert_eq!(trace.lines().count(), 1 + 9, "header and steps 0, 5, …, 40:\n{trace}");
+    // Resuming the finished run takes no step and writes its final row once.
+    let start = Instant::now();
+    let again = frflow().arg("run").arg("--resume").arg(&out).output().unwrap();
+    let whole = start.elapsed();
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(
+        std::fs::read_to_string(out.join("trace.csv")).unwrap(),
+        trace,
+        "the trace after resuming a finished run"
+    );
+    // SIGKILL at 24 points spread over that start-up: process start, config and checkpoint checks,
+    // engine build, trace rewrite, first evaluation.
+    let before: Vec<&str> = trace.lines().filter(|l| !l.starts_with("40,")).collect();
+    for k in 0..24u32 {
+        let delay = whole.mul_f64((f64::from(k) + 0.5) / 24.0);
+        let mut child = frflow().arg("run").arg("--resume").arg(&out).stdout(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        let now = std::fs::read_to_string(out.join("trace.csv")).unwrap();
+        let kept: Vec<&str> = now.lines().collect();
+        // Every row before the checkpoint's step (40) is there, in order; at most row 40 may be missing.
+        assert!(kept.len() >= before.len(), "rows lost after a kill at {delay:?}:\n{now}");
+        assert_eq!(&kept[..before.len()], &before[..], "rows changed after a kill at {delay:?}");
+    }
+    let last = frflow().arg("run").arg("--resume").arg(&out).output().unwrap();
+    assert!(last.status.success(), "{}", stderr(&last));
+    assert_eq!(std::fs::read_to_string(out.join("trace.csv")).unwrap(), trace);
+}
+
+// ---- 2. One process per output directory ----
+
+/// Item 2: while one `frflow run` writes into a directory, a second process (run, resume) is
+/// refused with an error naming the first one's pid, and nothing of the first run is touched.
+#[test]
+fn a_second_process_on_the_same_out_is_refused_naming_the_holder() {
+    let (cfg, out) = (fresh_dir("lock-cfg"), fresh_dir("lock-out"));
+    let path = config_file(&cfg, &config(100_000_000, 300));
+    let mut child = frflow().arg("run").arg(&path).arg("--out").arg(&out).stdout(Stdio::null()).spawn().unwrap();
+    wait_for("the first run's trace", || {
+        std::fs::read_to_string(out.join("trace.csv")).map(|t| t.lines().count()).unwrap_or(0) >= 3
+    });
+    let pid = child.id().to_string();
+    let second = frflow().arg("run").arg(&path).arg("--out").arg(&out).arg("--force").output().unwrap();
+    let resumed = frflow().arg("run").arg("--resume").arg(&out).output().unwrap();
+    let _ = Command::new("kill").arg("-INT").arg(&pid).status();
+    let status = child.wait().unwrap();
+    for (what, o) in [("run --force", &second), ("run --resume", &resumed)] {
+        assert_eq!(o.status.code(), Some(1), "{what}: {}", stderr(o));
+        let err = stderr(o);
+        assert!(
+            err.contains("in use by another frflow process") && err.contains(&format!("pid {pid}")),
+            "{what}: {err}"
+        );
+    }
+    assert_eq!(status.code(), Some(130));
+    // The first run is intact: its final checkpoint resumes.
+    let state = frflow::io::output::read_checkpoint(&out.join("checkpoint.bin")).unwrap();
+    assert!(state.step > 0);
+}
+
+/// Item 2, in one process: a lock is exclusive while held and free once dropped.
+#[test]
+fn output_lock_is_exclusive_and_released_on_drop() {
+    let dir = fresh_dir("lock-lib");
+    let lock = frflow::io::guard::OutputLock::acquire(&dir).unwrap();
+    let err = frflow::io::guard::OutputLock::acquire(&dir).unwrap_err().to_string();
+    assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+    // A sweep into a locked directory is refused too.
+    let chaos = frflow().arg("chaos").arg("examples/chaos_t2.toml").arg("--out").arg(&dir).output().unwrap();
+    assert!(stderr(&chaos).contains("in use by another frflow process"), "{}", stderr(&chaos));
+    drop(lock);
+    frflow::io::guard::OutputLock::acquire(&dir).unwrap();
+}
+
+// ---- 3. A directory holding another run ----
+
+/// Item 3: `run --out DIR` on a previous run is refused (naming --resume and --force); with
+/// --force the previous run is deleted first (no stale snapshot survives); a non-empty directory
+/// that holds no run is refused even with --force. Item 15: a config error creates no directory.
+#[test]
+fn a_previous_run_is_kept_unless_force_clears_it() {
+    let (cfg, out) = (fresh_dir("force-cfg"), fresh_dir("force-out"));
+    let long = config_file(&cfg.join("long"), &config(40, 60));
+    let first = frflow().arg("run").arg(&long).arg("--out").arg(&out).output().unwrap();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let before = std::fs::read(out.join("checkpoint.bin")).unwrap();
+    assert!(out.join("snapshots/weights_000000040.npy").exists());
+
+    let short = config_file(&cfg.join("short"), &config(10, 60).replace("seed = 3", "seed = 4"));
+    let refused = frflow().arg("run").arg(&short).arg("--out").arg(&out).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let err = stderr(&refused);
+    assert!(err.contains("holds another run") && err.contains("--force") && err.contains("--resume"), "{err}");
+    assert_eq!(std::fs::read(out.join("checkpoint.bin")).unwrap(), before, "a refused run changed the checkpoint");
+
+    let forced = frflow().arg("run").arg(&short).arg("--out").arg(&out).arg("--force").output().unwrap();
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert!(stderr(&forced).contains("deleting the previous run"), "{}", stderr(&forced));
+    assert!(!out.join("snapshots/weights_000000040.npy").exists(), "a snapshot of the previous run survived");
+    assert!(out.join("snapshots/weights_000000010.npy").exists());
+    assert!(std::fs::read_to_string(out.join("config.toml")).unwrap().contains("seed = 4"));
+
+    // Someone else's files are never deleted.
+    let other = fresh_dir("force-other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    let no = frflow().arg("run").arg(&short).arg("--out").arg(&other).arg("--force").output().unwrap();
+    assert_eq!(no.status.code(), Some(1));
+    assert!(stderr(&no).contains("holds no frflow run"), "{}", stderr(&no));
+    assert_eq!(std::fs::read_to_string(other.join("notes.txt")).unwrap(), "mine");
+
+    // Item 15: an invalid config leaves no output directory behind.
+    let bad = config_file(&cfg.join("bad"), &config(10, 60).replace("epsilon = 0.08", "epsilon = -1.0"));
+    let fresh = fresh_dir("force-never");
+    let o = frflow().arg("run").arg(&bad).arg("--out").arg(&fresh).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!fresh.exists(), "a failed run left {}", fresh.display());
+}
+
+// ---- 4. A results file with a cut last line ----
+
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+struct Payload {
+    value: f64,
+}
+
+/// Item 4: a results.jsonl whose last line was cut by a crash is repaired before the next row is
+/// appended, so every later row parses and no run is recomputed forever.
+#[test]
+fn results_file_with_a_cut_last_line_is_repaired_before_appending() {
+    use frflow::experiments::sweep::ResultsStore;
+    let dir = fresh_dir("results");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("results.jsonl");
+    let mut store = ResultsStore::<Payload>::open(&path, "fp").unwrap();
+    store.append("a", Payload { value: 1.0 }).unwrap();
+    store.append("b", Payload { value: 2.0 }).unwrap();
+    // Cut the last row in the middle, as a crash during the write would.
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, &text[..text.len() - 9]).unwrap();
+    let mut store = ResultsStore::<Payload>::open(&path, "fp").unwrap();
+    assert!(store.get("a").is_some() && store.get("b").is_none());
+    store.append("b", Payload { value: 2.0 }).unwrap();
+    store.append("c", Payload { value: 3.0 }).unwrap();
+    let store = ResultsStore::<Payload>::open(&path, "fp").unwrap();
+    for k in ["a", "b", "c"] {
+        assert!(store.get(k).is_some(), "row {k} lost:\n{}", std::fs::read_to_string(&path).unwrap());
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "{text}");
+}
+
+// ---- 5. Checkpoints: checksum and header fields ----
+
+/// A finished run of `config(10, 50)` in `name`; returns the directory.
+fn finished_run(name: &str) -> PathBuf {
+    let dir = fresh_dir(name);
+    run_config(&config(10, 50), Path::new("."), &dir, RunRequest::default()).unwrap();
+    dir
+}
+
+/// Item 5: every single-bit flip and every truncation of a checkpoint is a clear error naming the
+/// file (never a panic, never a silent continuation).
+#[test]
+fn every_bit_flip_and_truncation_of_a_checkpoint_is_refused() {
+    let dir = finished_run("ck-flips");
+    let ck = dir.join("checkpoint.bin");
+    let good = std::fs::read(&ck).unwrap();
+    let probe = dir.join("probe.bin");
+    for bit in 0..good.len() * 8 {
+        let mut bytes = good.clone();
+        bytes[bit / 8] ^= 1 << (bit % 8);
+        std::fs::write(&probe, &bytes).unwrap();
+        let err = read_checkpoint_full(&probe).expect_err(&format!("bit {bit} flipped was accepted")).to_string();
+        assert!(err.contains("probe.bin"), "bit {bit}: {err}");
+    }
+    for len in 0..good.len() {
+        std::fs::write(&probe, &good[..len]).unwrap();
+        let err = read_checkpoint_full(&probe).expect_err(&format!("cut at {len} was accepted")).to_string();
+        assert!(err.contains("probe.bin"), "cut at {len}: {err}");
+    }
+    // And through `resume`: one flipped bit in a log-weight.
+    let mut bytes = good.clone();
+    bytes[60] ^= 0x10;
+    std::fs::write(&ck, &bytes).unwrap();
+    let err = resume(&dir, RunRequest::default()).unwrap_err().to_string();
+    assert!(err.contains("checkpoint.bin") && err.contains("checksum"), "{err}");
+}
+
+/// Item 5: a checkpoint with a valid checksum but an impossible header is refused naming the field:
+/// a NaN or negative time, a step near 2⁶⁴, a step beyond `time.steps`, a NaN log-weight.
+#[test]
+fn checkpoint_header_fields_are_validated_by_name() {
+    let dir = finished_run("ck-fields");
+    let ck = dir.join("checkpoint.bin");
+    let good = read_checkpoint_full(&ck).unwrap();
+    let fp = good.fingerprint;
+    let with = |step: u64, time: f64, lw: Vec<f64>| checkpoint_bytes(&State { log_weights: lw, step, time }, fp);
+    let lw = good.state.log_weights.clone();
+    let mut nan_lw = lw.clone();
+    nan_lw[7] = f64::NAN;
+    let cases = [
+        (with(5, f64::NAN, lw.clone()), "`time`"),
+        (with(5, -1e300, lw.clone()), "`time`"),
+        (with(u64::MAX - 1, 1.0, lw.clone()), "`step`"),
+        (with(11, 1.0, lw.clone()), "`step`"),
+        (with(5, 1.0, nan_lw), "`log_weights[7]`"),
+        (with(5, 1.0, lw[..49].to_vec()), "`n`"),
+        (checkpoint_bytes(&State { log_weights: lw.clone(), step: 5, time: 1.0 }, fp ^ 1), "`fingerprint`"),
+    ];
+    for (bytes, field) in cases {
+        std::fs::write(&ck, &bytes).unwrap();
+        let err = resume(&dir, RunRequest::default()).unwrap_err().to_string();
+        assert!(err.contains("checkpoint.bin") && err.contains(field), "expected {field}: {err}");
+    }
+}
+
+// ---- 6. The resume fingerprint ----
+
+/// Item 6: `--resume` refuses a run whose config (any key) or data file changed since it started,
+/// naming the key or the file; a change of layout or comments only is accepted.
+#[test]
+fn resume_refuses_a_changed_config_or_data_file_naming_it() {
+    let cfg = fresh_dir("fp-cfg");
+    std::fs::create_dir_all(&cfg).unwrap();
+    let sample: String =
+        (0..40).map(|i| format!("{},{}\n", (i as f64 * 0.37).sin(), (i as f64 * 0.11).cos())).collect();
+    std::fs::write(cfg.join("sample.csv"), &sample).unwrap();
+    let text = config(10, 50).replace(
+        "[particles]",
+        "[[energy]]\nkind = \"mmd\"\nwidth = 0.3\nsample = { file = \"sample.csv\" }\n[particles]",
+    );
+    let out = fresh_dir("fp-out");
+    run_config(&text, &cfg, &out, RunRequest::default()).unwrap();
+    let config_path = out.join("config.toml");
+
+    // Layout and comments only: accepted.
+    std::fs::write(&config_path, format!("# a comment\n{text}\n\n")).unwrap();
+    resume(&out, RunRequest::default()).unwrap();
+
+    for (from, to, key) in
+        [("seed = 3", "seed = 4", "`seed`"), ("variant = \"C\"", "variant = \"A\"", "`kernel.variant`")]
+    {
+        std::fs::write(&config_path, text.replace(from, to)).unwrap();
+        let err = resume(&out, RunRequest::default()).unwrap_err().to_string();
+        assert!(err.contains(key) && err.contains("changed"), "{key}: {err}");
+    }
+    std::fs::write(&config_path, &text).unwrap();
+    std::fs::write(cfg.join("sample.csv"), sample.replacen('0', "1", 1)).unwrap();
+    let err = resume(&out, RunRequest::default()).unwrap_err().to_string();
+    assert!(err.contains("sample.csv") && err.contains("energy[1].sample.file"), "{err}");
+    std::fs::write(cfg.join("sample.csv"), &sample).unwrap();
+    resume(&out, RunRequest::default()).unwrap();
+}
