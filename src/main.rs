@@ -182,6 +182,47 @@ fn parse_variant(s: &str) -> Result<frflow::model::Variant, String> {
         .ok_or_else(|| format!("`{s}`: allowed A, B, C, D, D', exact"))
 }
 
+/// Checks every number of `frflow bench` the way the config checks its keys, naming the flag:
+/// sizes within the config's limits (so nothing huge is allocated), at least one repeat, and
+/// finite positive times and ceilings.
+fn check_bench_args(
+    n: &[usize],
+    d: usize,
+    m: usize,
+    repeats: usize,
+    min_batch_seconds: f64,
+    ceiling: Option<f64>,
+) -> frflow::Result<()> {
+    use frflow::Error;
+    let max_n = frflow::config::MAX_PARTICLES;
+    if let Some(bad) = n.iter().find(|v| !(1..=max_n).contains(*v)) {
+        return Err(Error::invalid("--n", bad, format!("particle counts from 1 to {max_n} (as particles.n)")));
+    }
+    if n.is_empty() {
+        return Err(Error::invalid("--n", "nothing", "one or more particle counts"));
+    }
+    let max_d = frflow::model::MAX_DIM;
+    if !(1..=max_d).contains(&d) {
+        return Err(Error::invalid("--d", d, format!("an integer from 1 to {max_d} (as domain.dim)")));
+    }
+    let max_m = frflow::io::data::MAX_GENERATED_ROWS;
+    if !(1..=max_m).contains(&m) {
+        return Err(Error::invalid("--m", m, format!("an integer from 1 to {max_m} (as a data set's m)")));
+    }
+    if !(1..=1000).contains(&repeats) {
+        return Err(Error::invalid("--repeats", repeats, "an integer from 1 to 1000"));
+    }
+    if !(min_batch_seconds.is_finite() && min_batch_seconds > 0.0 && min_batch_seconds <= 3600.0) {
+        return Err(Error::invalid("--min-batch-seconds", min_batch_seconds, "a number of seconds > 0 and ≤ 3600"));
+    }
+    if let Some(c) = ceiling
+        && !(c.is_finite() && c > 0.0)
+    {
+        return Err(Error::invalid("--ceiling", c, "a finite number of pair evaluations per second > 0"));
+    }
+    Ok(())
+}
+
 /// Runs the benchmark, prints its table and writes the JSON report.
 fn bench(options: &BenchOptions, json: Option<&Path>) -> frflow::Result<()> {
     let report = run_bench(options)?;
@@ -255,6 +296,10 @@ fn main() -> ExitCode {
             sinkhorn,
             json,
         } => {
+            if let Err(e) = check_bench_args(&n, d, m, repeats, min_batch_seconds, ceiling) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
             let device = match engine {
                 EngineChoice::Cpu => None,
                 _ => Some(device.unwrap_or_default()),

@@ -346,3 +346,108 @@ fn resume_refuses_a_changed_config_or_data_file_naming_it() {
     std::fs::write(cfg.join("sample.csv"), &sample).unwrap();
     resume(&out, RunRequest::default()).unwrap();
 }
+
+// ---- 7–9. No panic, no hang, no huge allocation on hostile arguments or files ----
+
+/// Runs `cmd` with a deadline: a hang is a test failure, not a stuck test.
+fn output_within(mut cmd: Command, seconds: u64) -> Output {
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(seconds)) {
+        Ok(o) => o.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            panic!("frflow did not finish within {seconds} s: {cmd:?}");
+        }
+    }
+}
+
+/// Items 7 and 9: every number of `frflow bench` is checked before anything is allocated or
+/// timed, and the error names the flag (sizes beyond the config's limits, 0 repeats, nan/inf/0
+/// batch times, negative or nan ceilings).
+#[test]
+fn bench_rejects_every_bad_number_naming_the_flag() {
+    let cases: [(&[&str], &str); 12] = [
+        (&["--n", "18446744073709551615"], "--n"),
+        (&["--n", "4611686018427387904"], "--n"),
+        (&["--n", "100000000"], "--n"),
+        (&["--n", "0"], "--n"),
+        (&["--d", "0"], "--d"),
+        (&["--d", "9"], "--d"),
+        (&["--m", "0", "--energy", "mmd"], "--m"),
+        (&["--repeats", "0"], "--repeats"),
+        (&["--min-batch-seconds", "nan"], "--min-batch-seconds"),
+        (&["--min-batch-seconds", "inf"], "--min-batch-seconds"),
+        (&["--ceiling=-1"], "--ceiling"),
+        (&["--ceiling", "nan"], "--ceiling"),
+    ];
+    for (args, flag) in cases {
+        let mut cmd = frflow();
+        cmd.args(["bench", "--engine", "cpu"]).args(args);
+        let o = output_within(cmd, 60);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains(&format!("`{flag}`")) && !err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+/// Item 7, in the library: sampling more particles than the config allows is an error, not a
+/// capacity-overflow panic.
+#[test]
+fn sampling_a_huge_particle_count_is_an_error() {
+    use frflow::model::{Domain, Space};
+    use frflow::particles::{Initial, Particles};
+    let space = Space::new(3, Domain::Torus { side: 1.0 }).unwrap();
+    for n in [usize::MAX, 1 << 62, frflow::config::MAX_PARTICLES + 1] {
+        let err = Particles::sample(space, &Initial::Uniform { low: 0.0, high: 1.0 }, n, 1).unwrap_err();
+        assert!(err.to_string().contains("particles.n"), "{err}");
+    }
+}
+
+/// Item 8: a config or data path naming a device (`/dev/zero`), a FIFO or a directory is refused
+/// at once (no endless read, no block), and so is a config beyond the size cap.
+#[test]
+fn configs_and_data_must_be_regular_files() {
+    let dir = fresh_dir("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo.toml");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let big = dir.join("big.toml");
+    std::fs::write(&big, "#".repeat(5 << 20)).unwrap();
+    for (path, expect) in [
+        (PathBuf::from("/dev/zero"), "not a regular file"),
+        (fifo.clone(), "not a regular file"),
+        (dir.clone(), "a directory"),
+        (big, "more than the"),
+    ] {
+        let mut cmd = frflow();
+        cmd.arg("run").arg(&path).arg("--out").arg(dir.join("out"));
+        let o = output_within(cmd, 30);
+        assert_eq!(o.status.code(), Some(1), "{}: {}", path.display(), stderr(&o));
+        assert!(stderr(&o).contains(expect) && stderr(&o).contains(&*path.to_string_lossy()), "{}", stderr(&o));
+        let mut cmd = frflow();
+        cmd.arg("chaos").arg(&path).arg("--out").arg(dir.join("sweep"));
+        let o = output_within(cmd, 30);
+        assert_eq!(o.status.code(), Some(1), "chaos {}: {}", path.display(), stderr(&o));
+    }
+    // Data files: a symlink to /dev/zero with a .npy name, and a FIFO with a .csv name.
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.npy")).unwrap();
+    assert!(Command::new("mkfifo").arg(dir.join("pipe.csv")).status().unwrap().success());
+    for file in ["zero.npy", "pipe.csv"] {
+        let text = config(5, 20).replace(
+            "[particles]",
+            &format!("[[energy]]\nkind = \"mmd\"\nwidth = 0.3\nsample = {{ file = \"{file}\" }}\n[particles]"),
+        );
+        let path = config_file(&dir.join(format!("cfg-{file}")), &text);
+        std::fs::rename(dir.join(file), path.parent().unwrap().join(file)).unwrap();
+        let mut cmd = frflow();
+        cmd.arg("run").arg(&path).arg("--out").arg(dir.join(format!("out-{file}")));
+        let o = output_within(cmd, 30);
+        assert_eq!(o.status.code(), Some(1), "{file}: {}", stderr(&o));
+        assert!(stderr(&o).contains("not a regular file") && stderr(&o).contains(file), "{}", stderr(&o));
+    }
+}
