@@ -49,7 +49,11 @@ pub enum Error {
         h: f64,
     },
     /// A weight or rate became NaN or infinite.
-    #[error("step {step}: {quantity} of particle {particle} is not finite ({value})")]
+    #[error(
+        "step {step}: {quantity} of particle {particle} is not finite ({value}); inputs that cause this: an \
+         extreme kernel.epsilon or sigma, an initial std or reference mean far from the domain's scale, or chi2 \
+         with a far reference"
+    )]
     NonFinite {
         /// The 0-based index of the step that produced it.
         step: u64,
@@ -100,8 +104,17 @@ pub enum Error {
         /// What is wrong and what to do.
         message: String,
     },
-    /// A diagnostic or result came out NaN or infinite.
-    #[error("step {step}: {quantity} is not finite ({value}){cause}")]
+    /// A run of a sweep failed: which point of the sweep, and why.
+    #[error("sweep point {point}: {source}")]
+    SweepPoint {
+        /// The point, e.g. `variant A, N = 64, replicate 0`.
+        point: String,
+        /// What went wrong there.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A diagnostic came out NaN or infinite, or the mass drifted from 1.
+    #[error("step {step}: {quantity} {cause} (value {value:e})")]
     NonFiniteResult {
         /// The step whose diagnostics contain it.
         step: u64,
@@ -109,7 +122,7 @@ pub enum Error {
         quantity: String,
         /// The value found.
         value: f64,
-        /// The likely cause, with a leading "; ", or empty.
+        /// What is wrong and its likely cause.
         cause: String,
     },
 }

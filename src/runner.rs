@@ -254,7 +254,8 @@ pub fn run_file(path: &Path, out: &Path, request: RunRequest) -> Result<Summary>
 /// Starts a run of the config `text` (relative paths resolve in `base_dir`) into `out`.
 ///
 /// The directory must be new, empty, or (with `request.force`) hold a previous run, which is
-/// deleted; it is locked for the run's duration. Nothing is created when the config is invalid.
+/// deleted; it is locked for the run's duration. Nothing is created when the config is invalid,
+/// and a directory created here is removed again when the run fails before its first trace row.
 pub fn run_config(text: &str, base_dir: &Path, out: &Path, request: RunRequest) -> Result<Summary> {
     start(text, "<config text>", base_dir, out, request)
 }
@@ -277,9 +278,11 @@ fn start(text: &str, origin: &str, base_dir: &Path, out: &Path, request: RunRequ
         write_npy(&out.join("positions.npy"), &[p.len() as u64, p.space.dim as u64], &p.positions)?;
         execute(problem, out, None, stamp, request)
     })();
-    // A run that failed before its first checkpoint leaves nothing to resume: remove the directory
-    // it created rather than leave a half-written one.
-    if result.is_err() && created && !out.join("checkpoint.bin").exists() {
+    // A run that failed before its first trace row (no engine, a non-finite start) leaves nothing
+    // to read or resume:
+    // remove the directory it created rather than leave a half-written one.
+    let no_rows = || std::fs::read_to_string(out.join("trace.csv")).map_or(true, |t| t.lines().count() <= 1);
+    if result.is_err() && created && no_rows() {
         drop(lock);
         let _ = std::fs::remove_dir_all(out);
     }

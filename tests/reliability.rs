@@ -451,3 +451,194 @@ fn configs_and_data_must_be_regular_files() {
         assert!(stderr(&o).contains("not a regular file") && stderr(&o).contains(file), "{}", stderr(&o));
     }
 }
+
+// ---- 10–13. No silent NaN or wrong result with exit 0 ----
+
+/// A Euclidean 2-D problem (Gaussian reference) with `kernel` and `extra` appended.
+fn euclidean(kernel: &str, extra: &str) -> String {
+    format!(
+        r#"
+seed = 3
+engine = "cpu"
+sigma = 0.5
+[domain]
+kind = "euclidean"
+dim = 2
+[reference]
+kind = "gaussian"
+mean = [0.0, 0.0]
+std = 1.0
+[kernel]
+{kernel}
+{extra}
+[particles]
+n = 50
+init = {{ kind = "gaussian", mean = [0.0, 0.0], std = 1.0 }}
+[time]
+h = 0.1
+steps = 5
+[output]
+every = 1
+plot = false
+"#
+    )
+}
+
+/// Runs the config `text` (written into a fresh directory with `files`) through the CLI; returns
+/// the output and the output directory.
+fn cli_run(name: &str, text: &str, files: &[(&str, &str)]) -> (Output, PathBuf) {
+    let cfg = fresh_dir(&format!("{name}-cfg"));
+    let path = config_file(&cfg, text);
+    for (f, body) in files {
+        std::fs::write(cfg.join(f), body).unwrap();
+    }
+    let out = fresh_dir(&format!("{name}-out"));
+    let mut cmd = frflow();
+    cmd.arg("run").arg(&path).arg("--out").arg(&out);
+    (output_within(cmd, 60), out)
+}
+
+/// Item 10: an MMD sample with values ±1e308 (F is NaN) and a torus of side 1e300 (variance inf)
+/// stop at step 0 with an error naming the quantity, the step and the inputs it comes from.
+#[test]
+fn non_finite_diagnostics_are_errors_naming_quantity_step_and_cause() {
+    let mmd = euclidean(
+        "epsilon = 0.3\nvariant = \"D\"",
+        "[[energy]]\nkind = \"mmd\"\nwidth = 0.3\nsample = { file = \"big.csv\" }",
+    );
+    let (o, out) = cli_run("nan-mmd", &mmd, &[("big.csv", "1e308,-1e308\n-1e308,1e308\n0.5,0.5\n")]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("step 0") && err.contains("f_energy") && err.contains("[[energy]]"), "{err}");
+    assert!(!out.exists(), "a run that failed at step 0 left {}", out.display());
+
+    let torus = config(5, 50).replace("dim = 2", "dim = 1\nside = 1e300");
+    let (o, _) = cli_run("nan-torus", &torus, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("step 0") && err.contains("variance_0") && err.contains("domain.side"), "{err}");
+}
+
+/// Item 11: on the CPU engine, Euclidean with ε = 1e6 and variant D made the total weight drift
+/// by 1e-5 in a step with exit 0; a drift beyond the tolerance is now an error naming the step.
+#[test]
+fn mass_drift_beyond_the_tolerance_is_an_error() {
+    let (o, _) = cli_run("mass", &euclidean("epsilon = 1e6\nvariant = \"D\"", ""), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("mass drifted from 1") && err.contains("step 1"), "{err}");
+    // The same problem with a sane bandwidth conserves mass to rounding and runs.
+    let (o, _) = cli_run("mass-ok", &euclidean("epsilon = 0.5\nvariant = \"D\"", ""), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Item 12: every sweep list rejects a value given twice, naming the list and both positions.
+#[test]
+fn sweep_lists_reject_duplicates() {
+    use frflow::experiments::{BandwidthSpec, ChaosSpec};
+    let chaos = std::fs::read_to_string("examples/chaos_t2.toml").unwrap();
+    let n_line = chaos.lines().find(|l| l.starts_with("n = [")).unwrap();
+    for (from, to, field) in [
+        (n_line, "n = [16, 32, 16]", "sweep.n[2]"),
+        ("variants = [\"A\", \"B\"]", "variants = [\"A\", \"B\", \"A\"]", "sweep.variants[2]"),
+    ] {
+        let err = ChaosSpec::from_str(&chaos.replace(from, to), "chaos", Path::new("examples")).unwrap_err();
+        assert!(err.to_string().contains(field) && err.to_string().contains("already given"), "{err}");
+    }
+    let band = std::fs::read_to_string("examples/bandwidth_t2.toml").unwrap();
+    let eps_line = band.lines().find(|l| l.starts_with("epsilon = [")).unwrap();
+    let err =
+        BandwidthSpec::from_str(&band.replace(eps_line, "epsilon = [0.5, 0.25, 0.5]"), "bw", Path::new("examples"))
+            .unwrap_err();
+    assert!(err.to_string().contains("sweep.epsilon[2]"), "{err}");
+}
+
+/// Item 13: a run that ends at its starting step writes its trace row once; the final step gets a
+/// snapshot even off the snapshot cadence; a final time too small to take a step is an error.
+#[test]
+fn final_rows_and_snapshots_are_written_exactly_once() {
+    let dir = fresh_dir("final");
+    run_config(&config(0, 30), Path::new("."), &dir, RunRequest::default()).unwrap();
+    let trace = std::fs::read_to_string(dir.join("trace.csv")).unwrap();
+    assert_eq!(trace.lines().count(), 2, "header and one row for step 0:\n{trace}");
+
+    let dir = fresh_dir("final-snap");
+    run_config(&config(42, 30), Path::new("."), &dir, RunRequest::default()).unwrap();
+    for s in [40, 42] {
+        assert!(dir.join(format!("snapshots/weights_{s:09}.npy")).exists(), "no snapshot at step {s}");
+    }
+    let rows = std::fs::read_to_string(dir.join("trace.csv")).unwrap();
+    assert_eq!(rows.lines().filter(|l| l.starts_with("42,")).count(), 1, "{rows}");
+
+    let tiny = config(10, 30).replace("steps = 10", "final_time = 1e-300");
+    let err = run_config(&tiny, Path::new("."), &fresh_dir("final-tiny"), RunRequest::default()).unwrap_err();
+    assert!(err.to_string().contains("time.final_time"), "{err}");
+}
+
+// ---- 14. Messages that say what to fix ----
+
+/// Item 14: a parse error names the config file's path; an error at a sweep point names the point
+/// and the key with its `problem.` prefix.
+#[test]
+fn messages_name_the_file_the_sweep_point_and_the_key() {
+    let (o, _) = cli_run("parse", "sigma = [", &[]);
+    let err = stderr(&o);
+    assert!(err.contains("parse-cfg") && err.contains("run.toml") && !err.contains("config config"), "{err}");
+
+    let dir = fresh_dir("point");
+    let chaos = std::fs::read_to_string("examples/chaos_t2.toml").unwrap();
+    let n_line = chaos.lines().find(|l| l.starts_with("n = [")).unwrap();
+    let text = chaos
+        .replace(n_line, "n = [16]")
+        .replace("replicates = 16", "replicates = 1")
+        .replace("variants = [\"A\", \"B\"]", "variants = [\"A\"]")
+        .replace("engine = \"auto\"", "engine = \"cpu\"")
+        .replace("h = 0.02", "h = 1e6");
+    let path = config_file(&dir, &text);
+    let mut cmd = frflow();
+    cmd.arg("chaos").arg(&path).arg("--out").arg(dir.join("out"));
+    let o = output_within(cmd, 60);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("sweep point variant A, N = 16, replicate 0"), "{err}");
+    // A key of the inline [problem] table is named with its `problem.` prefix.
+    let bad = text.replace("h = 1e6", "h = 0.02").replace("epsilon = 0.5", "epsilon = -0.5");
+    let path = config_file(&dir.join("eps"), &bad);
+    let mut cmd = frflow();
+    cmd.arg("chaos").arg(&path).arg("--out").arg(dir.join("out-eps"));
+    let o = output_within(cmd, 60);
+    let err = stderr(&o);
+    assert!(err.contains("sweep point variant A, N = 16") && err.contains("`problem.kernel.epsilon`"), "{err}");
+}
+
+// ---- 15. Leftovers ----
+
+/// Item 15: SIGTERM ends a run like Ctrl-C: exit 130 and a final checkpoint of the reported step.
+#[test]
+fn sigterm_stops_cleanly_with_a_final_checkpoint() {
+    let (cfg, out) = (fresh_dir("term-cfg"), fresh_dir("term-out"));
+    let path = config_file(&cfg, &config(100_000_000, 300));
+    let mut child = frflow().arg("run").arg(&path).arg("--out").arg(&out).stdout(Stdio::piped()).spawn().unwrap();
+    wait_for("the run's trace", || {
+        std::fs::read_to_string(out.join("trace.csv")).map(|t| t.lines().count()).unwrap_or(0) >= 4
+    });
+    assert!(Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "SIGTERM is handled like SIGINT");
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["termination"], "interrupted");
+    let state = frflow::io::output::read_checkpoint(&out.join("checkpoint.bin")).unwrap();
+    assert_eq!(Some(state.step), summary["diagnostics"]["step"].as_u64());
+}
+
+/// Item 15: a write that fails (here the rename, onto a folder) leaves no temporary file behind
+/// and the target as it was.
+#[test]
+fn a_failed_atomic_write_leaves_no_temporary_file() {
+    let dir = fresh_dir("tmp-left");
+    let target = dir.join("checkpoint.bin");
+    std::fs::create_dir_all(target.join("inside")).unwrap();
+    assert!(frflow::io::output::write_atomic(&target, b"bytes").is_err());
+    assert!(!dir.join("checkpoint.tmp").exists(), "checkpoint.tmp left behind");
+    assert!(target.join("inside").is_dir());
+}

@@ -28,8 +28,8 @@ use super::reference::resolve_engine;
 use super::report::{Block, html};
 use super::stats::{MeanSe, PowerFit, fit_power_law};
 use super::sweep::{
-    Bars, BaseProblem, ResultsStore, base_problem, csv_num, fingerprint, parse_sweep, particle_counts, pin_data_seeds,
-    write_text,
+    Bars, BaseProblem, ResultsStore, at_point, base_problem, csv_num, fingerprint, in_problem, parse_sweep,
+    particle_counts, pin_data_seeds, reject_duplicates, write_text,
 };
 use crate::config::{Config, EngineChoice};
 use crate::engine::reached;
@@ -239,12 +239,11 @@ impl BandwidthSpec {
         if let Some(e) = s.epsilon.iter().find(|e| !(e.is_finite() && **e > 0.0)) {
             return Err(Error::invalid("sweep.epsilon", e, "finite numbers > 0"));
         }
+        reject_duplicates("sweep.epsilon", &s.epsilon)?;
         let mut epsilons = s.epsilon.clone();
         epsilons.sort_by(f64::total_cmp);
-        epsilons.dedup();
         let mut ns = particle_counts("sweep.n", s.n.as_deref().unwrap_or(&[base.config.particles.n]))?;
         ns.sort_unstable();
-        ns.dedup();
         if !(1..=1_000_000).contains(&s.replicates) {
             return Err(Error::invalid("sweep.replicates", s.replicates, "an integer from 1 to 10⁶"));
         }
@@ -265,6 +264,7 @@ impl BandwidthSpec {
         if variants.is_empty() {
             return Err(Error::invalid("sweep.variants", "[]", "at least one variant"));
         }
+        reject_duplicates("sweep.variants", &variants)?;
         let seed = s.seed.unwrap_or(base.config.seed);
         let spec = BandwidthSpec {
             epsilons,
@@ -277,7 +277,10 @@ impl BandwidthSpec {
             text: text.to_string(),
         };
         // Fail now, not after the first run, when μ* is not known.
-        let problem = spec.config(spec.variants[0], spec.ns[0], spec.epsilons[0], seed).build(&spec.base.base_dir)?;
+        let problem = spec
+            .config(spec.variants[0], spec.ns[0], spec.epsilons[0], seed)
+            .build(&spec.base.base_dir)
+            .map_err(|e| in_problem(&spec.base, e))?;
         Minimiser::of(&problem.model)?;
         Ok(spec)
     }
@@ -588,7 +591,9 @@ pub fn run_bandwidth(spec: &BandwidthSpec, options: &SweepOptions) -> Result<Ban
     let run_task = |task: (Variant, usize, f64, u64)| {
         let (v, n, e, r) = task;
         let bar = bars.config_bar(&format!("{} N={n} ε={e} rep={r}", v.name()));
-        run_one(spec, choice, task, bar)
+        run_one(spec, choice, task, bar).map_err(|err| {
+            at_point(format!("variant {}, N = {n}, ε = {e:e}, replicate {r}", v.name()), in_problem(&spec.base, err))
+        })
     };
     // Small runs side by side (each is too short to use every core), large ones one at a time.
     let (small, large): (Vec<(Variant, usize, f64, u64)>, Vec<_>) =

@@ -21,8 +21,8 @@ use super::reference::{GaussianCase, ReferenceMode, ReferenceSystem, resolve_eng
 use super::report::{Block, html};
 use super::stats::{MeanSe, PowerFit, fit_power_law};
 use super::sweep::{
-    Bars, BaseProblem, ResultsStore, base_problem, csv_num, fingerprint, parse_sweep, particle_counts, pin_data_seeds,
-    write_text,
+    Bars, BaseProblem, ResultsStore, at_point, base_problem, csv_num, fingerprint, in_problem, parse_sweep,
+    particle_counts, pin_data_seeds, reject_duplicates, write_text,
 };
 use crate::config::{Config, EngineChoice};
 use crate::engine::gpu::{GpuContext, SinkhornLogSum};
@@ -142,6 +142,7 @@ impl ChaosSpec {
         if variants.is_empty() {
             return Err(Error::invalid("sweep.variants", "[]", "at least one variant"));
         }
+        reject_duplicates("sweep.variants", &variants)?;
         let seed = s.seed.unwrap_or(base.config.seed);
         let ref_seed = s.ref_seed.unwrap_or(seed.wrapping_add(1 << 32));
         Ok(ChaosSpec {
@@ -438,7 +439,9 @@ pub fn run_chaos(spec: &ChaosSpec, options: &SweepOptions) -> Result<ChaosOutcom
         let bar = bars.config_bar(&format!("{} N={n} rep={r}", v.name()));
         let t_end = spec.sweep.final_time.or(spec.base.config.time.final_time).unwrap_or(1.0);
         let mut on_time = |t: f64| bar.set_position((1000.0 * t / t_end) as u64);
-        let run = run_one(spec, choice, v, n, r, &mut on_time)?;
+        let run = run_one(spec, choice, v, n, r, &mut on_time).map_err(|e| {
+            at_point(format!("variant {}, N = {n}, replicate {r}", v.name()), in_problem(&spec.base, e))
+        })?;
         bar.finish_and_clear();
         store.lock().expect("no panics while held").append(&key(v, n, r), run)?;
         bars.overall.inc(1);

@@ -18,6 +18,8 @@ pub struct BaseProblem {
     pub text: String,
     /// Where its relative data paths resolve.
     pub base_dir: PathBuf,
+    /// `[problem]` for the inline table, else the problem file's path.
+    pub origin: String,
 }
 
 /// Rejects `nan` and `inf` anywhere in a sweep file, naming the dotted key.
@@ -55,14 +57,14 @@ pub fn base_problem(
     match (inline, file) {
         (Some(config), None) => {
             let text = toml::to_string(table.get("problem").expect("parsed")).unwrap_or_default();
-            Ok(BaseProblem { config, text, base_dir: sweep_dir.to_path_buf() })
+            Ok(BaseProblem { config, text, base_dir: sweep_dir.to_path_buf(), origin: "[problem]".into() })
         }
         (None, Some(f)) => {
             let path = sweep_dir.join(f);
             let text = crate::io::guard::read_config_text(&path)?;
             let config = Config::from_str(&text, &path.display().to_string())?;
             let base_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-            Ok(BaseProblem { config, text, base_dir })
+            Ok(BaseProblem { config, text, base_dir, origin: path.display().to_string() })
         }
         (Some(_), Some(_)) => Err(Error::invalid("problem_file", "given with [problem]", "one of the two")),
         (None, None) => {
@@ -252,11 +254,51 @@ pub fn pin_data_seeds(config: &mut Config) {
     }
 }
 
+/// Rejects a sweep list that names a value twice (its runs would be shown twice and pooled).
+pub fn reject_duplicates<T: PartialEq + std::fmt::Debug>(field: &str, values: &[T]) -> Result<()> {
+    for (i, v) in values.iter().enumerate() {
+        if let Some(j) = values[..i].iter().position(|u| u == v) {
+            return Err(Error::invalid(
+                format!("{field}[{i}]"),
+                format!("{v:?}, already given as {field}[{j}]"),
+                "each value once",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Names the point of a sweep where an error happened (an error about the `[sweep]` table itself
+/// concerns every point and is returned as it is).
+pub fn at_point(point: impl Into<String>, e: Error) -> Error {
+    match e {
+        Error::Invalid { ref field, .. } if field.starts_with("sweep") => e,
+        e => Error::SweepPoint { point: point.into(), source: Box::new(e) },
+    }
+}
+
+/// An error of the base problem, named as the sweep file spells it: `problem.` before a key of the
+/// inline `[problem]` table.
+pub fn in_problem(base: &BaseProblem, e: Error) -> Error {
+    let inline = base.origin == "[problem]";
+    match e {
+        Error::Invalid { ref field, .. } if field.starts_with("sweep") || field.starts_with("problem") => e,
+        Error::Invalid { field, value, allowed } if inline => {
+            Error::Invalid { field: format!("problem.{field}"), value, allowed }
+        }
+        Error::Invalid { field, value, allowed } => {
+            Error::Invalid { field: format!("{} ({})", field, base.origin), value, allowed }
+        }
+        e => e,
+    }
+}
+
 /// Checks a list of particle counts from a sweep file.
 pub fn particle_counts(field: &str, n: &[i64]) -> Result<Vec<usize>> {
     if n.is_empty() {
         return Err(Error::invalid(field, "[]", "at least one particle count"));
     }
+    reject_duplicates(field, n)?;
     n.iter()
         .map(|&v| match usize::try_from(v) {
             Ok(u) if (1..=crate::config::MAX_PARTICLES).contains(&u) => Ok(u),
