@@ -127,13 +127,22 @@ pub enum Error {
     },
 }
 
+/// A number printed in more than 24 characters (f64's `Display` writes 1e300 as 301 digits) in
+/// exponent notation; anything else unchanged.
+fn shorten_number(text: String) -> String {
+    match text.parse::<f64>() {
+        Ok(v) if text.len() > 24 => format!("{v:e}"),
+        _ => text,
+    }
+}
+
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// Shorthand for [`Error::Invalid`].
     pub fn invalid(field: impl Into<String>, value: impl std::fmt::Display, allowed: impl Into<String>) -> Self {
-        Error::Invalid { field: field.into(), value: value.to_string(), allowed: allowed.into() }
+        Error::Invalid { field: field.into(), value: shorten_number(value.to_string()), allowed: allowed.into() }
     }
 
     /// Shorthand for [`Error::Io`].

@@ -584,6 +584,10 @@ fn messages_name_the_file_the_sweep_point_and_the_key() {
     let (o, _) = cli_run("parse", "sigma = [", &[]);
     let err = stderr(&o);
     assert!(err.contains("parse-cfg") && err.contains("run.toml") && !err.contains("config config"), "{err}");
+    // A huge number is shown in exponent notation, not as 301 digits.
+    let (o, _) = cli_run("huge", &config(3, 20).replace("sigma = 0.5", "sigma = -1e300"), &[]);
+    let err = stderr(&o);
+    assert!(err.contains("`sigma`: -1e300") && err.len() < 400, "{err}");
 
     let dir = fresh_dir("point");
     let chaos = std::fs::read_to_string("examples/chaos_t2.toml").unwrap();
@@ -641,4 +645,197 @@ fn a_failed_atomic_write_leaves_no_temporary_file() {
     assert!(frflow::io::output::write_atomic(&target, b"bytes").is_err());
     assert!(!dir.join("checkpoint.tmp").exists(), "checkpoint.tmp left behind");
     assert!(target.join("inside").is_dir());
+}
+
+// ---- kill -9 during steps and checkpoint writes, for runs and sweeps ----
+
+/// A tiny deterministic generator for the kill points and the fuzz below (no dependency, fixed seed).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn fraction(&mut self) -> f64 {
+        self.next() as f64 / (1u64 << 31) as f64
+    }
+}
+
+/// Acceptance of issue 12: a run killed with SIGKILL at random points of its steps and checkpoint
+/// writes (checkpoints every step), then resumed (and killed again), ends bit for bit where an
+/// uninterrupted run ends: the same final log-weights, checkpoint and trace.
+#[test]
+fn run_killed_at_random_points_then_resumed_equals_uninterrupted() {
+    let text = config(120, 1200).replace("checkpoint_every = 10", "checkpoint_every = 1");
+    let cfg = fresh_dir("kill9-cfg");
+    let path = config_file(&cfg, &text);
+    let (whole, split) = (fresh_dir("kill9-whole"), fresh_dir("kill9-split"));
+    let start = Instant::now();
+    let o = frflow().arg("run").arg(&path).arg("--out").arg(&whole).output().unwrap();
+    let duration = start.elapsed();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut rng = Lcg(12);
+    let mut kills = 0;
+    for round in 0..40 {
+        let mut cmd = frflow();
+        match frflow::io::output::read_checkpoint(&split.join("checkpoint.bin")) {
+            Ok(_) => cmd.arg("run").arg("--resume").arg(&split),
+            // Killed before its first checkpoint (or never started): start again over it.
+            Err(_) => cmd.arg("run").arg(&path).arg("--out").arg(&split).arg("--force"),
+        };
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        if round < 8 {
+            std::thread::sleep(duration.mul_f64(0.05 + 0.6 * rng.fraction()));
+            if child.try_wait().unwrap().is_none() {
+                kills += 1;
+            }
+            let _ = child.kill();
+        }
+        let status = child.wait().unwrap();
+        if round >= 8 {
+            assert!(status.success(), "the final resume failed");
+            break;
+        }
+    }
+    assert!(kills >= 4, "only {kills} kills landed mid-run");
+    for f in ["log_weights.npy", "checkpoint.bin", "trace.csv", "weights.npy"] {
+        assert!(
+            std::fs::read(whole.join(f)).unwrap() == std::fs::read(split.join(f)).unwrap(),
+            "{f} differs from the uninterrupted run's"
+        );
+    }
+}
+
+/// Acceptance of issue 12: a chaos sweep killed with SIGKILL at random points and rerun ends with
+/// the same summary as an uninterrupted sweep, and its results file parses line by line.
+#[test]
+fn sweep_killed_at_random_points_then_rerun_equals_uninterrupted() {
+    let chaos = std::fs::read_to_string("examples/chaos_t2.toml").unwrap();
+    let n_line = chaos.lines().find(|l| l.starts_with("n = [")).unwrap();
+    let text = chaos
+        .replace(n_line, "n = [64, 128, 256]")
+        .replace("replicates = 16", "replicates = 6")
+        .replace("engine = \"auto\"", "engine = \"cpu\"");
+    let cfg = fresh_dir("sweep-kill-cfg");
+    let path = config_file(&cfg, &text);
+    let (whole, split) = (fresh_dir("sweep-whole"), fresh_dir("sweep-split"));
+    let start = Instant::now();
+    let o = frflow().arg("chaos").arg(&path).arg("--out").arg(&whole).output().unwrap();
+    let duration = start.elapsed();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut rng = Lcg(7);
+    for round in 0..6 {
+        let mut child =
+            frflow().arg("chaos").arg(&path).arg("--out").arg(&split).stdout(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(duration.mul_f64(0.1 + 0.5 * rng.fraction()));
+        let _ = child.kill();
+        let _ = child.wait();
+        // Cut the results file's last line now and then, as a kill during its write would.
+        if round % 2 == 1
+            && let Ok(t) = std::fs::read(split.join("results.jsonl"))
+            && t.len() > 10
+        {
+            std::fs::write(split.join("results.jsonl"), &t[..t.len() - 1 - rng.below(8) as usize]).unwrap();
+        }
+    }
+    let o = frflow().arg("chaos").arg(&path).arg("--out").arg(&split).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let results = std::fs::read_to_string(split.join("results.jsonl")).unwrap();
+    assert!(results.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "{results}");
+    assert_eq!(
+        std::fs::read_to_string(whole.join("chaos_summary.csv")).unwrap(),
+        std::fs::read_to_string(split.join("chaos_summary.csv")).unwrap()
+    );
+}
+
+// ---- CLI fuzz ----
+
+/// Acceptance of issue 12: random command lines from hostile values (nan, inf, negative, huge,
+/// garbage numbers; devices, FIFOs, folders and missing files as paths) never panic or hang: each
+/// ends within 60 s with status 0 (success), 1 (a reported error) or 2 (a usage error).
+#[test]
+fn random_command_lines_never_panic_or_hang() {
+    let dir = fresh_dir("fuzz-cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let good = config_file(&dir.join("good"), &config(3, 20));
+    std::fs::write(dir.join("garbage.toml"), [0xff, 0xfe, 0x00, b'[', b'x']).unwrap();
+    let paths: Vec<String> = [
+        PathBuf::from("/dev/zero"),
+        fifo,
+        dir.clone(),
+        dir.join("missing.toml"),
+        dir.join("garbage.toml"),
+        good,
+        PathBuf::from("examples/chaos_t2.toml"),
+    ]
+    .iter()
+    .map(|p| p.display().to_string())
+    .collect();
+    let numbers = [
+        "0",
+        "-1",
+        "nan",
+        "inf",
+        "-inf",
+        "1e300",
+        "18446744073709551615",
+        "4611686018427387904",
+        "",
+        "x",
+        "7",
+        "2",
+        "0.001",
+        "3,3",
+        "7,0",
+    ];
+    let mut rng = Lcg(2026);
+    for case in 0..60 {
+        let pick = |rng: &mut Lcg, v: &[&str]| v[rng.below(v.len() as u64) as usize].to_string();
+        let num = |rng: &mut Lcg| pick(rng, &numbers);
+        let path = |rng: &mut Lcg| paths[rng.below(paths.len() as u64) as usize].clone();
+        let out = dir.join(format!("out-{case}")).display().to_string();
+        let args: Vec<String> = match rng.below(5) {
+            0 => {
+                let mut a = vec!["bench".into(), "--engine".into(), "cpu".into(), "--repeats".into()];
+                a.push(pick(&mut rng, &["0", "1", "2", "-3", "nan"]));
+                for flag in ["--n", "--d", "--m", "--min-batch-seconds", "--ceiling", "--workgroup-size"] {
+                    if rng.below(2) == 0 {
+                        a.push(format!("{flag}={}", num(&mut rng)));
+                    }
+                }
+                if !a.iter().any(|s| s.starts_with("--n=")) {
+                    a.push("--n=7".into());
+                }
+                if !a.iter().any(|s| s.starts_with("--min-batch-seconds")) {
+                    a.push("--min-batch-seconds=0.001".into());
+                }
+                a
+            }
+            1 => {
+                let mut a = vec!["run".into(), path(&mut rng), "--out".into(), out];
+                if rng.below(2) == 0 {
+                    a.push("--force".into());
+                }
+                if rng.below(3) == 0 {
+                    a.push(format!("--engine={}", pick(&mut rng, &["cpu", "bogus", ""])));
+                }
+                a
+            }
+            2 => vec!["run".into(), "--resume".into(), path(&mut rng)],
+            3 => vec![pick(&mut rng, &["chaos", "bandwidth"]), path(&mut rng), "--out".into(), out],
+            _ => vec![pick(&mut rng, &["demo", "info", "bogus"]), "--print-config".into()],
+        };
+        let mut cmd = frflow();
+        cmd.args(&args);
+        let o = output_within(cmd, 60);
+        let err = stderr(&o);
+        assert!(matches!(o.status.code(), Some(0..=2)), "{args:?}: status {:?}\n{err}", o.status);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
 }
