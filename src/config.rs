@@ -674,6 +674,32 @@ fn shorten(message: &str) -> String {
     format!("{head} … {tail}")
 }
 
+/// The TOML parser's message for `text`, shortened, with the line of the deepest nesting added when
+/// the parser gives up at its recursion limit without saying where.
+pub(crate) fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.to_string();
+    if message.contains("recursion limit") && e.span().is_none() {
+        // Count the dotted parts of each line's key or table header (quotes are rare enough here
+        // that a plain count points at the right line).
+        let deepest = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                let l = l.trim_start();
+                let key = l.split('=').next().unwrap_or("");
+                (i + 1, key.matches('.').count() + key.matches('[').count() + l.matches('{').count())
+            })
+            .max_by_key(|&(_, depth)| depth);
+        if let Some((line, depth)) = deepest {
+            return format!(
+                "tables nested too deeply (recursion limit): the deepest is at line {line}, about {depth} levels; \
+                 no frflow key is nested more than a few levels"
+            );
+        }
+    }
+    shorten(&message)
+}
+
 /// Rejects `nan` and `inf` anywhere in the document, naming the dotted key.
 fn check_finite(path: &str, value: &toml::Value) -> Result<()> {
     match value {
@@ -723,7 +749,7 @@ impl Config {
     /// checks everything else.
     pub fn from_str(text: &str, origin: &str) -> Result<Config> {
         let toml_error =
-            |e: toml::de::Error| Error::Config { path: origin.to_string(), message: shorten(&e.to_string()) };
+            |e: toml::de::Error| Error::Config { path: origin.to_string(), message: toml_message(text, &e) };
         let config: Config = toml::from_str(text).map_err(toml_error)?;
         let table: toml::Table = toml::from_str(text).map_err(toml_error)?;
         check_finite("", &toml::Value::Table(table))?;

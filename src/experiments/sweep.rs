@@ -39,7 +39,8 @@ fn check_finite(path: &str, value: &toml::Value) -> Result<()> {
 
 /// Parses a sweep file's text into `T` (whose tables deny unknown keys), checking finiteness.
 pub fn parse_sweep<T: DeserializeOwned>(text: &str, origin: &str) -> Result<(T, toml::Table)> {
-    let toml_error = |e: toml::de::Error| Error::Config { path: origin.to_string(), message: e.to_string() };
+    let toml_error =
+        |e: toml::de::Error| Error::Config { path: origin.to_string(), message: crate::config::toml_message(text, &e) };
     let parsed: T = toml::from_str(text).map_err(toml_error)?;
     let table: toml::Table = toml::from_str(text).map_err(toml_error)?;
     check_finite("", &toml::Value::Table(table.clone()))?;

@@ -37,25 +37,37 @@ impl OutputLock {
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
         // fs4's flock (LockFileEx on Windows); std's File::try_lock needs Rust 1.89.
-        match fs4::FileExt::try_lock(&file) {
-            Ok(()) => {}
-            Err(fs4::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                let holder = match text.trim().parse::<u32>() {
-                    Ok(pid) => format!("pid {pid}"),
-                    Err(_) => "a process that is still starting".to_string(),
-                };
-                return Err(Error::Output {
-                    path: dir.display().to_string(),
-                    message: format!(
-                        "in use by another frflow process ({holder}, lock file {}); wait for it to end \
-                         or choose another output directory",
-                        path.display()
-                    ),
-                });
+        let mut tries = 0;
+        loop {
+            match fs4::FileExt::try_lock(&file) {
+                Ok(()) => break,
+                Err(fs4::TryLockError::WouldBlock) => {
+                    let mut text = String::new();
+                    let _ = file.rewind().and_then(|()| file.read_to_string(&mut text));
+                    let pid = text.trim().parse::<u32>().ok();
+                    // A lock this process has just released can outlive its `close` for a moment
+                    // when another thread forks a child meanwhile (the child shares the open file
+                    // until its exec): wait for that briefly before reporting ourselves as holder.
+                    if pid == Some(std::process::id()) && tries < 100 {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        continue;
+                    }
+                    let holder = match pid {
+                        Some(pid) => format!("pid {pid}"),
+                        None => "a process that is still starting".to_string(),
+                    };
+                    return Err(Error::Output {
+                        path: dir.display().to_string(),
+                        message: format!(
+                            "in use by another frflow process ({holder}, lock file {}); wait for it to end \
+                             or choose another output directory",
+                            path.display()
+                        ),
+                    });
+                }
+                Err(fs4::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
             }
-            Err(fs4::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
         }
         let pid = format!("{}\n", std::process::id());
         file.set_len(0)
