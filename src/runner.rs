@@ -305,7 +305,9 @@ pub fn resume(out: &Path, request: RunRequest) -> Result<Summary> {
     let config_path = out.join("config.toml");
     let text = crate::io::guard::read_config_text(&config_path)?;
     let info_path = out.join("run.json");
-    let info: RunInfo = serde_json::from_str(&crate::io::guard::read_config_text(&info_path)?)
+    // run.json holds the config text (at most 4 MiB) escaped as JSON: allow it four times that.
+    let info_bytes = crate::io::guard::read_regular(&info_path, 4 * crate::io::guard::MAX_CONFIG_BYTES)?;
+    let info: RunInfo = serde_json::from_slice(&info_bytes)
         .map_err(|e| Error::Checkpoint { path: info_path.display().to_string(), message: e.to_string() })?;
     let config = Config::from_str(&text, &config_path.display().to_string())?;
     let Some(recorded) = info.fingerprint else {

@@ -498,10 +498,11 @@ fn cli_run(name: &str, text: &str, files: &[(&str, &str)]) -> (Output, PathBuf) 
     (output_within(cmd, 60), out)
 }
 
-/// Item 10: an MMD sample with values ±1e308 (F is NaN) and a torus of side 1e300 (variance inf)
-/// stop at step 0 with an error naming the quantity, the step and the inputs it comes from.
+/// Item 10: inputs that make a non-finite diagnostic inevitable are rejected up front, naming
+/// them: an MMD sample with values ±1e308 (F was NaN in every row, exit 0) and a torus of side
+/// 1e300 (variance inf).
 #[test]
-fn non_finite_diagnostics_are_errors_naming_quantity_step_and_cause() {
+fn inputs_that_overflow_the_diagnostics_are_rejected_up_front() {
     let mmd = euclidean(
         "epsilon = 0.3\nvariant = \"D\"",
         "[[energy]]\nkind = \"mmd\"\nwidth = 0.3\nsample = { file = \"big.csv\" }",
@@ -509,14 +510,51 @@ fn non_finite_diagnostics_are_errors_naming_quantity_step_and_cause() {
     let (o, out) = cli_run("nan-mmd", &mmd, &[("big.csv", "1e308,-1e308\n-1e308,1e308\n0.5,0.5\n")]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("step 0") && err.contains("f_energy") && err.contains("[[energy]]"), "{err}");
-    assert!(!out.exists(), "a run that failed at step 0 left {}", out.display());
+    assert!(err.contains("energy[0].sample.file") && err.contains("1e308") && err.contains("row 1"), "{err}");
+    assert!(!out.exists(), "a rejected run left {}", out.display());
 
     let torus = config(5, 50).replace("dim = 2", "dim = 1\nside = 1e300");
     let (o, _) = cli_run("nan-torus", &torus, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let err = stderr(&o);
-    assert!(err.contains("step 0") && err.contains("variance_0") && err.contains("domain.side"), "{err}");
+    assert!(stderr(&o).contains("domain.side") && stderr(&o).contains("1e300"), "{}", stderr(&o));
+}
+
+/// Item 10: any non-finite diagnostic that still occurs stops the run with an error naming the
+/// quantity, the step and the inputs it comes from (checked on every quantity).
+#[test]
+fn non_finite_diagnostics_are_errors_naming_quantity_step_and_cause() {
+    use frflow::engine::Diagnostics;
+    use frflow::flow::check_diagnostics;
+    let good = Diagnostics {
+        step: 7,
+        time: 0.7,
+        energy: Some(1.0),
+        f_energy: 0.5,
+        mass: 1.0,
+        ess: 40.0,
+        max_abs_rate: 0.3,
+        max_rate: 0.2,
+        mean: vec![0.1, 0.2],
+        variance: vec![1.0, 2.0],
+    };
+    check_diagnostics(&good, 1e-6).unwrap();
+    type Edit = fn(&mut Diagnostics);
+    let cases: [(Edit, &str, &str); 8] = [
+        (|d| d.energy = Some(f64::NAN), "energy (V", "[[energy]]"),
+        (|d| d.f_energy = f64::INFINITY, "f_energy", "[[energy]]"),
+        (|d| d.mass = f64::NAN, "mass", "kernel.epsilon"),
+        (|d| d.ess = f64::NAN, "ess", "kernel.epsilon"),
+        (|d| d.max_abs_rate = f64::INFINITY, "max_abs_rate", "kernel.epsilon"),
+        (|d| d.max_rate = f64::NAN, "max_rate", "kernel.epsilon"),
+        (|d| d.mean[1] = f64::NEG_INFINITY, "mean_1", "domain.side"),
+        (|d| d.variance[0] = f64::INFINITY, "variance_0", "domain.side"),
+    ];
+    for (edit, quantity, cause) in cases {
+        let mut d = good.clone();
+        edit(&mut d);
+        let err = check_diagnostics(&d, 1e-6).unwrap_err().to_string();
+        assert!(err.contains("step 7") && err.contains(quantity) && err.contains(cause), "{err}");
+    }
 }
 
 /// Item 11: on the CPU engine, Euclidean with ε = 1e6 and variant D made the total weight drift

@@ -66,8 +66,23 @@ fn finish(path: &Path, rows: usize, cols: usize, values: Vec<f64>, columns: Opti
             format!("non-finite value {} at row {}, column {}", values[i], i / cols + 1, i % cols + 1),
         ));
     }
+    if let Some(i) = values.iter().position(|v| v.abs() > MAX_DATA_ABS) {
+        return Err(data_error(
+            path,
+            format!(
+                "value {:e} at row {}, column {} is beyond ±{MAX_DATA_ABS:e}: kernels and distances of such values \
+                 overflow (rescale the data)",
+                values[i],
+                i / cols + 1,
+                i % cols + 1
+            ),
+        ));
+    }
     Ok(Points { dim: cols, values })
 }
+
+/// The largest magnitude of a data value: squared distances of larger ones overflow f64.
+pub const MAX_DATA_ABS: f64 = 1e100;
 
 /// What a validated `.npy` header says.
 struct NpyHeader {
