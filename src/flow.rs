@@ -55,9 +55,10 @@ impl RunOptions {
 pub const MIN_FINAL_TIME: f64 = 1e-9;
 
 /// How far the total weight may drift from 1 before the run stops with an error: 1e-6 on the
-/// f64 CPU engine (whose Euler steps keep it to ~1e-12), 1e-4 on f32 engines.
+/// f64 CPU engine (whose Euler steps keep it to ~1e-12), 1e-3 on f32 engines (whose Euler steps
+/// do not renormalise, so f32 rounding of the mean rate accumulates over long runs).
 pub fn mass_tolerance(engine_name: &str) -> f64 {
-    if engine_name.starts_with("cpu") { 1e-6 } else { 1e-4 }
+    if engine_name.starts_with("cpu") { 1e-6 } else { 1e-3 }
 }
 
 /// Checks a state's diagnostics: every value finite and the total weight within

@@ -1,5 +1,7 @@
 //! The reliability guarantees of issue 12: no data lost, no checkpoint that lies, no panic or
 //! hang on hostile input, no silent NaN. Each test names the issue's item it covers.
+//! (Unix only: the tests use FIFOs, symlinks and signals.)
+#![cfg(unix)]
 
 use frflow::io::output::{checkpoint_bytes, read_checkpoint_full};
 use frflow::particles::State;
@@ -555,6 +557,10 @@ fn non_finite_diagnostics_are_errors_naming_quantity_step_and_cause() {
         let err = check_diagnostics(&d, 1e-6).unwrap_err().to_string();
         assert!(err.contains("step 7") && err.contains(quantity) && err.contains(cause), "{err}");
     }
+    // Item 14: a rate that is not finite names the inputs that cause it.
+    let rate = frflow::Error::NonFinite { step: 0, particle: 0, quantity: "rate", value: f64::NAN }.to_string();
+    assert!(rate.contains("kernel.epsilon") && rate.contains("sigma") && rate.contains("chi2"), "{rate}");
+    assert_eq!(frflow::flow::mass_tolerance("cpu-f64 (2 threads)"), 1e-6);
 }
 
 /// Item 11: on the CPU engine, Euclidean with ε = 1e6 and variant D made the total weight drift
