@@ -333,6 +333,17 @@ pub fn resume(out: &Path, request: RunRequest) -> Result<Summary> {
     }
     let problem = config.build(&info.base_dir)?;
     let ck_path = out.join("checkpoint.bin");
+    if !ck_path.exists() {
+        return Err(Error::Checkpoint {
+            path: ck_path.display().to_string(),
+            message: format!(
+                "missing: the run stopped before its first checkpoint, so there is nothing to resume; start it \
+                 again with `frflow run CONFIG --out {} --force` (its config is saved as {})",
+                out.display(),
+                config_path.display()
+            ),
+        });
+    }
     let checkpoint = read_checkpoint_full(&ck_path)?;
     let stamp = recorded.value();
     let bad = |message: String| Error::Checkpoint { path: ck_path.display().to_string(), message };

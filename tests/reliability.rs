@@ -309,6 +309,10 @@ fn checkpoint_header_fields_are_validated_by_name() {
         let err = resume(&dir, RunRequest::default()).unwrap_err().to_string();
         assert!(err.contains("checkpoint.bin") && err.contains(field), "expected {field}: {err}");
     }
+    // No checkpoint at all (killed before the first one): the message says how to start again.
+    std::fs::remove_file(&ck).unwrap();
+    let err = resume(&dir, RunRequest::default()).unwrap_err().to_string();
+    assert!(err.contains("nothing to resume") && err.contains("--force"), "{err}");
 }
 
 // ---- 6. The resume fingerprint ----

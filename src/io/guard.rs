@@ -66,6 +66,14 @@ impl OutputLock {
                         ),
                     });
                 }
+                // A file system without locks (some network mounts): say so and go on unlocked.
+                Err(fs4::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+                    eprintln!(
+                        "frflow: warning: {} cannot be locked ({e}); nothing stops a second process from writing there",
+                        dir.display()
+                    );
+                    break;
+                }
                 Err(fs4::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
             }
         }
