@@ -740,6 +740,32 @@ fn shorten(message: &str) -> String {
     format!("{head} … {tail}")
 }
 
+/// The TOML parser's message for `text`, shortened, with the line of the deepest nesting added when
+/// the parser gives up at its recursion limit without saying where.
+pub(crate) fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    let message = e.to_string();
+    if message.contains("recursion limit") && e.span().is_none() {
+        // Count the dotted parts of each line's key or table header (quotes are rare enough here
+        // that a plain count points at the right line).
+        let deepest = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                let l = l.trim_start();
+                let key = l.split('=').next().unwrap_or("");
+                (i + 1, key.matches('.').count() + key.matches('[').count() + l.matches('{').count())
+            })
+            .max_by_key(|&(_, depth)| depth);
+        if let Some((line, depth)) = deepest {
+            return format!(
+                "tables nested too deeply (recursion limit): the deepest is at line {line}, about {depth} levels; \
+                 no frflow key is nested more than a few levels"
+            );
+        }
+    }
+    shorten(&message)
+}
+
 /// Rejects `nan` and `inf` anywhere in the document, naming the dotted key.
 fn check_finite(path: &str, value: &toml::Value) -> Result<()> {
     match value {
@@ -789,17 +815,42 @@ impl Config {
     /// checks everything else.
     pub fn from_str(text: &str, origin: &str) -> Result<Config> {
         let toml_error =
-            |e: toml::de::Error| Error::Config { path: origin.to_string(), message: shorten(&e.to_string()) };
+            |e: toml::de::Error| Error::Config { path: origin.to_string(), message: toml_message(text, &e) };
         let config: Config = toml::from_str(text).map_err(toml_error)?;
         let table: toml::Table = toml::from_str(text).map_err(toml_error)?;
         check_finite("", &toml::Value::Table(table))?;
         Ok(config)
     }
 
-    /// Reads and parses the file at `path`.
+    /// Reads and parses the file at `path` (a regular file of at most
+    /// [`MAX_CONFIG_BYTES`](crate::io::guard::MAX_CONFIG_BYTES)).
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::io::guard::read_config_text(path)?;
         Config::from_str(&text, &path.display().to_string())
+    }
+
+    /// The data files the energies read, with the key that names each (e.g. `energy[0].sample.file`),
+    /// relative to the config's directory as written.
+    pub fn data_files(&self) -> Vec<(String, PathBuf)> {
+        let mut files = Vec::new();
+        for (i, e) in self.energy.iter().enumerate() {
+            let mut add = |key: &str, d: Option<&DataConfig>| {
+                if let Some(f) = d.and_then(|d| d.file.as_ref()) {
+                    files.push((format!("energy[{i}].{key}.file"), f.clone()));
+                }
+            };
+            match e {
+                EnergyConfig::Mmd { sample, .. } => add("sample", Some(sample)),
+                EnergyConfig::Npmle { observations, .. } => add("observations", Some(observations)),
+                EnergyConfig::TwoLayerNet { data, inputs, targets, .. } => {
+                    add("data", data.as_deref());
+                    add("inputs", inputs.as_deref());
+                    add("targets", targets.as_deref());
+                }
+                EnergyConfig::Potential(_) | EnergyConfig::Interaction { .. } => {}
+            }
+        }
+        files
     }
 
     /// Checks every value and builds the problem: samples the positions, loads or generates the

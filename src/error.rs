@@ -49,7 +49,11 @@ pub enum Error {
         h: f64,
     },
     /// A weight or rate became NaN or infinite.
-    #[error("step {step}: {quantity} of particle {particle} is not finite ({value})")]
+    #[error(
+        "step {step}: {quantity} of particle {particle} is not finite ({value}); inputs that cause this: an \
+         extreme kernel.epsilon or sigma, an initial std or reference mean far from the domain's scale, or chi2 \
+         with a far reference"
+    )]
     NonFinite {
         /// The 0-based index of the step that produced it.
         step: u64,
@@ -92,6 +96,44 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+    /// An output directory is in use by another process, or holds another run.
+    #[error("output directory {path}: {message}")]
+    Output {
+        /// The directory.
+        path: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A run of a sweep failed: which point of the sweep, and why.
+    #[error("sweep point {point}: {source}")]
+    SweepPoint {
+        /// The point, e.g. `variant A, N = 64, replicate 0`.
+        point: String,
+        /// What went wrong there.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A diagnostic came out NaN or infinite, or the mass drifted from 1.
+    #[error("step {step}: {quantity} {cause} (value {value:e})")]
+    NonFiniteResult {
+        /// The step whose diagnostics contain it.
+        step: u64,
+        /// Which quantity (e.g. `f_energy`, `variance_0`).
+        quantity: String,
+        /// The value found.
+        value: f64,
+        /// What is wrong and its likely cause.
+        cause: String,
+    },
+}
+
+/// A number printed in more than 24 characters (f64's `Display` writes 1e300 as 301 digits) in
+/// exponent notation; anything else unchanged.
+fn shorten_number(text: String) -> String {
+    match text.parse::<f64>() {
+        Ok(v) if text.len() > 24 => format!("{v:e}"),
+        _ => text,
+    }
 }
 
 /// The crate's result type.
@@ -100,7 +142,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Shorthand for [`Error::Invalid`].
     pub fn invalid(field: impl Into<String>, value: impl std::fmt::Display, allowed: impl Into<String>) -> Self {
-        Error::Invalid { field: field.into(), value: value.to_string(), allowed: allowed.into() }
+        Error::Invalid { field: field.into(), value: shorten_number(value.to_string()), allowed: allowed.into() }
     }
 
     /// Shorthand for [`Error::Io`].

@@ -34,9 +34,10 @@ impl RunOptions {
             ));
         }
         if let Some(t) = self.final_time
-            && !(t.is_finite() && t > 0.0)
+            && !(t.is_finite() && t >= MIN_FINAL_TIME)
         {
-            return Err(Error::invalid("time.final_time", t, "a finite number > 0"));
+            // Below this, `reached` holds at t = 0 and the run would take no step at all.
+            return Err(Error::invalid("time.final_time", t, format!("a finite number ≥ {MIN_FINAL_TIME:e}")));
         }
         if let Some(t) = self.tolerance
             && !(t.is_finite() && t > 0.0)
@@ -48,6 +49,60 @@ impl RunOptions {
         }
         Ok(())
     }
+}
+
+/// The smallest `final_time` accepted: a run to an earlier time would end before its first step.
+pub const MIN_FINAL_TIME: f64 = 1e-9;
+
+/// How far the total weight may drift from 1 before the run stops with an error: 1e-6 on the
+/// f64 CPU engine (whose Euler steps keep it to ~1e-12), 1e-3 on f32 engines (whose Euler steps
+/// do not renormalise, so f32 rounding of the mean rate accumulates over long runs).
+pub fn mass_tolerance(engine_name: &str) -> f64 {
+    if engine_name.starts_with("cpu") { 1e-6 } else { 1e-3 }
+}
+
+/// Checks a state's diagnostics: every value finite and the total weight within
+/// `mass_tolerance` of 1. The error names the quantity, the step and the likely cause.
+pub fn check_diagnostics(d: &Diagnostics, mass_tolerance: f64) -> Result<()> {
+    let rates = "the rates a_i: an extreme kernel.epsilon or sigma, an initial std or reference mean far from \
+                 the domain's scale, or chi2 with a far reference";
+    let energy = "the energy terms ([[energy]]): data or parameters whose magnitude overflows (e.g. sample \
+                  values near ±1e308)";
+    let moments = "the positions' moments: a domain.side or initial distribution of extreme magnitude";
+    let mut values: Vec<(String, f64, &str)> = vec![
+        ("f_energy (F)".into(), d.f_energy, energy),
+        ("mass".into(), d.mass, rates),
+        ("ess".into(), d.ess, rates),
+        ("max_abs_rate".into(), d.max_abs_rate, rates),
+        ("max_rate".into(), d.max_rate, rates),
+    ];
+    if let Some(e) = d.energy {
+        values.push(("energy (V = F + σ D)".into(), e, energy));
+    }
+    values.extend(d.mean.iter().enumerate().map(|(k, v)| (format!("mean_{k}"), *v, moments)));
+    values.extend(d.variance.iter().enumerate().map(|(k, v)| (format!("variance_{k}"), *v, moments)));
+    if let Some((quantity, value, cause)) = values.into_iter().find(|(_, v, _)| !v.is_finite()) {
+        return Err(Error::NonFiniteResult {
+            step: d.step,
+            quantity,
+            value,
+            cause: format!("is not finite; it comes from {cause}"),
+        });
+    }
+    if (d.mass - 1.0).abs() > mass_tolerance {
+        return Err(Error::NonFiniteResult {
+            step: d.step,
+            quantity: "mass".into(),
+            value: d.mass,
+            cause: format!(
+                "drifted from 1 by {:.1e}, beyond {mass_tolerance:.0e}: the rates do not average to zero under the \
+                 weights (cancellation in g, e.g. from an extreme kernel.epsilon or sigma); use a smaller h or the \
+                 exponential stepper",
+                d.mass - 1.0
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Why a run ended.
@@ -108,7 +163,9 @@ pub fn run(
     options.validate()?;
     let start = Instant::now();
     let first_step = engine.state()?.step;
+    let tolerance = mass_tolerance(&engine.name());
     let mut diag = engine.evaluate()?;
+    check_diagnostics(&diag, tolerance)?;
     for o in observers.iter_mut() {
         if due(o.every(), diag.step) {
             o.observe(&diag, engine)?;
@@ -124,6 +181,7 @@ pub fn run(
         let next = options.max_steps.map_or(next, |m| next.min(m));
         let taken = engine.advance(next - diag.step, &options.stepper, options.final_time)?;
         diag = engine.evaluate()?;
+        check_diagnostics(&diag, tolerance)?;
         // An engine that takes no step before the final time would make this loop spin forever.
         if taken == 0 && !reached(diag.time, options.final_time) {
             return Err(Error::invalid("engine", engine.name(), "an engine that takes the steps it is asked for"));

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use frflow::bench::{BenchOptions, run_bench};
 use frflow::config::EngineChoice;
 use frflow::flow::{Summary, Termination};
-use frflow::runner::{RunRequest, resume, run_config};
+use frflow::runner::{RunRequest, resume, run_config, run_file};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -35,12 +35,15 @@ enum Command {
         /// The TOML config (see the README's config reference). Not needed with --resume.
         #[arg(required_unless_present = "resume")]
         config: Option<PathBuf>,
-        /// Output directory (created if missing).
+        /// Output directory (created if missing; it must be empty or new, see --force).
         #[arg(long, short, default_value = "out", conflicts_with = "resume")]
         out: PathBuf,
         /// Continue the run in this output directory from its last checkpoint.
         #[arg(long, value_name = "DIR")]
         resume: Option<PathBuf>,
+        /// Delete a previous run in the output directory and start this one there.
+        #[arg(long, conflicts_with = "resume")]
+        force: bool,
         /// Override the config's engine: cpu, gpu or auto.
         #[arg(long, value_parser = EngineChoice::from_str)]
         engine: Option<EngineChoice>,
@@ -62,6 +65,9 @@ enum Command {
         /// Print the demo's config and exit.
         #[arg(long)]
         print_config: bool,
+        /// Delete a previous run in the output directory and start the demo there.
+        #[arg(long)]
+        force: bool,
     },
     /// Print the version and the GPU adapters this machine offers.
     Info,
@@ -144,7 +150,7 @@ enum Command {
     },
 }
 
-/// A flag raised by the first Ctrl-C; a second one exits at once.
+/// A flag raised by the first Ctrl-C (SIGINT) or SIGTERM; a second one exits at once.
 fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
@@ -200,6 +206,47 @@ fn parse_cutoff(s: &str) -> Result<frflow::engine::cells::Cutoff, String> {
     Ok(c)
 }
 
+/// Checks every number of `frflow bench` the way the config checks its keys, naming the flag:
+/// sizes within the config's limits (so nothing huge is allocated), at least one repeat, and
+/// finite positive times and ceilings.
+fn check_bench_args(
+    n: &[usize],
+    d: usize,
+    m: usize,
+    repeats: usize,
+    min_batch_seconds: f64,
+    ceiling: Option<f64>,
+) -> frflow::Result<()> {
+    use frflow::Error;
+    let max_n = frflow::config::MAX_PARTICLES;
+    if let Some(bad) = n.iter().find(|v| !(1..=max_n).contains(*v)) {
+        return Err(Error::invalid("--n", bad, format!("particle counts from 1 to {max_n} (as particles.n)")));
+    }
+    if n.is_empty() {
+        return Err(Error::invalid("--n", "nothing", "one or more particle counts"));
+    }
+    let max_d = frflow::model::MAX_DIM;
+    if !(1..=max_d).contains(&d) {
+        return Err(Error::invalid("--d", d, format!("an integer from 1 to {max_d} (as domain.dim)")));
+    }
+    let max_m = frflow::io::data::MAX_GENERATED_ROWS;
+    if !(1..=max_m).contains(&m) {
+        return Err(Error::invalid("--m", m, format!("an integer from 1 to {max_m} (as a data set's m)")));
+    }
+    if !(1..=1000).contains(&repeats) {
+        return Err(Error::invalid("--repeats", repeats, "an integer from 1 to 1000"));
+    }
+    if !(min_batch_seconds.is_finite() && min_batch_seconds > 0.0 && min_batch_seconds <= 3600.0) {
+        return Err(Error::invalid("--min-batch-seconds", min_batch_seconds, "a number of seconds > 0 and ≤ 3600"));
+    }
+    if let Some(c) = ceiling
+        && !(c.is_finite() && c > 0.0)
+    {
+        return Err(Error::invalid("--ceiling", c, "a finite number of pair evaluations per second > 0"));
+    }
+    Ok(())
+}
+
 /// Runs the benchmark, prints its table and writes the JSON report.
 fn bench(options: &BenchOptions, json: Option<&Path>) -> frflow::Result<()> {
     let report = run_bench(options)?;
@@ -235,27 +282,22 @@ fn info() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config, out, resume: resume_dir, engine, device } => {
-            let request = RunRequest { engine, device, interrupt: Some(interrupt_flag()), observers: Vec::new() };
+        Command::Run { config, out, resume: resume_dir, force, engine, device } => {
+            let request =
+                RunRequest { engine, device, interrupt: Some(interrupt_flag()), observers: Vec::new(), force };
             match (resume_dir, config) {
                 (Some(dir), _) => resume(&dir, request).map(|s| (s, dir)),
-                (None, Some(path)) => std::fs::read_to_string(&path)
-                    .map_err(|e| frflow::Error::io(&path, e))
-                    .and_then(|text| {
-                        // `run.toml` has the parent "": relative data paths resolve in ".".
-                        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                        run_config(&text, base, &out, request)
-                    })
-                    .map(|s| (s, out)),
+                (None, Some(path)) => run_file(&path, &out, request).map(|s| (s, out)),
                 (None, None) => unreachable!("clap requires a config unless --resume is given"),
             }
         }
-        Command::Demo { out, engine, device, print_config } => {
+        Command::Demo { out, engine, device, print_config, force } => {
             if print_config {
                 print!("{DEMO}");
                 return ExitCode::SUCCESS;
             }
-            let request = RunRequest { engine, device, interrupt: Some(interrupt_flag()), observers: Vec::new() };
+            let request =
+                RunRequest { engine, device, interrupt: Some(interrupt_flag()), observers: Vec::new(), force };
             run_config(DEMO, Path::new("."), &out, request).map(|s| (s, out))
         }
         Command::Info => {
@@ -281,6 +323,16 @@ fn main() -> ExitCode {
             cutoff,
             json,
         } => {
+            if let Err(e) = check_bench_args(&n, d, m, repeats, min_batch_seconds, ceiling).and_then(|()| {
+                if epsilon.is_finite() && epsilon > 0.0 && epsilon <= 1.0 {
+                    Ok(())
+                } else {
+                    Err(frflow::Error::invalid("--epsilon", epsilon, "a number in (0, 1] (the torus has side 1)"))
+                }
+            }) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
             let device = match engine {
                 EngineChoice::Cpu => None,
                 _ => Some(device.unwrap_or_default()),

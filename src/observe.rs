@@ -59,11 +59,13 @@ impl Observer for Progress {
     }
 }
 
-/// The CSV trace: one row of [`Diagnostics`] every `every` steps.
+/// The CSV trace: one row of [`Diagnostics`] every `every` steps (and at the end), each step at
+/// most once.
 pub struct Trace {
-    out: std::io::BufWriter<std::fs::File>,
+    out: std::fs::File,
     path: PathBuf,
     every: u64,
+    last_step: Option<u64>,
 }
 
 impl Trace {
@@ -75,26 +77,35 @@ impl Trace {
         h
     }
 
-    /// Starts `path` anew, or, when resuming at `resume_step`, keeps its rows before that step.
+    /// Starts `path` anew, or, when resuming at `resume_step`, keeps its complete rows before that
+    /// step. The kept rows are written to a temporary file which then replaces `path` (synced,
+    /// renamed), so a crash at any point leaves either the old trace or the new one, never a
+    /// truncated one; rows are then appended and flushed one by one.
     pub fn create(path: &Path, dim: usize, every: u64, resume_step: Option<u64>) -> Result<Self> {
-        let mut kept = vec![Self::header(dim)];
+        let header = Self::header(dim);
+        let columns = header.split(',').count();
+        let mut text = format!("{header}\n");
         if let Some(start) = resume_step
-            && let Ok(f) = std::fs::File::open(path)
+            && path.exists()
         {
-            for line in std::io::BufReader::new(f).lines().skip(1) {
+            let f = crate::io::guard::open_regular(path)?;
+            for line in std::io::BufReader::new(f).split(b'\n') {
                 let line = line.map_err(|e| Error::io(path, e))?;
+                // Only whole rows: a row cut by a crash has fewer fields (or is not UTF-8).
+                let Ok(line) = String::from_utf8(line) else { continue };
+                if line.split(',').count() != columns {
+                    continue;
+                }
                 let step: Option<u64> = line.split(',').next().and_then(|s| s.parse().ok());
                 if step.is_some_and(|s| s < start) {
-                    kept.push(line);
+                    text.push_str(&line);
+                    text.push('\n');
                 }
             }
         }
-        let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-        let mut out = std::io::BufWriter::new(file);
-        for line in kept {
-            writeln!(out, "{line}").map_err(|e| Error::io(path, e))?;
-        }
-        Ok(Trace { out, path: path.to_path_buf(), every })
+        write_atomic(path, text.as_bytes())?;
+        let out = std::fs::OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
+        Ok(Trace { out, path: path.to_path_buf(), every, last_step: None })
     }
 
     /// One CSV row (shortest round-trip formatting of each f64; an absent energy is empty).
@@ -115,7 +126,14 @@ impl Observer for Trace {
     }
 
     fn observe(&mut self, d: &Diagnostics, _: &mut dyn Engine) -> Result<()> {
-        writeln!(self.out, "{}", Self::row(d)).and_then(|_| self.out.flush()).map_err(|e| Error::io(&self.path, e))
+        if self.last_step == Some(d.step) {
+            return Ok(()); // e.g. a run that ends at its starting step: one row, not two
+        }
+        // One write per row: a crash cuts at most the last row, which a resume drops.
+        let row = format!("{}\n", Self::row(d));
+        self.out.write_all(row.as_bytes()).and_then(|_| self.out.flush()).map_err(|e| Error::io(&self.path, e))?;
+        self.last_step = Some(d.step);
+        Ok(())
     }
 }
 
@@ -123,13 +141,14 @@ impl Observer for Trace {
 pub struct Snapshots {
     dir: PathBuf,
     every: u64,
+    last_step: Option<u64>,
 }
 
 impl Snapshots {
     /// Snapshots into `dir` (created if missing).
     pub fn new(dir: &Path, every: u64) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        Ok(Snapshots { dir: dir.to_path_buf(), every })
+        Ok(Snapshots { dir: dir.to_path_buf(), every, last_step: None })
     }
 }
 
@@ -139,12 +158,18 @@ impl Observer for Snapshots {
     }
 
     fn observe(&mut self, d: &Diagnostics, engine: &mut dyn Engine) -> Result<()> {
+        if self.last_step == Some(d.step) {
+            return Ok(());
+        }
         let w = engine.state()?.weights();
-        write_npy(&self.dir.join(format!("weights_{:09}.npy", d.step)), &[w.len() as u64], &w)
+        write_npy(&self.dir.join(format!("weights_{:09}.npy", d.step)), &[w.len() as u64], &w)?;
+        self.last_step = Some(d.step);
+        Ok(())
     }
 
-    fn finish(&mut self, _: &Diagnostics, _: Termination, _: &mut dyn Engine) -> Result<()> {
-        Ok(())
+    /// A run that ends (other than by an interrupt) also gets a snapshot of its final step.
+    fn finish(&mut self, d: &Diagnostics, reason: Termination, engine: &mut dyn Engine) -> Result<()> {
+        if reason == Termination::Interrupted { Ok(()) } else { self.observe(d, engine) }
     }
 }
 
@@ -152,12 +177,13 @@ impl Observer for Snapshots {
 pub struct Checkpoints {
     path: PathBuf,
     every: u64,
+    fingerprint: u64,
 }
 
 impl Checkpoints {
-    /// Checkpoints to `path` (e.g. `OUT/checkpoint.bin`).
-    pub fn new(path: &Path, every: u64) -> Self {
-        Checkpoints { path: path.to_path_buf(), every }
+    /// Checkpoints to `path` (e.g. `OUT/checkpoint.bin`), stamped with the run's `fingerprint`.
+    pub fn new(path: &Path, every: u64, fingerprint: u64) -> Self {
+        Checkpoints { path: path.to_path_buf(), every, fingerprint }
     }
 }
 
@@ -167,6 +193,6 @@ impl Observer for Checkpoints {
     }
 
     fn observe(&mut self, _: &Diagnostics, engine: &mut dyn Engine) -> Result<()> {
-        write_atomic(&self.path, &checkpoint_bytes(&engine.state()?))
+        write_atomic(&self.path, &checkpoint_bytes(&engine.state()?, self.fingerprint))
     }
 }

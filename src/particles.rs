@@ -173,8 +173,10 @@ pub struct Particles {
 impl Particles {
     /// Draws N positions i.i.d. from μ₀ with ChaCha8 seeded by `seed`.
     pub fn sample(space: Space, init: &Initial, n: usize, seed: u64) -> Result<Self> {
-        if n == 0 {
-            return Err(Error::invalid("particles.n", n, "an integer ≥ 1"));
+        // Checked before allocating N × d values: a huge N is an error, not a capacity overflow.
+        let max = crate::config::MAX_PARTICLES;
+        if !(1..=max).contains(&n) {
+            return Err(Error::invalid("particles.n", n, format!("an integer from 1 to {max}")));
         }
         init.validate(&space)?;
         let d = space.dim;

@@ -40,19 +40,24 @@ pub struct Stepper {
     pub step_size: StepSize,
 }
 
+/// The largest step size accepted. A first-order step this long is meaningless, and beyond it
+/// h·a_i overflows f32 on the GPU while f64 on the CPU goes on: refusing it up front gives both
+/// engines the same behaviour.
+pub const MAX_STEP: f64 = 1e6;
+
 impl Stepper {
     /// A checked stepper.
     pub fn new(scheme: Scheme, step_size: StepSize) -> Result<Self> {
         match step_size {
-            StepSize::Fixed(h) if !(h.is_finite() && h > 0.0) => {
-                return Err(Error::invalid("time.h", h, "a finite number > 0, or \"auto\""));
+            StepSize::Fixed(h) if !(h.is_finite() && h > 0.0 && h <= MAX_STEP) => {
+                return Err(Error::invalid("time.h", h, format!("a number > 0 and ≤ {MAX_STEP:e}, or \"auto\"")));
             }
             StepSize::Auto { safety, h_max } => {
                 if !(safety > 0.0 && safety < 1.0) {
                     return Err(Error::invalid("time.safety", safety, "a number in (0, 1)"));
                 }
-                if !(h_max.is_finite() && h_max > 0.0) {
-                    return Err(Error::invalid("time.h_max", h_max, "a finite number > 0"));
+                if !(h_max.is_finite() && h_max > 0.0 && h_max <= MAX_STEP) {
+                    return Err(Error::invalid("time.h_max", h_max, format!("a number > 0 and ≤ {MAX_STEP:e}")));
                 }
             }
             StepSize::Fixed(_) => {}

@@ -28,8 +28,8 @@ use super::reference::resolve_engine;
 use super::report::{Block, html};
 use super::stats::{MeanSe, PowerFit, fit_power_law};
 use super::sweep::{
-    Bars, BaseProblem, ResultsStore, base_problem, csv_num, fingerprint, parse_sweep, particle_counts, pin_data_seeds,
-    write_text,
+    Bars, BaseProblem, ResultsStore, at_point, base_problem, csv_num, fingerprint, in_problem, parse_sweep,
+    particle_counts, pin_data_seeds, reject_duplicates, write_text,
 };
 use crate::config::{Config, EngineChoice};
 use crate::engine::reached;
@@ -239,12 +239,11 @@ impl BandwidthSpec {
         if let Some(e) = s.epsilon.iter().find(|e| !(e.is_finite() && **e > 0.0)) {
             return Err(Error::invalid("sweep.epsilon", e, "finite numbers > 0"));
         }
+        reject_duplicates("sweep.epsilon", &s.epsilon)?;
         let mut epsilons = s.epsilon.clone();
         epsilons.sort_by(f64::total_cmp);
-        epsilons.dedup();
         let mut ns = particle_counts("sweep.n", s.n.as_deref().unwrap_or(&[base.config.particles.n]))?;
         ns.sort_unstable();
-        ns.dedup();
         if !(1..=1_000_000).contains(&s.replicates) {
             return Err(Error::invalid("sweep.replicates", s.replicates, "an integer from 1 to 10⁶"));
         }
@@ -265,6 +264,7 @@ impl BandwidthSpec {
         if variants.is_empty() {
             return Err(Error::invalid("sweep.variants", "[]", "at least one variant"));
         }
+        reject_duplicates("sweep.variants", &variants)?;
         let seed = s.seed.unwrap_or(base.config.seed);
         let spec = BandwidthSpec {
             epsilons,
@@ -277,14 +277,17 @@ impl BandwidthSpec {
             text: text.to_string(),
         };
         // Fail now, not after the first run, when μ* is not known.
-        let problem = spec.config(spec.variants[0], spec.ns[0], spec.epsilons[0], seed).build(&spec.base.base_dir)?;
+        let problem = spec
+            .config(spec.variants[0], spec.ns[0], spec.epsilons[0], seed)
+            .build(&spec.base.base_dir)
+            .map_err(|e| in_problem(&spec.base, e))?;
         Minimiser::of(&problem.model)?;
         Ok(spec)
     }
 
     /// Reads and parses a bandwidth sweep file.
     pub fn load(path: &Path) -> Result<BandwidthSpec> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::io::guard::read_config_text(path)?;
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         BandwidthSpec::from_str(&text, &path.display().to_string(), dir)
     }
@@ -564,7 +567,8 @@ fn key(variant: Variant, n: usize, epsilon: f64, replicate: u64) -> String {
 /// `options.report` `report.html`.
 pub fn run_bandwidth(spec: &BandwidthSpec, options: &SweepOptions) -> Result<BandwidthOutcome> {
     let out = &options.out;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    // One process per output directory: two sweeps appending to one results file would mix.
+    let _lock = crate::io::guard::OutputLock::acquire(out)?;
     write_text(&out.join("sweep.toml"), &spec.text)?;
     let mut store = ResultsStore::<BandwidthRun>::open(&out.join("results.jsonl"), &spec.fingerprint())?;
     if store.stale > 0 {
@@ -587,7 +591,9 @@ pub fn run_bandwidth(spec: &BandwidthSpec, options: &SweepOptions) -> Result<Ban
     let run_task = |task: (Variant, usize, f64, u64)| {
         let (v, n, e, r) = task;
         let bar = bars.config_bar(&format!("{} N={n} ε={e} rep={r}", v.name()));
-        run_one(spec, choice, task, bar)
+        run_one(spec, choice, task, bar).map_err(|err| {
+            at_point(format!("variant {}, N = {n}, ε = {e:e}, replicate {r}", v.name()), in_problem(&spec.base, err))
+        })
     };
     // Small runs side by side (each is too short to use every core), large ones one at a time.
     let (small, large): (Vec<(Variant, usize, f64, u64)>, Vec<_>) =

@@ -21,8 +21,8 @@ use super::reference::{GaussianCase, ReferenceMode, ReferenceSystem, resolve_eng
 use super::report::{Block, html};
 use super::stats::{MeanSe, PowerFit, fit_power_law};
 use super::sweep::{
-    Bars, BaseProblem, ResultsStore, base_problem, csv_num, fingerprint, parse_sweep, particle_counts, pin_data_seeds,
-    write_text,
+    Bars, BaseProblem, ResultsStore, at_point, base_problem, csv_num, fingerprint, in_problem, parse_sweep,
+    particle_counts, pin_data_seeds, reject_duplicates, write_text,
 };
 use crate::config::{Config, EngineChoice};
 use crate::engine::gpu::{GpuContext, SinkhornLogSum};
@@ -142,6 +142,7 @@ impl ChaosSpec {
         if variants.is_empty() {
             return Err(Error::invalid("sweep.variants", "[]", "at least one variant"));
         }
+        reject_duplicates("sweep.variants", &variants)?;
         let seed = s.seed.unwrap_or(base.config.seed);
         let ref_seed = s.ref_seed.unwrap_or(seed.wrapping_add(1 << 32));
         Ok(ChaosSpec {
@@ -159,7 +160,7 @@ impl ChaosSpec {
 
     /// Reads and parses a chaos sweep file.
     pub fn load(path: &Path) -> Result<ChaosSpec> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::io::guard::read_config_text(path)?;
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         ChaosSpec::from_str(&text, &path.display().to_string(), dir)
     }
@@ -410,7 +411,8 @@ fn key(variant: Variant, n: usize, replicate: u64) -> String {
 /// `options.report`, `report.html`.
 pub fn run_chaos(spec: &ChaosSpec, options: &SweepOptions) -> Result<ChaosOutcome> {
     let out = &options.out;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    // One process per output directory: two sweeps appending to one results file would mix.
+    let _lock = crate::io::guard::OutputLock::acquire(out)?;
     write_text(&out.join("sweep.toml"), &spec.text)?;
     let store = ResultsStore::<ChaosRun>::open(&out.join("results.jsonl"), &spec.fingerprint())?;
     if store.stale > 0 {
@@ -437,7 +439,9 @@ pub fn run_chaos(spec: &ChaosSpec, options: &SweepOptions) -> Result<ChaosOutcom
         let bar = bars.config_bar(&format!("{} N={n} rep={r}", v.name()));
         let t_end = spec.sweep.final_time.or(spec.base.config.time.final_time).unwrap_or(1.0);
         let mut on_time = |t: f64| bar.set_position((1000.0 * t / t_end) as u64);
-        let run = run_one(spec, choice, v, n, r, &mut on_time)?;
+        let run = run_one(spec, choice, v, n, r, &mut on_time).map_err(|e| {
+            at_point(format!("variant {}, N = {n}, replicate {r}", v.name()), in_problem(&spec.base, e))
+        })?;
         bar.finish_and_clear();
         store.lock().expect("no panics while held").append(&key(v, n, r), run)?;
         bars.overall.inc(1);

@@ -24,13 +24,25 @@ use crate::error::Result;
 use std::path::Path;
 use std::time::Instant;
 
+/// Runs a sweep into `out`; when it fails before its first result and created `out`, removes
+/// `out` again rather than leave a directory that holds nothing but the sweep file.
+fn unless_empty<T>(out: &Path, sweep: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let created = !out.exists();
+    let result = sweep(out);
+    let results = out.join("results.jsonl");
+    if result.is_err() && created && std::fs::metadata(&results).map_or(true, |m| m.len() == 0) {
+        let _ = std::fs::remove_dir_all(out);
+    }
+    result
+}
+
 /// `frflow chaos CONFIG [--out DIR] [--report]`: runs (or resumes) the sweep with progress bars
 /// and prints the table of means and the fitted slopes.
 pub fn chaos_command(config: &Path, out: &Path, report: bool) -> Result<()> {
     let start = Instant::now();
     let spec = ChaosSpec::load(config)?;
     let options = SweepOptions { out: out.to_path_buf(), report, progress: true };
-    let outcome = run_chaos(&spec, &options)?;
+    let outcome = unless_empty(out, |_| run_chaos(&spec, &options))?;
     let s = &outcome.summary;
     println!("{:>8} {:>8} {:>5}  {:>22}  {:>22}", "variant", "N", "reps", "coupling (mean ± se)", "W2 (mean ± se)");
     for c in &s.cells {
@@ -64,7 +76,7 @@ pub fn bandwidth_command(config: &Path, out: &Path, report: bool) -> Result<()> 
     let start = Instant::now();
     let spec = BandwidthSpec::load(config)?;
     let options = SweepOptions { out: out.to_path_buf(), report, progress: true };
-    let outcome = run_bandwidth(&spec, &options)?;
+    let outcome = unless_empty(out, |_| run_bandwidth(&spec, &options))?;
     print!("{}", bandwidth::summary_text(&outcome.summary));
     println!(
         "{} runs computed, {} reused; {:.1} s; outputs in {}",

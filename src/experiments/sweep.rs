@@ -18,6 +18,8 @@ pub struct BaseProblem {
     pub text: String,
     /// Where its relative data paths resolve.
     pub base_dir: PathBuf,
+    /// `[problem]` for the inline table, else the problem file's path.
+    pub origin: String,
 }
 
 /// Rejects `nan` and `inf` anywhere in a sweep file, naming the dotted key.
@@ -37,7 +39,8 @@ fn check_finite(path: &str, value: &toml::Value) -> Result<()> {
 
 /// Parses a sweep file's text into `T` (whose tables deny unknown keys), checking finiteness.
 pub fn parse_sweep<T: DeserializeOwned>(text: &str, origin: &str) -> Result<(T, toml::Table)> {
-    let toml_error = |e: toml::de::Error| Error::Config { path: origin.to_string(), message: e.to_string() };
+    let toml_error =
+        |e: toml::de::Error| Error::Config { path: origin.to_string(), message: crate::config::toml_message(text, &e) };
     let parsed: T = toml::from_str(text).map_err(toml_error)?;
     let table: toml::Table = toml::from_str(text).map_err(toml_error)?;
     check_finite("", &toml::Value::Table(table.clone()))?;
@@ -55,14 +58,14 @@ pub fn base_problem(
     match (inline, file) {
         (Some(config), None) => {
             let text = toml::to_string(table.get("problem").expect("parsed")).unwrap_or_default();
-            Ok(BaseProblem { config, text, base_dir: sweep_dir.to_path_buf() })
+            Ok(BaseProblem { config, text, base_dir: sweep_dir.to_path_buf(), origin: "[problem]".into() })
         }
         (None, Some(f)) => {
             let path = sweep_dir.join(f);
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            let text = crate::io::guard::read_config_text(&path)?;
             let config = Config::from_str(&text, &path.display().to_string())?;
             let base_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-            Ok(BaseProblem { config, text, base_dir })
+            Ok(BaseProblem { config, text, base_dir, origin: path.display().to_string() })
         }
         (Some(_), Some(_)) => Err(Error::invalid("problem_file", "given with [problem]", "one of the two")),
         (None, None) => {
@@ -107,13 +110,29 @@ pub struct ResultsStore<T> {
 
 impl<T: Serialize + DeserializeOwned + Clone> ResultsStore<T> {
     /// Opens (or starts) the results file at `path` for results with `fingerprint`.
+    ///
+    /// A last line cut by a crash (no final newline) is removed from the file, with a warning, so
+    /// that the next row starts on a line of its own; its run is computed again.
     pub fn open(path: &Path, fingerprint: &str) -> Result<Self> {
         let mut done = HashMap::new();
         let mut stale = 0;
         if path.exists() {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            let mut bytes = crate::io::guard::read_regular(path, 1 << 32)?;
+            if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+                let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                eprintln!(
+                    "frflow: warning: {} ends with a cut line ({} bytes, from an interrupted write); \
+                     removing it, its run will be computed again",
+                    path.display(),
+                    bytes.len() - keep
+                );
+                let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+                f.set_len(keep as u64).and_then(|()| f.sync_all()).map_err(|e| Error::io(path, e))?;
+                bytes.truncate(keep);
+            }
+            let text = String::from_utf8_lossy(&bytes);
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                // A line that does not parse is the torn tail of an interrupted write: rerun it.
+                // A line that does not parse (damaged by hand or by a disk) is ignored: its run is computed again.
                 if let Ok(row) = serde_json::from_str::<Row<T>>(line) {
                     if row.fingerprint == fingerprint {
                         done.insert(row.key, row.result);
@@ -236,11 +255,51 @@ pub fn pin_data_seeds(config: &mut Config) {
     }
 }
 
+/// Rejects a sweep list that names a value twice (its runs would be shown twice and pooled).
+pub fn reject_duplicates<T: PartialEq + std::fmt::Debug>(field: &str, values: &[T]) -> Result<()> {
+    for (i, v) in values.iter().enumerate() {
+        if let Some(j) = values[..i].iter().position(|u| u == v) {
+            return Err(Error::invalid(
+                format!("{field}[{i}]"),
+                format!("{v:?}, already given as {field}[{j}]"),
+                "each value once",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Names the point of a sweep where an error happened (an error about the `[sweep]` table itself
+/// concerns every point and is returned as it is).
+pub fn at_point(point: impl Into<String>, e: Error) -> Error {
+    match e {
+        Error::Invalid { ref field, .. } if field.starts_with("sweep") => e,
+        e => Error::SweepPoint { point: point.into(), source: Box::new(e) },
+    }
+}
+
+/// An error of the base problem, named as the sweep file spells it: `problem.` before a key of the
+/// inline `[problem]` table.
+pub fn in_problem(base: &BaseProblem, e: Error) -> Error {
+    let inline = base.origin == "[problem]";
+    match e {
+        Error::Invalid { ref field, .. } if field.starts_with("sweep") || field.starts_with("problem") => e,
+        Error::Invalid { field, value, allowed } if inline => {
+            Error::Invalid { field: format!("problem.{field}"), value, allowed }
+        }
+        Error::Invalid { field, value, allowed } => {
+            Error::Invalid { field: format!("{} ({})", field, base.origin), value, allowed }
+        }
+        e => e,
+    }
+}
+
 /// Checks a list of particle counts from a sweep file.
 pub fn particle_counts(field: &str, n: &[i64]) -> Result<Vec<usize>> {
     if n.is_empty() {
         return Err(Error::invalid(field, "[]", "at least one particle count"));
     }
+    reject_duplicates(field, n)?;
     n.iter()
         .map(|&v| match usize::try_from(v) {
             Ok(u) if (1..=crate::config::MAX_PARTICLES).contains(&u) => Ok(u),

@@ -25,6 +25,15 @@ fn data_error(path: &Path, message: impl Into<String>) -> Error {
     Error::Data { path: path.display().to_string(), message: message.into() }
 }
 
+/// Opens a data file, which must be a regular file (a device such as `/dev/zero` or a FIFO would
+/// be read forever or block).
+fn open_data(path: &Path) -> Result<std::fs::File> {
+    crate::io::guard::open_regular(path).map_err(|e| match e {
+        Error::Io { source, .. } => data_error(path, format!("cannot read: {source}")),
+        e => e,
+    })
+}
+
 /// Loads a numeric table from a `.npy` or `.csv` (also `.txt`) file, chosen by the extension.
 ///
 /// `columns`: the number of columns the caller needs, or `None` to accept any. See
@@ -57,8 +66,23 @@ fn finish(path: &Path, rows: usize, cols: usize, values: Vec<f64>, columns: Opti
             format!("non-finite value {} at row {}, column {}", values[i], i / cols + 1, i % cols + 1),
         ));
     }
+    if let Some(i) = values.iter().position(|v| v.abs() > MAX_DATA_ABS) {
+        return Err(data_error(
+            path,
+            format!(
+                "value {:e} at row {}, column {} is beyond ±{MAX_DATA_ABS:e}: kernels and distances of such values \
+                 overflow (rescale the data)",
+                values[i],
+                i / cols + 1,
+                i % cols + 1
+            ),
+        ));
+    }
     Ok(Points { dim: cols, values })
 }
+
+/// The largest magnitude of a data value: squared distances of larger ones overflow f64.
+pub const MAX_DATA_ABS: f64 = 1e100;
 
 /// What a validated `.npy` header says.
 struct NpyHeader {
@@ -245,8 +269,31 @@ fn parse_npy_header(bytes: &[u8]) -> std::result::Result<NpyHeader, String> {
 /// columns. C order is the norm; a Fortran-ordered 2-D array is transposed on reading. The data
 /// must fill the file exactly.
 pub fn load_npy(path: &Path, columns: Option<usize>) -> Result<Points> {
-    let bytes = std::fs::read(path).map_err(|e| data_error(path, format!("cannot read: {e}")))?;
-    let header = parse_npy_header(&bytes).map_err(|m| data_error(path, m))?;
+    use std::io::Read;
+    let file = open_data(path)?;
+    let len = file.metadata().map_err(|e| data_error(path, format!("cannot read: {e}")))?.len();
+    // The header first: the shape must match the file's size before the data is read.
+    let mut head = Vec::new();
+    (&file)
+        .take(MAX_NPY_HEADER as u64 + 16)
+        .read_to_end(&mut head)
+        .map_err(|e| data_error(path, format!("cannot read: {e}")))?;
+    let header = parse_npy_header(&head).map_err(|m| data_error(path, m))?;
+    let needed = header.shape.iter().try_fold(header.item_size as u64, |a, &b| a.checked_mul(b));
+    if needed.and_then(|n| n.checked_add(header.data_offset as u64)) != Some(len) {
+        let shape: Vec<String> = header.shape.iter().map(u64::to_string).collect();
+        return Err(data_error(
+            path,
+            format!(
+                "shape ({}) of {}-byte values does not match the file's {len} bytes ({} after the header)",
+                shape.join(", "),
+                header.item_size,
+                len.saturating_sub(header.data_offset as u64)
+            ),
+        ));
+    }
+    let mut bytes = head;
+    (&file).take(len + 1).read_to_end(&mut bytes).map_err(|e| data_error(path, format!("cannot read: {e}")))?;
     let rows = header.shape[0];
     let cols = header.shape.get(1).copied().unwrap_or(1);
     let data_len = bytes.len() - header.data_offset;
@@ -295,7 +342,7 @@ pub fn load_npy(path: &Path, columns: Option<usize>) -> Result<Points> {
 /// first row is a header, and skipped, when none of its fields is a number; after that every
 /// field must be a finite number and every row must have the same number of fields.
 pub fn load_csv(path: &Path, columns: Option<usize>) -> Result<Points> {
-    let file = std::fs::File::open(path).map_err(|e| data_error(path, format!("cannot read: {e}")))?;
+    let file = open_data(path)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)

@@ -33,9 +33,10 @@ impl Space {
             return Err(Error::invalid("domain.dim", dim, format!("an integer from 1 to {MAX_DIM}")));
         }
         if let Domain::Torus { side } = domain
-            && !(side.is_finite() && side > 0.0)
+            && !(side.is_finite() && side > 0.0 && side <= 1e100)
         {
-            return Err(Error::invalid("domain.side", side, "a finite number > 0"));
+            // Beyond 1e100 the positions' variances (∝ side²) overflow.
+            return Err(Error::invalid("domain.side", side, "a number > 0 and ≤ 1e100"));
         }
         Ok(Space { dim, domain })
     }
