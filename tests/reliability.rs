@@ -542,6 +542,7 @@ fn non_finite_diagnostics_are_errors_naming_quantity_step_and_cause() {
         max_rate: 0.2,
         mean: vec![0.1, 0.2],
         variance: vec![1.0, 2.0],
+        truncation_bound: 0.0,
     };
     check_diagnostics(&good, 1e-6).unwrap();
     type Edit = fn(&mut Diagnostics);
