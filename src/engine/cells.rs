@@ -207,13 +207,18 @@ impl CellGrid {
             .par_chunks_exact(self.dim)
             .map(|t| {
                 let mut k = 0u64;
-                self.for_each_near(t, |_| k += 1);
+                self.for_each_near(t, |c| k += u64::from(self.starts[c + 1] - self.starts[c]));
                 k
             })
             .sum()
     }
 
-    /// Calls `f` with the index of every source in the 3^d cells around `x`.
+    /// The sources of cell `c`.
+    fn cell(&self, c: usize) -> &[u32] {
+        &self.order[self.starts[c] as usize..self.starts[c + 1] as usize]
+    }
+
+    /// Calls `f` with every cell among the 3^d around `x` (fewer at the edge of R^d's box).
     fn for_each_near(&self, x: &[f64], mut f: impl FnMut(usize)) {
         let centre = self.coords(x);
         let mut cell = vec![0isize; self.dim];
@@ -229,10 +234,7 @@ impl CellGrid {
                     None => continue 'offsets,
                 };
             }
-            let l = self.linear(&cell);
-            for &s in &self.order[self.starts[l] as usize..self.starts[l + 1] as usize] {
-                f(s as usize);
-            }
+            f(self.linear(&cell));
         }
     }
 }
@@ -252,31 +254,39 @@ pub fn log_kernel_sum_cells(
 ) -> (Vec<f64>, Vec<f64>) {
     let exponent = KernelExponent::new(space, kernel);
     let d = space.dim;
-    // log of the total mass Σ exp(c_s), merged like any other partial.
-    let total = log_sum_merge(log_coeffs.iter().map(|c| (*c, 1.0)));
+    // Each cell's mass log Σ exp(c_s) once per call, so that a target's neighbourhood mass costs
+    // 3^d merges rather than an exponential per pair.
+    let cell_mass: Vec<(f64, f64)> = (0..grid.starts.len() - 1)
+        .into_par_iter()
+        .map(|c| {
+            let cs = grid.cell(c).iter().map(|j| log_coeffs[*j as usize]);
+            (log_sum_merge(cs.map(|v| (v, 1.0))), 1.0)
+        })
+        .collect();
+    let total = log_sum_merge(cell_mass.iter().copied());
     let log_drop = kernel.log_norm + tolerance.ln();
     targets
         .par_chunks_exact(d)
-        .map(|t| {
-            // Online log-sum-exp of the terms and of the neighbourhood's mass.
-            let (mut m, mut s) = (f64::NEG_INFINITY, 0.0);
-            let (mut mm, mut sm) = (f64::NEG_INFINITY, 0.0);
-            let add = |m: &mut f64, s: &mut f64, e: f64| {
-                if e > *m {
-                    *s = *s * (*m - e).exp() + 1.0;
-                    *m = e;
-                } else if e > f64::NEG_INFINITY {
-                    *s += (e - *m).exp();
+        .map_init(Vec::new, |e, t| {
+            // Per neighbour cell: its exponents, shifted by their maximum and summed (one
+            // exponential per pair, no branch), merged in cell order like log_kernel_sum's blocks.
+            let mut partials = Vec::with_capacity(3usize.pow(d as u32));
+            let mut near = Vec::with_capacity(partials.capacity());
+            grid.for_each_near(t, |c| {
+                e.clear();
+                e.extend(grid.cell(c).iter().map(|&j| {
+                    let j = j as usize;
+                    log_coeffs[j] + exponent.log_k(t, &sources[j * d..(j + 1) * d])
+                }));
+                let shift = e.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                if shift > f64::NEG_INFINITY {
+                    partials.push((shift, e.iter().map(|x| (x - shift).exp()).sum::<f64>()));
                 }
-            };
-            grid.for_each_near(t, |j| {
-                let c = log_coeffs[j];
-                add(&mut m, &mut s, c + exponent.log_k(t, &sources[j * d..(j + 1) * d]));
-                add(&mut mm, &mut sm, c);
+                near.push(cell_mass[c]);
             });
-            let value = if s > 0.0 { m + s.ln() + exponent.log_norm } else { f64::NEG_INFINITY };
-            let near = if sm > 0.0 { mm + sm.ln() } else { f64::NEG_INFINITY };
-            // log(total − near), computed without cancellation; 0 mass outside: no bound.
+            let value = log_sum_merge(partials) + exponent.log_norm;
+            let near = log_sum_merge(near);
+            // log(total − near), computed without cancellation; no mass outside: no bound.
             let far = if near >= total { f64::NEG_INFINITY } else { total + (-(near - total).exp()).ln_1p() };
             let bound = if far == f64::NEG_INFINITY {
                 0.0
