@@ -175,3 +175,26 @@ fn cutoff_config_forms() {
     let err = build("cutoff = { tolerance = 2.0 }").unwrap_err().to_string();
     assert!(err.contains("kernel.cutoff.tolerance") && err.contains('2'), "{err}");
 }
+
+/// The energies' kernel sums (interaction, MMD: their own widths) use cells too: with a cutoff
+/// the rates match all pairs within 10 times the reported bound (relative to 1 + |rate|), the
+/// energy terms' sums being bounded like the ε-kernel's.
+#[test]
+fn energy_kernel_sums_use_cells_within_the_bound() {
+    use frflow::model::{Energy, Points};
+    use std::sync::Arc;
+    let space = space(2, true);
+    let particles = Particles::sample(space, &Initial::Uniform { low: 0.0, high: 1.0 }, 801, 9).unwrap();
+    let sample = Arc::new(Points { dim: 2, values: points(&space, 60, &mut ChaCha8Rng::seed_from_u64(4)) });
+    let energy = vec![Energy::Interaction { strength: 0.4, width: 0.02 }, Energy::Mmd { width: 0.03, sample }];
+    let build =
+        |cutoff| Model { energy: energy.clone(), ..model(space, Variant::Measure, Divergence::Kl, 0.02, cutoff) };
+    let mut a = CpuEngine::new(build(Cutoff::None), particles.clone()).unwrap();
+    let mut b = CpuEngine::new(build(Cutoff::Tolerance { tolerance: 1e-5, max_error: 1.0 }), particles).unwrap();
+    let (ra, rb) = (a.rates().unwrap(), b.rates().unwrap());
+    let bound = b.evaluate().unwrap().truncation_bound;
+    let err = ra.iter().zip(&rb).map(|(x, y)| (x - y).abs() / (1.0 + x.abs())).fold(0.0, f64::max);
+    eprintln!("interaction + MMD: rate error {err:.2e}, bound {bound:.2e}, pairs {:?}", b.cutoff_fraction());
+    assert!(bound > 0.0 && err <= 10.0 * bound + 1e-12, "{err:e} vs {bound:e}");
+    assert!(b.cutoff_fraction().is_some_and(|f| f < 0.2));
+}

@@ -265,13 +265,14 @@ struct Fixed {
     mmd_cnn: Vec<f64>,
     /// Particle–particle kernel matrices, when N² is small enough to keep them.
     pairs: Vec<PairMatrix>,
-    /// The ε-kernel's cutoff sums, where the model's cutoff uses cells.
-    cells: Option<EpsCells>,
+    /// Cutoff sums per kernel (the ε-kernel's, the energies'), where the model's cutoff uses
+    /// cells.
+    cells: Vec<KernelCells>,
 }
 
-/// Cell grids for the ε-kernel's sums (see [`super::cells`]): over the particles, and over the
-/// particles' quadrature nodes for D and D′ (the sources of their second pass).
-struct EpsCells {
+/// Cell grids for one kernel's sums (see [`super::cells`]): over the particles, and for the
+/// ε-kernel of D and D′ over the particles' quadrature nodes (the sources of their second pass).
+struct KernelCells {
     kernel: Gaussian,
     tolerance: f64,
     max_error: f64,
@@ -308,13 +309,16 @@ impl Fixed {
             })
             .collect();
         let at_particles = PointData::new(m, p.positions.clone())?;
-        let cells = EpsCells::new(m, &p.positions, &at_particles.model.nodes);
-        if m.has_divergence()
-            && matches!(m.variant, Variant::Measure | Variant::MeasureTarget | Variant::Blob)
-            && cells.is_none()
-        {
-            kernels.push(m.kernel);
+        let mut cells: Vec<KernelCells> =
+            kernels.iter().filter_map(|k| KernelCells::new(m, *k, &p.positions, &[])).collect();
+        if m.has_divergence() && m.variant != Variant::Exact {
+            cells.extend(KernelCells::new(m, m.kernel, &p.positions, &at_particles.model.nodes));
+            if matches!(m.variant, Variant::Measure | Variant::MeasureTarget | Variant::Blob) {
+                kernels.push(m.kernel);
+            }
         }
+        // A kept matrix only for the kernels summed over all pairs.
+        kernels.retain(|k| !cells.iter().any(|c| c.kernel == *k));
         let pairs = kernels.iter().filter_map(|k| PairMatrix::new(space, k, &p.positions)).collect();
         Ok(Fixed { at_particles, mmd_cnn, pairs, cells })
     }
@@ -324,7 +328,7 @@ impl Fixed {
     /// streamed.
     fn pair_log_sum(&self, space: &Space, kernel: &Gaussian, log_coeffs: &[f64]) -> Vec<f64> {
         let pos = &self.at_particles.points;
-        if let Some(c) = self.cells.as_ref().filter(|c| c.kernel == *kernel) {
+        if let Some(c) = self.cells_of(kernel) {
             return c.sum(space, pos, pos, false, log_coeffs);
         }
         match self.pairs.iter().find(|p| p.width == kernel.width && p.exponent.log_norm == kernel.log_norm) {
@@ -338,10 +342,15 @@ impl Fixed {
     fn eps_sum(&self, m: &Model, targets: &[f64], nodes: bool, log_coeffs: &[f64]) -> Vec<f64> {
         let own = &self.at_particles;
         let sources = if nodes { &own.model.nodes } else { &own.points };
-        match &self.cells {
+        match self.cells_of(&m.kernel) {
             Some(c) => c.sum(&m.space, targets, sources, nodes, log_coeffs),
             None => log_kernel_sum(&m.space, &m.kernel, targets, sources, log_coeffs),
         }
+    }
+
+    /// The cell grids of `kernel`, if its sums use cells.
+    fn cells_of(&self, kernel: &Gaussian) -> Option<&KernelCells> {
+        self.cells.iter().find(|c| c.kernel == *kernel)
     }
 
     /// log Σ_j exp(log_coeffs[j]) K(x_t, X_j) for every target: the particles' own kept
@@ -349,7 +358,7 @@ impl Fixed {
     fn log_sum_to(&self, space: &Space, kernel: &Gaussian, targets: &Targets, log_coeffs: &[f64]) -> Vec<f64> {
         match targets {
             Targets::Particles => self.pair_log_sum(space, kernel, log_coeffs),
-            Targets::Points(t) => match self.cells.as_ref().filter(|c| c.kernel == *kernel) {
+            Targets::Points(t) => match self.cells_of(kernel) {
                 Some(c) => c.sum(space, &t.points, &self.at_particles.points, false, log_coeffs),
                 None => log_kernel_sum(space, kernel, &t.points, &self.at_particles.points, log_coeffs),
             },
@@ -357,23 +366,20 @@ impl Fixed {
     }
 }
 
-impl EpsCells {
-    /// The grids for `m`'s ε-kernel when its cutoff asks for cells and they save work: `Auto`
-    /// only where the N×N matrix is too large to keep (N > 16384), a tolerance wherever a grid
-    /// helps.
-    fn new(m: &Model, positions: &[f64], nodes: &[f64]) -> Option<Self> {
+impl KernelCells {
+    /// The grids for `kernel` (with `nodes` as a second set of sources, or none) when `m`'s
+    /// cutoff asks for cells and they save work: `Auto` only where the N×N matrix is too large to
+    /// keep (N > 16384), a tolerance wherever a grid helps.
+    fn new(m: &Model, kernel: Gaussian, positions: &[f64], nodes: &[f64]) -> Option<Self> {
         let (tolerance, max_error) = m.cutoff.parameters()?;
         let n = positions.len() / m.space.dim;
-        if !m.has_divergence()
-            || m.variant == Variant::Exact
-            || (m.cutoff == Cutoff::Auto && n * n <= PAIR_CACHE_ENTRIES)
-        {
+        if m.cutoff == Cutoff::Auto && n * n <= PAIR_CACHE_ENTRIES {
             return None;
         }
-        let radius = Cutoff::radius(&m.kernel, tolerance);
+        let radius = Cutoff::radius(&kernel, tolerance);
         let particles = CellGrid::new(&m.space, positions, radius)?;
         let nodes = if nodes.is_empty() { None } else { Some(CellGrid::new(&m.space, nodes, radius)?) };
-        Some(EpsCells { kernel: m.kernel, tolerance, max_error, particles, nodes, worst: Mutex::new((0.0, 0)) })
+        Some(KernelCells { kernel, tolerance, max_error, particles, nodes, worst: Mutex::new((0.0, 0)) })
     }
 
     /// A cutoff sum over `sources` (the particles, or with `nodes` their quadrature nodes),
@@ -465,9 +471,13 @@ impl CpuEngine {
     /// The largest relative truncation bound of the cutoff sums since the last check, or the
     /// named error when it exceeds the cutoff's `max_error`.
     fn check_truncation(&self) -> Result<f64> {
-        let Some(cells) = &self.fixed.cells else { return Ok(0.0) };
-        let (bound, target) = cells.take_worst();
-        if bound > cells.max_error || bound.is_nan() {
+        let mut largest = 0.0f64;
+        for cells in &self.fixed.cells {
+            let (bound, target) = cells.take_worst();
+            largest = largest.max(bound);
+            if bound <= cells.max_error && !bound.is_nan() {
+                continue;
+            }
             return Err(Error::invalid(
                 "kernel.cutoff",
                 format!("a relative truncation bound of {bound:.3e} at target {target} in step {}", self.state.step),
@@ -478,7 +488,7 @@ impl CpuEngine {
                 ),
             ));
         }
-        Ok(bound)
+        Ok(largest)
     }
 
     fn evaluate_state(&self) -> Result<Evaluation> {
@@ -782,7 +792,7 @@ impl Engine for CpuEngine {
     }
 
     fn cutoff_fraction(&self) -> Option<f64> {
-        let cells = self.fixed.cells.as_ref()?;
+        let cells = self.fixed.cells_of(&self.model.kernel).or(self.fixed.cells.first())?;
         let pos = &self.particles.positions;
         let n = self.particles.len() as f64;
         Some(cells.particles.pairs(pos) as f64 / (n * n))
