@@ -28,4 +28,10 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
 fi
 cargo fmt --check
 cargo clippy --release --all-targets -- -D warnings
+# The lean library (`default-features = false`): it builds, and pulls in no CLI-only crate.
+cargo clippy --release --lib --no-default-features -- -D warnings
+if cargo tree -e normal --no-default-features --prefix none | grep -E '^(clap|plotters|indicatif) '; then
+  echo "test.sh: the lean library depends on a CLI-only crate (above)" >&2
+  exit 1
+fi
 cargo test --release

@@ -50,6 +50,7 @@ pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "cli")]
 pub mod experiments;
 pub mod flow;
 pub mod io;
@@ -57,8 +58,11 @@ pub mod model;
 pub mod observe;
 pub mod oracle;
 pub mod particles;
+#[cfg(feature = "cli")]
 pub mod pictures;
+#[cfg(feature = "cli")]
 pub mod plot;
+#[cfg(feature = "cli")]
 pub mod runner;
 pub mod stepper;
 pub mod transport;

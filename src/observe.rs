@@ -10,12 +10,14 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 /// A progress bar on stderr, shown only when stderr is a terminal.
+#[cfg(feature = "cli")]
 pub struct Progress {
     bar: indicatif::ProgressBar,
     every: u64,
     final_time: Option<f64>,
 }
 
+#[cfg(feature = "cli")]
 impl Progress {
     /// A bar over `max_steps` steps, or over the flow time up to `final_time` (in thousandths).
     pub fn new(every: u64, max_steps: Option<u64>, final_time: Option<f64>) -> Self {
@@ -38,6 +40,7 @@ impl Progress {
     }
 }
 
+#[cfg(feature = "cli")]
 impl Observer for Progress {
     fn every(&self) -> u64 {
         self.every
