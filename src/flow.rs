@@ -117,6 +117,9 @@ pub enum Termination {
     Stationary,
     /// The interrupt flag was raised (Ctrl-C).
     Interrupted,
+    /// An observer asked the run to stop ([`Observer::stop`]; `Summary::stop_reason` says why),
+    /// e.g. a [`StopWhen`] predicate on the diagnostics.
+    Stopped,
 }
 
 /// Something that watches a run: a progress bar, a trace writer, a checkpoint writer.
@@ -126,6 +129,12 @@ pub trait Observer {
 
     /// Records the state after `diagnostics.step` steps.
     fn observe(&mut self, diagnostics: &Diagnostics, engine: &mut dyn Engine) -> Result<()>;
+
+    /// After each `observe`: `Some(reason)` ends the run there with [`Termination::Stopped`]
+    /// (a convergence test of the user's, a coupled system that has what it needs, …).
+    fn stop(&self) -> Option<String> {
+        None
+    }
 
     /// Called once when the run ends for `reason`, with the final state.
     fn finish(&mut self, diagnostics: &Diagnostics, reason: Termination, engine: &mut dyn Engine) -> Result<()> {
@@ -147,6 +156,44 @@ pub struct Summary {
     pub wall_seconds: f64,
     /// The engine's name.
     pub engine: String,
+    /// With [`Termination::Stopped`]: the observer's reason.
+    #[serde(default)]
+    pub stop_reason: Option<String>,
+}
+
+/// An observer that ends the run once `predicate` holds for the diagnostics it sees (every
+/// `every` steps), with `reason` as the summary's stop reason.
+pub struct StopWhen<F: FnMut(&Diagnostics) -> bool> {
+    every: u64,
+    reason: String,
+    predicate: F,
+    hit: bool,
+}
+
+impl<F: FnMut(&Diagnostics) -> bool> StopWhen<F> {
+    /// Checks `predicate` every `every` steps (at least 1).
+    pub fn new(every: u64, reason: impl Into<String>, predicate: F) -> Self {
+        StopWhen { every: every.max(1), reason: reason.into(), predicate, hit: false }
+    }
+}
+
+impl<F: FnMut(&Diagnostics) -> bool> Observer for StopWhen<F> {
+    fn every(&self) -> u64 {
+        self.every
+    }
+
+    fn observe(&mut self, diagnostics: &Diagnostics, _: &mut dyn Engine) -> Result<()> {
+        self.hit |= (self.predicate)(diagnostics);
+        Ok(())
+    }
+
+    fn stop(&self) -> Option<String> {
+        self.hit.then(|| self.reason.clone())
+    }
+
+    fn finish(&mut self, _: &Diagnostics, _: Termination, _: &mut dyn Engine) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Runs `engine` from its current state until a termination condition holds.
@@ -171,9 +218,14 @@ pub fn run(
             o.observe(&diag, engine)?;
         }
     }
+    let asked = |observers: &[Box<dyn Observer>]| observers.iter().find_map(|o| o.stop());
+    let mut stopped = asked(observers);
     let termination = loop {
         if let Some(reason) = stop_reason(&diag, options, interrupt.as_deref()) {
             break reason;
+        }
+        if stopped.is_some() {
+            break Termination::Stopped;
         }
         // Advance to the next step that someone wants to see.
         let cadences = std::iter::once(options.every).chain(observers.iter().map(|o| o.every()).filter(|k| *k > 0));
@@ -191,6 +243,7 @@ pub fn run(
                 o.observe(&diag, engine)?;
             }
         }
+        stopped = asked(observers);
     };
     for o in observers.iter_mut() {
         o.finish(&diag, termination, engine)?;
@@ -201,6 +254,7 @@ pub fn run(
         diagnostics: diag,
         wall_seconds: start.elapsed().as_secs_f64(),
         engine: engine.name(),
+        stop_reason: stopped.filter(|_| termination == Termination::Stopped),
     })
 }
 

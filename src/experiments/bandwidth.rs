@@ -536,6 +536,7 @@ fn run_one(
         Termination::FinalTime => "final_time",
         Termination::MaxSteps => "max_steps",
         Termination::Interrupted => "interrupted",
+        Termination::Stopped => "stopped",
     };
     Ok(BandwidthRun {
         variant: variant.name().to_string(),
