@@ -766,8 +766,9 @@ pub(crate) fn toml_message(text: &str, e: &toml::de::Error) -> String {
     shorten(&message)
 }
 
-/// Rejects `nan` and `inf` anywhere in the document, naming the dotted key.
-fn check_finite(path: &str, value: &toml::Value) -> Result<()> {
+/// Rejects `nan` and `inf` anywhere in a TOML document (a config or a sweep file), naming the
+/// dotted key.
+pub(crate) fn check_finite(path: &str, value: &toml::Value) -> Result<()> {
     match value {
         toml::Value::Float(f) if !f.is_finite() => {
             Err(Error::invalid(path, show_float(*f), "a finite number (nan and inf are not allowed)"))

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 // ---------------------------------------------------------------------------------------------
 
 /// One row of a run's `trace.csv` (the columns the pictures use).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize)]
 pub struct TraceRow {
     /// Steps taken.
     pub step: u64,
@@ -40,30 +40,16 @@ pub struct TraceRow {
     pub f_energy: f64,
 }
 
-/// Reads the `step`, `time`, `energy` and `f_energy` columns of a `trace.csv`.
+/// Reads the `step`, `time`, `energy` and `f_energy` columns of a `trace.csv` (by the `csv`
+/// crate and serde, the columns found by name; an empty `energy` is `None`).
 pub fn read_trace(path: &Path) -> Result<Vec<TraceRow>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::io::guard::open_regular(path)?;
     let bad = |message: String| Error::Data { path: path.display().to_string(), message };
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).ok_or_else(|| bad(format!("no `{name}` column")));
-    let (c_step, c_time, c_energy, c_f) = (col("step")?, col("time")?, col("energy")?, col("f_energy")?);
-    let mut rows = Vec::new();
-    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let cells: Vec<&str> = line.split(',').collect();
-        let cell = |c: usize| cells.get(c).copied().ok_or_else(|| bad(format!("line {} is short", i + 2)));
-        let num = |c: usize| -> Result<f64> {
-            cell(c)?.parse().map_err(|_| bad(format!("line {}, column {}: not a number", i + 2, c + 1)))
-        };
-        let energy = cell(c_energy)?;
-        rows.push(TraceRow {
-            step: cell(c_step)?.parse().map_err(|_| bad(format!("line {}: bad step", i + 2)))?,
-            time: num(c_time)?,
-            energy: if energy.is_empty() { None } else { Some(num(c_energy)?) },
-            f_energy: num(c_f)?,
-        });
-    }
-    Ok(rows)
+    csv::Reader::from_reader(file)
+        .deserialize::<TraceRow>()
+        .enumerate()
+        .map(|(i, row)| row.map_err(|e| bad(format!("row {}: {e}", i + 1))))
+        .collect()
 }
 
 /// The mean-field network's output f_m(z) = Σ_i w_i c_i tanh(a_i·z + b_i) for particles

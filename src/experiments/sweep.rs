@@ -1,7 +1,7 @@
 //! What every sweep shares: the base problem of a sweep file, the append-only results file that
 //! makes a sweep resumable, and the progress bars.
 
-use crate::config::Config;
+use crate::config::{Config, check_finite};
 use crate::error::{Error, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,21 +20,6 @@ pub struct BaseProblem {
     pub base_dir: PathBuf,
     /// `[problem]` for the inline table, else the problem file's path.
     pub origin: String,
-}
-
-/// Rejects `nan` and `inf` anywhere in a sweep file, naming the dotted key.
-fn check_finite(path: &str, value: &toml::Value) -> Result<()> {
-    match value {
-        toml::Value::Float(f) if !f.is_finite() => {
-            Err(Error::invalid(path, f, "a finite number (nan and inf are not allowed)"))
-        }
-        toml::Value::Table(t) => t.iter().try_for_each(|(k, v)| {
-            let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-            check_finite(&p, v)
-        }),
-        toml::Value::Array(a) => a.iter().enumerate().try_for_each(|(i, v)| check_finite(&format!("{path}[{i}]"), v)),
-        _ => Ok(()),
-    }
 }
 
 /// Parses a sweep file's text into `T` (whose tables deny unknown keys), checking finiteness.
