@@ -32,7 +32,6 @@ use super::sweep::{
     particle_counts, pin_data_seeds, reject_duplicates, write_text,
 };
 use crate::config::{Config, EngineChoice};
-use crate::engine::reached;
 use crate::engine::{Diagnostics, Engine};
 use crate::error::{Error, Result};
 use crate::flow::{Observer, Termination};
@@ -456,42 +455,53 @@ fn rms_rate(engine: &mut dyn Engine) -> Result<f64> {
     Ok(w.iter().zip(&a).map(|(w, a)| w * a * a).sum::<f64>().sqrt())
 }
 
-/// Runs until the problem's stopping rule holds or, with `rms_tolerance`, until the rms rate
-/// under μᴺ falls below it (checked every `options.every` steps).
+/// Ends a run once the rms rate under μᴺ falls below `tolerance` (checked every `every` steps).
 ///
 /// max_i |a_i| is a poor test of stationarity here: particles whose weight decays to 0 keep a
 /// positive rate for ever, while the measure has long stopped moving.
+struct RmsStop {
+    every: u64,
+    tolerance: f64,
+    hit: bool,
+}
+
+impl Observer for RmsStop {
+    fn every(&self) -> u64 {
+        self.every
+    }
+
+    fn observe(&mut self, _: &Diagnostics, engine: &mut dyn Engine) -> Result<()> {
+        self.hit = rms_rate(engine)? < self.tolerance;
+        Ok(())
+    }
+
+    fn stop(&self) -> Option<String> {
+        self.hit.then(|| format!("rms rate below {:e}", self.tolerance))
+    }
+
+    fn finish(&mut self, _: &Diagnostics, _: Termination, _: &mut dyn Engine) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `flow::run` until the problem's stopping rule holds or, with `rms_tolerance`, until the
+/// rms rate under μᴺ falls below it (reported as stationary).
 fn run_to_stationarity(
     engine: &mut dyn Engine,
     options: &crate::flow::RunOptions,
     rms_tolerance: Option<f64>,
-    observer: &mut BarObserver,
+    observer: BarObserver,
 ) -> Result<(Diagnostics, Termination)> {
-    options.validate()?;
-    loop {
-        let d = engine.evaluate()?;
-        observer.observe(&d, engine)?;
-        let stop = if options.max_steps.is_some_and(|m| d.step >= m) {
-            Some(Termination::MaxSteps)
-        } else if reached(d.time, options.final_time) {
-            Some(Termination::FinalTime)
-        } else if options.tolerance.is_some_and(|t| d.max_abs_rate < t) {
-            Some(Termination::Stationary)
-        } else if let Some(t) = rms_tolerance
-            && rms_rate(engine)? < t
-        {
-            Some(Termination::Stationary)
-        } else {
-            None
-        };
-        if let Some(reason) = stop {
-            return Ok((d, reason));
-        }
-        let steps = options.max_steps.map_or(options.every, |m| options.every.min(m - d.step));
-        if engine.advance(steps, &options.stepper, options.final_time)? == 0 {
-            return Err(Error::invalid("engine", engine.name(), "an engine that takes the steps it is asked for"));
-        }
+    let mut observers: Vec<Box<dyn Observer>> = vec![Box::new(observer)];
+    if let Some(tolerance) = rms_tolerance {
+        observers.push(Box::new(RmsStop { every: options.every, tolerance, hit: false }));
     }
+    let summary = crate::flow::run(engine, options, &mut observers, None)?;
+    let termination = match summary.termination {
+        Termination::Stopped => Termination::Stationary,
+        t => t,
+    };
+    Ok((summary.diagnostics, termination))
 }
 
 /// Normalised weights from log-weights.
@@ -514,7 +524,7 @@ fn run_one(
     let (device, wg) = (problem.device.as_deref(), problem.workgroup_size);
     let mut engine = build_engine(choice, device, wg, model.clone(), problem.particles.clone())?;
     let o = &problem.run;
-    let mut observer = BarObserver {
+    let observer = BarObserver {
         bar: bar.clone(),
         every: o.every,
         final_time: o.final_time,
@@ -522,7 +532,7 @@ fn run_one(
         tolerance: spec.sweep.tolerance.or(o.tolerance),
         first_rate: None,
     };
-    let (diag, termination) = run_to_stationarity(&mut *engine, o, spec.sweep.tolerance, &mut observer)?;
+    let (diag, termination) = run_to_stationarity(&mut *engine, o, spec.sweep.tolerance, observer)?;
     bar.finish_and_clear();
     let w = weights(&engine.state()?.log_weights);
     let d = model.space.dim;
