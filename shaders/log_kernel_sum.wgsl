@@ -150,21 +150,23 @@ fn lane_product(v: vec4<f32>, lanes: u32) -> f32 {
     }
 }
 
+// (ln 2)^k / k!: the Taylor coefficients of 2^f.
+const EXP2_TAYLOR = array<f32, 8>(1.0, 6.9314718055994531e-1, 2.4022650695910071e-1, 5.5504108664821580e-2,
+    9.6181291076284770e-3, 1.3333558146428443e-3, 1.5403530393381608e-4, 1.5252733804059840e-5);
+
 // 2^v lane-wise on the FMA pipe, for v ≤ 1 (v below -126 gives 2^-126, which is 0 against the
 // 1 it is added to): v = n + f with n = round(v) by the 1.5·2^23 trick and |f| ≤ 1/2; 2^f by its
-// degree-7 Taylor polynomial (relative error < 6e-9), 2^n written into the exponent bits.
+// Taylor polynomial of degree EXP2_DEGREE (3 to 7, relative error (ln 2 / 2)^(k+1) / (k+1)!, from
+// 6e-4 down to 6e-9; the host takes the least degree whose error, times the largest image term,
+// stays below 1e-8 of K(0): see `Layout::exp2_degree`), 2^n written into the exponent bits.
 fn exp2_fma(v: vec4<f32>) -> vec4<f32> {
     let x = max(v, vec4<f32>(-126.0));
     let t = x + vec4<f32>(12582912.0);
     let f = x - (t - vec4<f32>(params.rounder));
-    var p = vec4<f32>(1.5252733804059840e-5);
-    p = fma(p, f, vec4<f32>(1.5403530393381608e-4));
-    p = fma(p, f, vec4<f32>(1.3333558146428443e-3));
-    p = fma(p, f, vec4<f32>(9.6181291076284770e-3));
-    p = fma(p, f, vec4<f32>(5.5504108664821580e-2));
-    p = fma(p, f, vec4<f32>(2.4022650695910071e-1));
-    p = fma(p, f, vec4<f32>(6.9314718055994531e-1));
-    p = fma(p, f, vec4<f32>(1.0));
+    var p = vec4<f32>(EXP2_TAYLOR[EXP2_DEGREE]);
+    for (var k = 0u; k < EXP2_DEGREE; k++) {
+        p = fma(p, f, vec4<f32>(EXP2_TAYLOR[EXP2_DEGREE - 1u - k]));
+    }
     // bits(t) = bits(1.5·2^23) + n = 0x4B400000 + n; the biased exponent n + 127 shifted in place.
     let scale = bitcast<vec4<f32>>((bitcast<vec4<i32>>(t) - vec4<i32>(0x4B400000 - 127)) << vec4<u32>(23u));
     return p * scale;

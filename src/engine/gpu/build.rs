@@ -32,6 +32,7 @@ impl KernelSpace {
         let header = Header {
             images: kernel.images,
             far_images: kernel.images > 0 && layout.far_images(space.dim),
+            exp2_degree: layout.exp2_degree(space.dim, kernel.images),
             fixed: layout.fixed,
             ..header.clone()
         };

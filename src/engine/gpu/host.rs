@@ -275,6 +275,23 @@ impl Layout {
         })
     }
 
+    /// The least degree k (3 to 7) of `exp2_fma`'s Taylor polynomial for a kernel with `images`
+    /// images per side in dimension `dim`: its relative error ρ(k) = (ln 2 / 2)^(k+1) / (k+1)! on
+    /// an image term g of one coordinate costs at most 2^(d−1) · 2^(−(L − |x|)²) · ρ(k) ≤
+    /// 2^(d−1) · 2^(−L²/4) · ρ(k) of K(0) (scaled L; the other coordinates' factors are below 2),
+    /// summed over 2·images terms; the degree keeps that below 1e-8. In the paper's setting
+    /// (ε = 0.1, L = 1, d = 3) that is degree 4 instead of 7.
+    pub fn exp2_degree(&self, dim: usize, images: u32) -> u32 {
+        let Some(l) = self.side.map(|l| l * self.scale) else { return 7 };
+        let scale = 2f64.powi(dim as i32 - 1) * (-(l * l) / 4.0).exp2() * 2.0 * f64::from(images.max(1));
+        // The Lagrange remainder, with 2^(1/2) for the derivative at the far end of the interval.
+        let rho = |k: u32| {
+            std::f64::consts::SQRT_2 * (std::f64::consts::LN_2 / 2.0).powi(k as i32 + 1)
+                / (1..=k + 1).map(f64::from).product::<f64>()
+        };
+        (3..=7).find(|k| scale * rho(*k) <= 1e-8).unwrap_or(7)
+    }
+
     /// Whether every point can be packed: always, except in fixed point on R^d, where the
     /// coordinates must lie in the box the layout was made for (so that differences fit an i32).
     pub fn contains(&self, points: &[f64], dim: usize) -> bool {

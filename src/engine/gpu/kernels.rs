@@ -230,6 +230,8 @@ pub(crate) struct Header {
     pub images: u32,
     /// Whether the farther image on each side is summed too (see `Layout::far_images`).
     pub far_images: bool,
+    /// Degree of `exp2_fma`'s polynomial for the images (see `Layout::exp2_degree`).
+    pub exp2_degree: u32,
     /// The variant's index (A, B, C, D, D′, exact).
     pub variant: u32,
     /// KL (else χ²).
@@ -256,13 +258,14 @@ impl Header {
     pub fn text(&self, wg: u32) -> String {
         format!(
             "const D: u32 = {}u;\nconst P: u32 = {}u;\nconst WG: u32 = {wg}u;\nconst TORUS: bool = {};\n\
-             const IMAGES: u32 = {}u;\nconst FAR_IMAGES: bool = {};\nconst VARIANT: u32 = {}u;\nconst KL: bool = {};\n\
-             const FIXED: bool = {};\nconst PL: u32 = {}u;\n",
+             const IMAGES: u32 = {}u;\nconst FAR_IMAGES: bool = {};\nconst EXP2_DEGREE: u32 = {}u;\n\
+             const VARIANT: u32 = {}u;\nconst KL: bool = {};\nconst FIXED: bool = {};\nconst PL: u32 = {}u;\n",
             self.dim,
             self.packed,
             self.torus,
             self.images,
             self.far_images,
+            self.exp2_degree,
             self.variant,
             self.kl,
             self.fixed,
@@ -403,7 +406,9 @@ mod tests {
         for dim in [1u32, 3, 8] {
             for (torus, fixed, images, variant) in [(false, false, 0, 0), (true, true, 0, 3), (true, false, 2, 5)] {
                 let packed = packed_len(dim as usize) as u32;
-                let header = Header { dim, packed, torus, images, far_images: images > 1, variant, kl: true, fixed };
+                let far_images = images > 1;
+                let header =
+                    Header { dim, packed, torus, images, far_images, exp2_degree: 5, variant, kl: true, fixed };
                 for shader in ALL {
                     let declared = reflect(&source(shader, &header)).unwrap_or_else(|e| panic!("{}: {e}", shader.name));
                     let kinds: Vec<Bind> = declared.iter().map(|d| d.0).collect();

@@ -210,6 +210,7 @@ impl GpuEngine {
             torus: model.space.side().is_some(),
             images: model.kernel.images,
             far_images: false,
+            exp2_degree: 7,
             variant: Variant::ALL.iter().position(|v| *v == model.variant).expect("listed") as u32,
             kl: model.divergence == Divergence::Kl,
             fixed: false,
