@@ -239,7 +239,7 @@ impl CellGrid {
     }
 }
 
-/// log Σ_{s near t} exp(log_coeffs[s]) K(t, y_s) for every target t, over the sources within the
+/// log Σ_{s near t} exp(log_coeffs\[s\]) K(t, y_s) for every target t, over the sources within the
 /// 3^d cells of `grid` (built on `sources` for the kernel's cutoff radius at `tolerance`), and
 /// each target's relative truncation bound (see the module's documentation): the cutoff twin of
 /// [`super::cpu::log_kernel_sum`].
