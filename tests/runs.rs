@@ -223,3 +223,29 @@ fn bench_writes_every_figure_including_the_sinkhorn_pass() {
         }
     }
 }
+
+/// `frflow bench --epsilon --cutoff` on the CPU engine: the step row reports the pairs it
+/// evaluated (fewer than the all-pairs count its pairs/s is based on) and its truncation bound;
+/// a bad cutoff is refused naming the flag. (Speed itself is not asserted.)
+#[test]
+fn bench_reports_the_cutoff_steps_evaluated_pairs_and_bound() {
+    let dir = fresh_dir("bench-cutoff");
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("bench.json");
+    let out = frflow()
+        .args(["bench", "--n", "3001", "--d", "2", "--engine", "cpu", "--epsilon", "0.01", "--cutoff", "1e-10"])
+        .args(["--variant", "A", "--repeats", "1", "--min-batch-seconds", "0.01", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let step = report["rows"].as_array().unwrap().iter().find(|r| r["kind"] == "step").unwrap().clone();
+    let (pairs, evaluated) = (step["pairs"].as_f64().unwrap(), step["pairs_evaluated"].as_f64().unwrap());
+    assert!(evaluated > 0.0 && evaluated < 0.2 * pairs, "{evaluated} of {pairs}");
+    let bound = step["truncation_bound"].as_f64().unwrap();
+    assert!(bound > 0.0 && bound < 1e-4, "{bound}");
+    let bad = frflow().args(["bench", "--engine", "cpu", "--cutoff", "2"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--cutoff"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
