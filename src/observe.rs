@@ -77,6 +77,7 @@ impl Trace {
         let mut h = String::from("step,time,energy,f_energy,mass,ess,max_abs_rate,max_rate");
         (0..dim).for_each(|k| h.push_str(&format!(",mean_{k}")));
         (0..dim).for_each(|k| h.push_str(&format!(",variance_{k}")));
+        h.push_str(",truncation_bound");
         h
     }
 
@@ -119,6 +120,7 @@ impl Trace {
             d.step, d.time, energy, d.f_energy, d.mass, d.ess, d.max_abs_rate, d.max_rate
         );
         d.mean.iter().chain(&d.variance).for_each(|v| r.push_str(&format!(",{v}")));
+        r.push_str(&format!(",{}", d.truncation_bound));
         r
     }
 }

@@ -198,3 +198,21 @@ fn energy_kernel_sums_use_cells_within_the_bound() {
     assert!(bound > 0.0 && err <= 10.0 * bound + 1e-12, "{err:e} vs {bound:e}");
     assert!(b.cutoff_fraction().is_some_and(|f| f < 0.2));
 }
+
+/// The trace carries the bound: `truncation_bound` is the last column of `trace.csv`, and a row
+/// of a cutoff run's diagnostics fills it with the engine's value.
+#[test]
+fn the_trace_records_the_truncation_bound() {
+    use frflow::observe::Trace;
+    let space = space(2, true);
+    let particles = Particles::sample(space, &Initial::Uniform { low: 0.0, high: 1.0 }, 500, 2).unwrap();
+    let cut = Cutoff::Tolerance { tolerance: 1e-8, max_error: 1.0 };
+    let mut e = CpuEngine::new(model(space, Variant::Measure, Divergence::Kl, 0.02, cut), particles).unwrap();
+    let d = e.evaluate().unwrap();
+    assert!(d.truncation_bound > 0.0);
+    let header = Trace::header(2);
+    let row = Trace::row(&d);
+    assert!(header.ends_with(",truncation_bound"), "{header}");
+    assert_eq!(header.split(',').count(), row.split(',').count());
+    assert_eq!(row.rsplit(',').next().unwrap().parse::<f64>().unwrap(), d.truncation_bound);
+}
