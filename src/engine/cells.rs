@@ -95,8 +95,6 @@ pub struct CellGrid {
     torus: Option<f64>,
     starts: Vec<u32>,
     order: Vec<u32>,
-    /// The radius the grid was built for.
-    radius: f64,
 }
 
 impl CellGrid {
@@ -155,7 +153,6 @@ impl CellGrid {
             torus: space.side(),
             starts: vec![0; total + 1],
             order: vec![0; n],
-            radius,
         };
         // Counting sort of the sources by cell.
         let cells: Vec<usize> = sources.chunks_exact(d).map(|x| grid.linear(&grid.coords(x))).collect();
@@ -171,16 +168,6 @@ impl CellGrid {
             next[*c] += 1;
         }
         Some(grid)
-    }
-
-    /// The radius the grid was built for.
-    pub fn radius(&self) -> f64 {
-        self.radius
-    }
-
-    /// Cells per coordinate.
-    pub fn counts(&self) -> &[usize] {
-        &self.counts
     }
 
     /// The cell coordinates of x (wrapped on the torus; possibly outside the grid on R^d).
@@ -267,35 +254,39 @@ pub fn log_kernel_sum_cells(
     let log_drop = kernel.log_norm + tolerance.ln();
     targets
         .par_chunks_exact(d)
-        .map_init(Vec::new, |e, t| {
-            // Per neighbour cell: its exponents, shifted by their maximum and summed (one
-            // exponential per pair, no branch), merged in cell order like log_kernel_sum's blocks.
-            let mut partials = Vec::with_capacity(3usize.pow(d as u32));
-            let mut near = Vec::with_capacity(partials.capacity());
-            grid.for_each_near(t, |c| {
-                e.clear();
-                e.extend(grid.cell(c).iter().map(|&j| {
-                    let j = j as usize;
-                    log_coeffs[j] + exponent.log_k(t, &sources[j * d..(j + 1) * d])
-                }));
-                let shift = e.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                if shift > f64::NEG_INFINITY {
-                    partials.push((shift, e.iter().map(|x| (x - shift).exp()).sum::<f64>()));
-                }
-                near.push(cell_mass[c]);
-            });
-            let value = log_sum_merge(partials) + exponent.log_norm;
-            let near = log_sum_merge(near);
-            // log(total − near), computed without cancellation; no mass outside: no bound.
-            let far = if near >= total { f64::NEG_INFINITY } else { total + (-(near - total).exp()).ln_1p() };
-            let bound = if far == f64::NEG_INFINITY {
-                0.0
-            } else if value == f64::NEG_INFINITY {
-                f64::INFINITY
-            } else {
-                (log_drop + far - value).exp()
-            };
-            (value, bound)
-        })
+        .map_init(
+            || (Vec::new(), Vec::new(), Vec::new()),
+            |(e, partials, near), t| {
+                // Per neighbour cell: its exponents, shifted by their maximum and summed (one
+                // exponential per pair, no branch), merged in cell order like log_kernel_sum's blocks.
+                // The buffers are the thread's own, reused from target to target.
+                partials.clear();
+                near.clear();
+                grid.for_each_near(t, |c| {
+                    e.clear();
+                    e.extend(grid.cell(c).iter().map(|&j| {
+                        let j = j as usize;
+                        log_coeffs[j] + exponent.log_k(t, &sources[j * d..(j + 1) * d])
+                    }));
+                    let shift = e.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    if shift > f64::NEG_INFINITY {
+                        partials.push((shift, e.iter().map(|x| (x - shift).exp()).sum::<f64>()));
+                    }
+                    near.push(cell_mass[c]);
+                });
+                let value = log_sum_merge(partials.iter().copied()) + exponent.log_norm;
+                let near = log_sum_merge(near.iter().copied());
+                // log(total − near), computed without cancellation; no mass outside: no bound.
+                let far = if near >= total { f64::NEG_INFINITY } else { total + (-(near - total).exp()).ln_1p() };
+                let bound = if far == f64::NEG_INFINITY {
+                    0.0
+                } else if value == f64::NEG_INFINITY {
+                    f64::INFINITY
+                } else {
+                    (log_drop + far - value).exp()
+                };
+                (value, bound)
+            },
+        )
         .unzip()
 }

@@ -323,29 +323,32 @@ impl Fixed {
         Ok(Fixed { at_particles, mmd_cnn, pairs, cells })
     }
 
-    /// log Σ_j exp(log_coeffs[j]) K(X_i, X_j) for every particle: by cells for the ε-kernel
-    /// when the cutoff uses them, from a kept matrix when there is one for this kernel, else
-    /// streamed.
+    /// log Σ_j exp(log_coeffs[j]) K(X_i, X_j) for every particle: from a kept matrix when there
+    /// is one for this kernel, else by [`Fixed::sum_from`] (cells or streamed).
     fn pair_log_sum(&self, space: &Space, kernel: &Gaussian, log_coeffs: &[f64]) -> Vec<f64> {
         let pos = &self.at_particles.points;
-        if let Some(c) = self.cells_of(kernel) {
-            return c.sum(space, pos, pos, false, log_coeffs);
-        }
+        // Kernels summed by cells have no kept matrix (see `Fixed::new`).
         match self.pairs.iter().find(|p| p.width == kernel.width && p.exponent.log_norm == kernel.log_norm) {
             Some(matrix) => matrix.log_sum(pos, log_coeffs),
-            None => log_kernel_sum(space, kernel, pos, pos, log_coeffs),
+            None => self.sum_from(space, kernel, pos, false, log_coeffs),
         }
     }
 
-    /// log Σ_s exp(log_coeffs[s]) K_ε(t, y_s) for `targets`, the sources being the particles or
-    /// (`nodes`) the particles' quadrature nodes: by cells when the cutoff uses them.
-    fn eps_sum(&self, m: &Model, targets: &[f64], nodes: bool, log_coeffs: &[f64]) -> Vec<f64> {
+    /// log Σ_s exp(log_coeffs[s]) K(t, y_s) for `targets`, the sources being the particles or
+    /// (`nodes`) the particles' quadrature nodes: by cells when the cutoff uses them for
+    /// `kernel`, else streamed over all pairs.
+    fn sum_from(&self, space: &Space, kernel: &Gaussian, targets: &[f64], nodes: bool, log_coeffs: &[f64]) -> Vec<f64> {
         let own = &self.at_particles;
         let sources = if nodes { &own.model.nodes } else { &own.points };
-        match self.cells_of(&m.kernel) {
-            Some(c) => c.sum(&m.space, targets, sources, nodes, log_coeffs),
-            None => log_kernel_sum(&m.space, &m.kernel, targets, sources, log_coeffs),
+        match self.cells_of(kernel) {
+            Some(c) => c.sum(space, targets, sources, nodes, log_coeffs),
+            None => log_kernel_sum(space, kernel, targets, sources, log_coeffs),
         }
+    }
+
+    /// [`Fixed::sum_from`] for the model's ε-kernel.
+    fn eps_sum(&self, m: &Model, targets: &[f64], nodes: bool, log_coeffs: &[f64]) -> Vec<f64> {
+        self.sum_from(&m.space, &m.kernel, targets, nodes, log_coeffs)
     }
 
     /// The cell grids of `kernel`, if its sums use cells.
@@ -358,10 +361,7 @@ impl Fixed {
     fn log_sum_to(&self, space: &Space, kernel: &Gaussian, targets: &Targets, log_coeffs: &[f64]) -> Vec<f64> {
         match targets {
             Targets::Particles => self.pair_log_sum(space, kernel, log_coeffs),
-            Targets::Points(t) => match self.cells_of(kernel) {
-                Some(c) => c.sum(space, &t.points, &self.at_particles.points, false, log_coeffs),
-                None => log_kernel_sum(space, kernel, &t.points, &self.at_particles.points, log_coeffs),
-            },
+            Targets::Points(t) => self.sum_from(space, kernel, &t.points, false, log_coeffs),
         }
     }
 }
