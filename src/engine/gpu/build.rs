@@ -29,13 +29,7 @@ impl KernelSpace {
     /// engine's `header` specialised to this kernel.
     pub fn new(space: &Space, kernel: Gaussian, sets: &[&[f64]], header: &Header) -> Self {
         let layout = Layout::new(space, sets, kernel.width);
-        let header = Header {
-            images: kernel.images,
-            far_images: kernel.images > 0 && layout.far_images(space.dim),
-            exp2_degree: layout.exp2_degree(space.dim, kernel.images),
-            fixed: layout.fixed,
-            ..header.clone()
-        };
+        let header = header.for_kernel(&kernel, &layout);
         KernelSpace { kernel, layout, header }
     }
 

@@ -241,6 +241,35 @@ pub(crate) struct Header {
 }
 
 impl Header {
+    /// The constants of a d-dimensional problem before any kernel specialises them: f32
+    /// coordinates, no images, variant A, KL.
+    pub fn plain(dim: usize, torus: bool) -> Header {
+        Header {
+            dim: dim as u32,
+            packed: packed_len(dim) as u32,
+            torus,
+            images: 0,
+            far_images: false,
+            exp2_degree: 7,
+            variant: 0,
+            kl: true,
+            fixed: false,
+        }
+    }
+
+    /// These constants specialised to `kernel` with points packed in `layout`: its periodic
+    /// images (and the polynomial they need) and fixed point.
+    pub fn for_kernel(&self, kernel: &crate::model::Gaussian, layout: &super::host::Layout) -> Header {
+        let dim = self.dim as usize;
+        Header {
+            images: kernel.images,
+            far_images: kernel.images > 0 && layout.far_images(dim),
+            exp2_degree: layout.exp2_degree(dim, kernel.images),
+            fixed: layout.fixed,
+            ..self.clone()
+        }
+    }
+
     /// The kernel-sum path these constants select, as `frflow bench` and the op-count test name
     /// it (see log_kernel_sum.wgsl).
     pub fn path(&self) -> &'static str {

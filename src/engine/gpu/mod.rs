@@ -205,15 +205,9 @@ impl GpuEngine {
         let fixed = model.at_points(&particles.positions)?;
         let extra_nodes = if quad { model.quadrature_nodes(&extra) } else { Vec::new() };
         let header = Header {
-            dim: d as u32,
-            packed: p as u32,
-            torus: model.space.side().is_some(),
-            images: model.kernel.images,
-            far_images: false,
-            exp2_degree: 7,
             variant: Variant::ALL.iter().position(|v| *v == model.variant).expect("listed") as u32,
             kl: model.divergence == Divergence::Kl,
-            fixed: false,
+            ..Header::plain(d, model.space.side().is_some())
         };
         let eps = KernelSpace::new(
             &model.space,

@@ -79,17 +79,7 @@ pub(crate) fn pack(
     }
     let same = std::ptr::eq(targets, sources);
     Ok(Packed {
-        header: Header {
-            dim: d as u32,
-            packed: p as u32,
-            torus: space.side().is_some(),
-            images: kernel.images,
-            far_images: kernel.images > 0 && layout.far_images(d),
-            exp2_degree: layout.exp2_degree(d, kernel.images),
-            variant: 0,
-            kl: true,
-            fixed: layout.fixed,
-        },
+        header: Header::plain(d, space.side().is_some()).for_kernel(kernel, layout),
         params: KernelParams::new(kernel, layout, targets.len() / d, ns, 0, 0),
         targets: (!same).then(|| layout.pack(targets, d, p)),
         sources: packed_sources,
@@ -196,31 +186,7 @@ impl KernelSum {
     }
 
     pub fn read(&self, ctx: &GpuContext) -> Result<Vec<f64>> {
-        let bytes = (self.n_targets * 4) as u64;
-        if bytes == 0 {
-            return Ok(Vec::new());
-        }
-        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("kernel_staging"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read") });
-        encoder.copy_buffer_to_buffer(&self.out, 0, &staging, 0, bytes);
-        ctx.queue.submit([encoder.finish()]);
-        let slice = staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        ctx.wait()?;
-        rx.recv()
-            .map_err(|_| Error::Gpu("the readback was dropped".into()))?
-            .map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
-        let data = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("reading back: {e}")))?.to_vec();
-        let values: Vec<f32> = bytemuck::pod_collect_to_vec(&data);
-        Ok(values.into_iter().map(f64::from).collect())
+        Ok(super::build::read_f32(ctx, &self.out, self.n_targets)?.into_iter().map(f64::from).collect())
     }
 }
 
@@ -448,12 +414,10 @@ pub fn bench_log_kernel_sum(
     time_reps(ctx, packed.header.path(), dim, n, reps, |count, timed| k.run_timed(ctx, count, timed))
 }
 
-/// The `minimal_kernel_sum` pipeline loaded with N points (pre-scaled, weight in the last lane).
+/// The `minimal_kernel_sum` pass loaded with N points (pre-scaled, weight in the last lane).
 struct MinimalKernelSum {
-    pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
+    pass: super::build::Pass,
     out: wgpu::Buffer,
-    groups: (u32, u32),
     n: usize,
 }
 
@@ -470,52 +434,18 @@ impl MinimalKernelSum {
             }
             dst[p - 1][3] = *w as f32;
         }
-        let header = Header {
-            dim: dim as u32,
-            packed: p as u32,
-            torus: false,
-            images: 0,
-            far_images: false,
-            exp2_degree: 7,
-            variant: 0,
-            kl: true,
-            fixed: false,
-        };
+        let max_dim = ctx.limits().max_compute_workgroups_per_dimension.max(1);
+        let b = super::build::Builder { ctx, checked: false, max_dim, kernel_wg: workgroup };
+        let pts = b.init("minimal_points", bytemuck::cast_slice(&packed));
+        let out = b.zeros("minimal_out", n * 4);
         let shader = kernels::Shader { workgroup, ..kernels::MINIMAL_KERNEL_SUM };
-        let pipeline = kernels::pipeline(ctx, &shader, &header, false)?;
-        let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-        let device = &ctx.device;
-        let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("minimal_params"),
-            contents: bytemuck::cast_slice(&[n as u32, 0, 0, 0]),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let pts = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("minimal_points"),
-            contents: bytemuck::cast_slice(&packed),
-            usage: storage,
-        });
-        let out = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("minimal_out"),
-            size: (n.max(4) * 4) as u64,
-            usage: storage,
-            mapped_at_creation: false,
-        });
-        let entries: Vec<wgpu::BindGroupEntry> = [&params, &pts, &out]
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
-            .collect();
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("minimal_kernel_sum"),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        Ok(MinimalKernelSum { pipeline, bind_group, out, groups: grid(ctx, n.div_ceil(workgroup as usize)), n })
+        let groups = b.grid(n.div_ceil(workgroup as usize));
+        let pass = b.pass(&shader, &Header::plain(dim, false), &[n as u32, 0, 0, 0], &[&pts, &out], groups)?;
+        Ok(MinimalKernelSum { pass, out, n })
     }
 
     fn run_timed(&self, ctx: &GpuContext, count: u32, timed: bool) -> Result<Option<f64>> {
-        dispatch(ctx, &self.pipeline, &self.bind_group, self.groups, count, timed)
+        dispatch(ctx, &self.pass.pipeline, &self.pass.bind_group, self.pass.groups, count, timed)
     }
 }
 
