@@ -162,28 +162,29 @@ pub struct Summary {
 }
 
 /// An observer that ends the run once `predicate` holds for the diagnostics it sees (every
-/// `every` steps), with `reason` as the summary's stop reason.
-pub struct StopWhen<F: FnMut(&Diagnostics) -> bool> {
+/// `every` steps), with `reason` as the summary's stop reason. The predicate may also read the
+/// engine (its state, its rates): `StopWhen::new(10, "stationary", |d, _| Ok(d.max_abs_rate < 1e-6))`.
+pub struct StopWhen<F: FnMut(&Diagnostics, &mut dyn Engine) -> Result<bool>> {
     every: u64,
     reason: String,
     predicate: F,
     hit: bool,
 }
 
-impl<F: FnMut(&Diagnostics) -> bool> StopWhen<F> {
+impl<F: FnMut(&Diagnostics, &mut dyn Engine) -> Result<bool>> StopWhen<F> {
     /// Checks `predicate` every `every` steps (at least 1).
     pub fn new(every: u64, reason: impl Into<String>, predicate: F) -> Self {
         StopWhen { every: every.max(1), reason: reason.into(), predicate, hit: false }
     }
 }
 
-impl<F: FnMut(&Diagnostics) -> bool> Observer for StopWhen<F> {
+impl<F: FnMut(&Diagnostics, &mut dyn Engine) -> Result<bool>> Observer for StopWhen<F> {
     fn every(&self) -> u64 {
         self.every
     }
 
-    fn observe(&mut self, diagnostics: &Diagnostics, _: &mut dyn Engine) -> Result<()> {
-        self.hit |= (self.predicate)(diagnostics);
+    fn observe(&mut self, diagnostics: &Diagnostics, engine: &mut dyn Engine) -> Result<()> {
+        self.hit |= (self.predicate)(diagnostics, engine)?;
         Ok(())
     }
 

@@ -449,7 +449,7 @@ fn a_stop_predicate_ends_the_run_with_its_own_termination() {
     let mut e = engine(&p, Variant::MeasureTarget, Divergence::Kl, 1.0, 300, 4);
     // The mean moves from about 0.5 towards the minimiser's −0.17.
     assert!(e.evaluate().unwrap().mean[0] > 0.3);
-    let stop = StopWhen::new(5, "mean below 0.2", |d: &Diagnostics| d.mean[0] < 0.2);
+    let stop = StopWhen::new(5, "mean below 0.2", |d: &Diagnostics, _: &mut dyn Engine| Ok(d.mean[0] < 0.2));
     let summary = run(&mut e, &opts, &mut [Box::new(stop)], None).unwrap();
     assert_eq!(summary.termination, Termination::Stopped);
     assert_eq!(summary.stop_reason.as_deref(), Some("mean below 0.2"));

@@ -34,7 +34,7 @@ use super::sweep::{
 use crate::config::{Config, EngineChoice};
 use crate::engine::{Diagnostics, Engine};
 use crate::error::{Error, Result};
-use crate::flow::{Observer, Termination};
+use crate::flow::{Observer, StopWhen, Termination};
 use crate::model::{Divergence, Domain, Energy, Model, Potential, Reference, Variant, log_sum_exp};
 use crate::runner::build_engine;
 use crate::transport::{w2_squared_1d, w2_squared_1d_gaussian};
@@ -455,37 +455,12 @@ fn rms_rate(engine: &mut dyn Engine) -> Result<f64> {
     Ok(w.iter().zip(&a).map(|(w, a)| w * a * a).sum::<f64>().sqrt())
 }
 
-/// Ends a run once the rms rate under μᴺ falls below `tolerance` (checked every `every` steps).
+/// Runs `flow::run` until the problem's stopping rule holds or, with `rms_tolerance`, until the
+/// rms rate under μᴺ falls below it (checked every `options.every` steps; reported as
+/// stationary).
 ///
 /// max_i |a_i| is a poor test of stationarity here: particles whose weight decays to 0 keep a
 /// positive rate for ever, while the measure has long stopped moving.
-struct RmsStop {
-    every: u64,
-    tolerance: f64,
-    hit: bool,
-}
-
-impl Observer for RmsStop {
-    fn every(&self) -> u64 {
-        self.every
-    }
-
-    fn observe(&mut self, _: &Diagnostics, engine: &mut dyn Engine) -> Result<()> {
-        self.hit = rms_rate(engine)? < self.tolerance;
-        Ok(())
-    }
-
-    fn stop(&self) -> Option<String> {
-        self.hit.then(|| format!("rms rate below {:e}", self.tolerance))
-    }
-
-    fn finish(&mut self, _: &Diagnostics, _: Termination, _: &mut dyn Engine) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// Runs `flow::run` until the problem's stopping rule holds or, with `rms_tolerance`, until the
-/// rms rate under μᴺ falls below it (reported as stationary).
 fn run_to_stationarity(
     engine: &mut dyn Engine,
     options: &crate::flow::RunOptions,
@@ -494,7 +469,8 @@ fn run_to_stationarity(
 ) -> Result<(Diagnostics, Termination)> {
     let mut observers: Vec<Box<dyn Observer>> = vec![Box::new(observer)];
     if let Some(tolerance) = rms_tolerance {
-        observers.push(Box::new(RmsStop { every: options.every, tolerance, hit: false }));
+        let rms_below = move |_: &Diagnostics, e: &mut dyn Engine| Ok(rms_rate(e)? < tolerance);
+        observers.push(Box::new(StopWhen::new(options.every, "rms rate below the tolerance", rms_below)));
     }
     let summary = crate::flow::run(engine, options, &mut observers, None)?;
     let termination = match summary.termination {
