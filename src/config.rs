@@ -506,7 +506,7 @@ pub struct KernelConfig {
 }
 
 /// `[kernel] cutoff`: how the engines may truncate K_ε (see `engine::cells`).
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum CutoffConfig {
     /// `"none"` or `"auto"`.
@@ -519,10 +519,13 @@ pub enum CutoffConfig {
         #[serde(default = "default_max_error")]
         max_error: f64,
     },
-    /// The default, `"auto"`.
-    #[default]
-    #[serde(skip)]
-    Default,
+}
+
+/// `"auto"`.
+impl Default for CutoffConfig {
+    fn default() -> Self {
+        CutoffConfig::Named(CutoffName::Auto)
+    }
 }
 
 /// The named cutoffs.
@@ -544,7 +547,7 @@ impl CutoffConfig {
         use crate::engine::cells::Cutoff;
         let c = match self {
             CutoffConfig::Named(CutoffName::None) => Cutoff::None,
-            CutoffConfig::Named(CutoffName::Auto) | CutoffConfig::Default => Cutoff::Auto,
+            CutoffConfig::Named(CutoffName::Auto) => Cutoff::Auto,
             CutoffConfig::Tolerance { tolerance, max_error } => {
                 Cutoff::Tolerance { tolerance: *tolerance, max_error: *max_error }
             }
