@@ -77,8 +77,6 @@ var<private> acc: vec4<f32>;
 
 // Largest allowed excess (log2 units) of a term over the shift before rescaling.
 const RESCALE: f32 = 32.0;
-// Real coordinates in the last packed vec4 (0 to 3; its w lane is the coefficient).
-const LAST: u32 = D - 4u * (P - 1u);
 
 // Packed vec4 number p of a point as tile values: f32 lanes, or (hi, lo) parts of fixed point.
 // The coefficient lane of the last vec4 is restored by the caller.
@@ -105,28 +103,6 @@ fn diff(j: u32, p: u32) -> vec4<f32> {
         d += tgt_lo[p] - tile_lo[j * P + p];
     }
     return d;
-}
-
-// |d|² over the first `lanes` lanes; `lanes` is a constant after unrolling, so only the real
-// coordinates cost anything.
-fn norm2(d: vec4<f32>, lanes: u32) -> f32 {
-    switch lanes {
-        case 1u: {
-            return d.x * d.x;
-        }
-        case 2u: {
-            return dot(d.xy, d.xy);
-        }
-        case 3u: {
-            return dot(d.xyz, d.xyz);
-        }
-        case 4u: {
-            return dot(d, d);
-        }
-        default: {
-            return 0.0;
-        }
-    }
 }
 
 // The product of the first `lanes` lanes.

@@ -19,28 +19,11 @@ struct MinimalParams {
 var<workgroup> tile: array<vec4<f32>, WG * P>;
 var<private> tgt: array<vec4<f32>, P>;
 
-const LAST: u32 = D - 4u * (P - 1u);
-
 // |target − tile[j]|² over the real coordinates.
 fn dist2(j: u32) -> f32 {
     var s = 0.0;
     for (var p = 0u; p < P; p++) {
-        let d = tgt[p] - tile[j * P + p];
-        switch select(4u, LAST, p == P - 1u) {
-            case 1u: {
-                s += d.x * d.x;
-            }
-            case 2u: {
-                s += dot(d.xy, d.xy);
-            }
-            case 3u: {
-                s += dot(d.xyz, d.xyz);
-            }
-            case 4u: {
-                s += dot(d, d);
-            }
-            default: {}
-        }
+        s += norm2(tgt[p] - tile[j * P + p], select(4u, LAST, p == P - 1u));
     }
     return s;
 }

@@ -121,6 +121,31 @@ fn tanh_(u: f32) -> f32 {
     return select(-r, r, u >= 0.0);
 }
 
+// Real coordinates in the last packed vec4 of a point (0 to 3; its w lane is the coefficient).
+const LAST: u32 = D - 4u * (P - 1u);
+
+// |d|² over the first `lanes` lanes; `lanes` is a constant after unrolling, so only the real
+// coordinates cost anything.
+fn norm2(d: vec4<f32>, lanes: u32) -> f32 {
+    switch lanes {
+        case 1u: {
+            return d.x * d.x;
+        }
+        case 2u: {
+            return dot(d.xy, d.xy);
+        }
+        case 3u: {
+            return dot(d.xyz, d.xyz);
+        }
+        case 4u: {
+            return dot(d, d);
+        }
+        default: {
+            return 0.0;
+        }
+    }
+}
+
 // The linear index of this workgroup in a (possibly 2-D) grid.
 fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
