@@ -296,7 +296,7 @@ fn time_per_unit(repeats: usize, min_seconds: f64, mut run: impl FnMut(u64) -> R
     }
 }
 
-/// Median seconds of one N × N Sinkhorn pass (see [`BenchRow::sinkhorn_pairs_per_second`]).
+/// Median seconds of one N × N Sinkhorn pass (see [`BenchKind::Sinkhorn`]).
 fn time_sinkhorn_pass(ctx: Option<&GpuContext>, opts: &BenchOptions, n: usize) -> Result<f64> {
     use rand::SeedableRng;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
