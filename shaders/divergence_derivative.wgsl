@@ -1,8 +1,11 @@
 // h_i for the model's variant and divergence, then g_i = δF_i + σ h_i (CPU twin:
 // engine::cpu::divergence_derivative and the first line of engine::cpu::rates).
 //
-// Also writes e_i, the integrand of the divergence's value: D_ε(μᴺ) = Σ_i w_i e_i + c with
-// c = -1 for χ² in C, D, D′ and the exact variant (added on the host), 0 otherwise.
+// A function, not a pass: `summarise` calls it for every particle (so a step needs no separate
+// element-wise dispatch and g's integrand never goes through memory), and `rates_at` for other
+// points. Its bindings are 0–9 of both. Also returns e_i, the integrand of the divergence's
+// value: D_ε(μᴺ) = Σ_i w_i e_i + c with c = -1 for χ² in C, D, D′ and the exact variant (added on
+// the host), 0 otherwise.
 
 struct DivParams {
     n: u32,
@@ -10,19 +13,22 @@ struct DivParams {
     q: u32,
     // 1 when σ > 0 (the divergence term is present).
     has_divergence: u32,
-    _pad0: u32,
+    // 0: `logs` holds log (K_ε μᴺ)(X_i). k > 0: it holds the k per-chunk partials of a split
+    // `log_kernel_sum`, merged here as `log_sum_merge` would (A, B), which saves that dispatch.
+    chunks: u32,
     sigma: f32,
     // log N, for the exact variant's density μ_t(X_i) = N w_i μ₀(X_i).
     ln_n: f32,
-    _pad1: f32,
-    _pad2: f32,
+    // The kernel's log normalising constant, added to merged partials.
+    log_norm: f32,
+    _pad0: f32,
 }
 
-@group(0) @binding(0) var<uniform> params: DivParams;
+@group(0) @binding(0) var<uniform> div: DivParams;
 @group(0) @binding(1) var<storage, read> lw: array<f32>;
 // Per particle: (U, log π or log K_ε π, log μ₀, 0).
 @group(0) @binding(2) var<storage, read> fixed: array<vec4<f32>>;
-// log (K_ε μᴺ)(X_i) (A, B, C).
+// log (K_ε μᴺ)(X_i) (A, B, C), or its chunks' (m, Σ exp2(e − m)) pairs, chunk-major (A, B).
 @group(0) @binding(3) var<storage, read> logs: array<f32>;
 // The second pass: log Σ_j … K(·, X_i) (C, D, D′).
 @group(0) @binding(4) var<storage, read> logs2: array<f32>;
@@ -31,11 +37,9 @@ struct DivParams {
 @group(0) @binding(6) var<storage, read> node_ref: array<f32>;
 // (ω_q, log ω_q).
 @group(0) @binding(7) var<storage, read> quad: array<vec2<f32>>;
-@group(0) @binding(8) var<storage, read_write> g: array<f32>;
-@group(0) @binding(9) var<storage, read_write> integrand: array<f32>;
-@group(0) @binding(10) var<storage, read> control: array<u32>;
 // Per particle: (δF, f), the energies' total (see energy_accumulate.wgsl).
-@group(0) @binding(11) var<storage, read> energy: array<vec2<f32>>;
+@group(0) @binding(8) var<storage, read> energy: array<vec2<f32>>;
+@group(0) @binding(9) var<storage, read> control: array<u32>;
 
 const MEASURE: u32 = 0u;
 const MEASURE_TARGET: u32 = 1u;
@@ -52,22 +56,29 @@ fn finish(log_ratio: f32) -> f32 {
     return 2.0 * exp(log_ratio);
 }
 
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = group_index(wid, nwg) * WG + lid;
-    if i >= params.n || control[C_HALTED] != RUNNING {
-        return;
+// log (K_ε μᴺ)(X_i), merging the chunks in index order when the sum was split.
+fn log_sum_at(i: u32) -> f32 {
+    if div.chunks == 0u {
+        return logs[i];
     }
+    var acc = vec2<f32>(logs[2u * i], logs[2u * i + 1u]);
+    for (var c = 1u; c < div.chunks; c++) {
+        let k = 2u * (c * div.n + i);
+        let b = vec2<f32>(logs[k], logs[k + 1u]);
+        let m = max(acc.x, b.x);
+        acc = vec2<f32>(m, acc.y * exp2(acc.x - m) + b.y * exp2(b.x - m));
+    }
+    return (acc.x + log2(acc.y)) * LN2 + div.log_norm;
+}
+
+// (g_i, e_i) of point i.
+fn divergence_derivative(i: u32) -> vec2<f32> {
     let f = fixed[i];
     var h = 0.0;
     var e = 0.0;
-    if params.has_divergence != 0u {
+    if div.has_divergence != 0u {
         if VARIANT == MEASURE || VARIANT == MEASURE_TARGET {
-            h = finish(logs[i] - f.y);
+            h = finish(log_sum_at(i) - f.y);
         } else if VARIANT == BLOB {
             let ratio = logs[i] - f.y;
             if KL {
@@ -78,8 +89,8 @@ fn main(
             h = e + exp(logs2[i]);
         } else if VARIANT == SMOOTHED || VARIANT == SMOOTHED_TARGET {
             var first = 0.0;
-            for (var q = 0u; q < params.q; q++) {
-                let r = node_logs[i * params.q + q] - node_ref[i * params.q + q];
+            for (var q = 0u; q < div.q; q++) {
+                let r = node_logs[i * div.q + q] - node_ref[i * div.q + q];
                 if KL {
                     first += quad[q].x * r;
                 } else {
@@ -89,7 +100,7 @@ fn main(
             e = first;
             h = first + exp(logs2[i]);
         } else {
-            h = finish(params.ln_n + lw[i] + f.z - f.y);
+            h = finish(div.ln_n + lw[i] + f.z - f.y);
             if KL {
                 e = h;
             } else {
@@ -97,6 +108,5 @@ fn main(
             }
         }
     }
-    g[i] = energy[i].x + params.sigma * h;
-    integrand[i] = e;
+    return vec2<f32>(energy[i].x + div.sigma * h, e);
 }

@@ -1,5 +1,7 @@
-// One invocation per step, between the evaluation and the update: decides whether the step is
-// taken and with which h, without a readback (CPU twin: stepper::Stepper::step_control).
+// Between the evaluation and the update: decides whether the step is taken and with which h,
+// without a readback (CPU twin: stepper::Stepper::step_control). A function, not a pass: one
+// invocation of `summarise_final` calls it once the stats are written (the text after this one
+// declares `stats` and `control`), so a step has no single-invocation dispatch of its own.
 //
 // The order of the checks is the CPU engine's: the final time, non-finite rates, then (Euler)
 // positivity h · max_i a_i < 1. A failed check halts the device loop before the update, so the
@@ -28,9 +30,7 @@ struct StepParams {
 }
 
 @group(0) @binding(0) var<uniform> params: StepParams;
-@group(0) @binding(1) var<storage, read> stats: array<u32>;
-@group(0) @binding(2) var<storage, read> g: array<f32>;
-@group(0) @binding(3) var<storage, read_write> control: array<u32>;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
 
 const TWO32: f32 = 4294967296.0;
 
@@ -48,8 +48,7 @@ fn sub64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
     return vec2<u32>(a.x - b.x, a.y - b.y - select(0u, 1u, a.x < b.x));
 }
 
-@compute @workgroup_size(1)
-fn main() {
+fn step_control() {
     if control[C_HALTED] != RUNNING {
         return;
     }

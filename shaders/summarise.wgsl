@@ -1,5 +1,7 @@
 // First level of the deterministic two-level reduction behind the diagnostics and the mean of g
-// (CPU twin: engine::cpu::summarise and the weighted mean in engine::cpu::rates).
+// (CPU twin: engine::cpu::summarise and the weighted mean in engine::cpu::rates), and g itself:
+// each particle's g_i and integrand come from `divergence_derivative` (bindings 0–9, the text
+// before this one) and g_i is stored for the update and the step control.
 //
 // A fixed grid of `groups` workgroups (a function of N only) walks the particles with a grid
 // stride; each invocation accumulates in index order, then the workgroup merges by a tree in
@@ -14,17 +16,12 @@ struct SumParams {
     unit: f32,
 }
 
-@group(0) @binding(0) var<uniform> params: SumParams;
-@group(0) @binding(1) var<storage, read> lw: array<f32>;
-// Per particle: (δF, f), F's per-particle part f (see energy_accumulate.wgsl).
-@group(0) @binding(2) var<storage, read> energy: array<vec2<f32>>;
-@group(0) @binding(3) var<storage, read> g: array<f32>;
-@group(0) @binding(4) var<storage, read> integrand: array<f32>;
-@group(0) @binding(5) var<storage, read> pos: array<vec4<u32>>;
-@group(0) @binding(6) var<storage, read_write> partials: array<Partial>;
-@group(0) @binding(7) var<storage, read> control: array<u32>;
+@group(0) @binding(10) var<uniform> params: SumParams;
+@group(0) @binding(11) var<storage, read_write> g: array<f32>;
+@group(0) @binding(12) var<storage, read> pos: array<vec4<u32>>;
+@group(0) @binding(13) var<storage, read_write> partials: array<Partial>;
 // F's terms per data point (r_k²/2M for a network, −log p_k / M for the NPMLE).
-@group(0) @binding(8) var<storage, read> data_f: array<f32>;
+@group(0) @binding(14) var<storage, read> data_f: array<f32>;
 
 var<workgroup> sh: array<Partial, WG>;
 var<workgroup> halt: u32;
@@ -39,7 +36,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     var acc = partial_empty();
     for (var i = wid.x * WG + lid; i < params.n; i += params.groups * WG) {
-        let gi = g[i];
+        let ge = divergence_derivative(i);
+        let gi = ge.x;
+        g[i] = gi;
         if !is_finite(gi) {
             acc.bad = min(acc.bad, i);
             continue;
@@ -50,7 +49,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         acc.sums[1] += w * gi;
         acc.sums[2] += w * w;
         acc.sums[3] += w * energy[i].y;
-        acc.sums[4] += w * integrand[i];
+        acc.sums[4] += w * ge.y;
         for (var k = 0u; k < D; k++) {
             // The scaled, centred coordinate (see log_kernel_sum.wgsl for the two layouts).
             let u = pos[i * P + k / 4u][k % 4u];

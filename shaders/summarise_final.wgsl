@@ -1,17 +1,19 @@
 // Second level of the `summarise` reduction: one workgroup merges the partials in a fixed order
-// and writes the stats that the step control, the updates and the host read.
+// and writes the stats that the updates and the host read; in a step, its first invocation then
+// runs `step_control` (bindings 0–1, the text before this one) on them.
 
-struct SumParams {
-    n: u32,
+struct FinalParams {
     groups: u32,
-    m_data: u32,
-    unit: f32,
+    // 1 in a step (run the step control), 0 in an evaluation alone.
+    step: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: SumParams;
-@group(0) @binding(1) var<storage, read> partials: array<Partial>;
-@group(0) @binding(2) var<storage, read_write> stats: array<u32>;
-@group(0) @binding(3) var<storage, read> control: array<u32>;
+@group(0) @binding(2) var<uniform> fin: FinalParams;
+@group(0) @binding(3) var<storage, read> partials: array<Partial>;
+@group(0) @binding(4) var<storage, read_write> stats: array<u32>;
+@group(0) @binding(5) var<storage, read_write> control: array<u32>;
 
 var<workgroup> sh: array<Partial, WG>;
 var<workgroup> halt: u32;
@@ -25,7 +27,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         return;
     }
     var acc = partial_empty();
-    for (var j = lid; j < params.groups; j += WG) {
+    for (var j = lid; j < fin.groups; j += WG) {
         acc = partial_merge(acc, partials[j]);
     }
     sh[lid] = acc;
@@ -55,6 +57,9 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         stats[S_MAX_ABS_A] = bitcast<u32>(max(r.max_g - mean, mean + r.max_neg_g));
         for (var k = 0u; k < 2u * D; k++) {
             stats[S_MOMENTS + k] = bitcast<u32>(r.sums[6u + k]);
+        }
+        if fin.step != 0u {
+            step_control();
         }
     }
 }

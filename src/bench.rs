@@ -157,6 +157,8 @@ pub struct BenchRow {
     /// Steps per second when the diagnostics are read back every [`DIAGNOSTICS_EVERY`] steps, as
     /// `frflow run` does with its default `output.every` (steps only): what the readback costs.
     pub steps_per_second_with_diagnostics: Option<f64>,
+    /// Device dispatches per step (GPU steps only).
+    pub dispatches_per_step: Option<usize>,
 }
 
 /// The cadence of the diagnostics readback timed by [`BenchRow::steps_per_second_with_diagnostics`].
@@ -378,7 +380,8 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
             "a hardware GPU adapter; this one is software: name another with --device or FRFLOW_DEVICE",
         ));
     }
-    let stepper = Stepper::new(Scheme::Exponential, StepSize::Fixed(1e-4))?;
+    // Explicit Euler, the paper's scheme and a run's default.
+    let stepper = Stepper::new(Scheme::Euler, StepSize::Fixed(1e-4))?;
     let workgroup_size = ctx.as_ref().map(|_| opts.workgroup_size.unwrap_or(128));
     let mut rows = Vec::new();
     for &n in &opts.n {
@@ -400,6 +403,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
             pairs_evaluated: None,
             truncation_bound: None,
             steps_per_second_with_diagnostics: None,
+            dispatches_per_step: None,
         };
         // The yardstick first, then every kernel path against it (on the CPU at most at
         // CPU_ALL_PAIRS_MAX_N, those rows carrying their own N).
@@ -463,6 +467,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
                 pairs_evaluated: fraction.map(|f| f * pairs),
                 truncation_bound: fraction.map(|_| bound),
                 steps_per_second_with_diagnostics: Some(1.0 / with_diagnostics),
+                dispatches_per_step: engine.dispatches_per_step(stepper.scheme),
                 ..row(BenchKind::Step, engine.kernel_path(), pairs, seconds, minimal)
             });
         }
@@ -510,7 +515,7 @@ impl BenchReport {
         }
         t.push_str(&format!("\ntiming: {}\n", self.timing));
         t.push_str(&format!(
-            "{:>9} {:>2} {:>8} {:>16} {:>5} {:>13} | {:>13} {:>10} {:>8} | {:>11} {:>9} {:>12} | {:>13} {:>9}\n",
+            "{:>9} {:>2} {:>8} {:>16} {:>5} {:>13} | {:>13} {:>10} {:>8} | {:>11} {:>9} {:>12} {:>5} | {:>13} {:>9}\n",
             "N",
             "d",
             "kind",
@@ -523,6 +528,7 @@ impl BenchReport {
             "step ms",
             "steps/s",
             format!("diag/{DIAGNOSTICS_EVERY} st/s"),
+            "disp",
             "evaluated/s",
             "bound"
         ));
@@ -534,7 +540,7 @@ impl BenchReport {
                 _ => ("-".into(), "-".into(), "-".into()),
             };
             t.push_str(&format!(
-                "{:>9} {:>2} {:>8} {:>16} {:>5} {:>13} | {:>13.3e} {:>9.1}% {:>8} | {:>11} {:>9} {:>12} | {:>13} {:>9}\n",
+                "{:>9} {:>2} {:>8} {:>16} {:>5} {:>13} | {:>13.3e} {:>9.1}% {:>8} | {:>11} {:>9} {:>12} {:>5} | {:>13} {:>9}\n",
                 r.n,
                 r.dim,
                 kind,
@@ -547,6 +553,7 @@ impl BenchReport {
                 step_ms,
                 steps,
                 diag,
+                r.dispatches_per_step.map(|k| k.to_string()).unwrap_or_else(|| "-".into()),
                 r.pairs_evaluated.map(|p| format!("{:.3e}", p / r.seconds)).unwrap_or_else(|| "-".into()),
                 r.truncation_bound.map(|b| format!("{b:.1e}")).unwrap_or_else(|| "-".into())
             ));

@@ -311,6 +311,23 @@ fn euler_trajectories_of_200_steps_match_cpu() {
     compare_trajectories(&case(Exact, Kl, "gaussian", 2, 1000), euler, 200, 1, None);
 }
 
+/// A variant-A or B Euler step with a potential is four dispatches (issue: small N is bound by
+/// dependent launches), whether the kernel sum is split (N = 3000: its chunks are merged inside
+/// `summarise`) or not (N = 200), and the split trajectory still matches the CPU's.
+#[test]
+fn variant_a_and_b_euler_steps_are_four_dispatches() {
+    let Some(ctx) = context() else { return };
+    for n in [200, 3000] {
+        for variant in [Measure, MeasureTarget] {
+            let (_, gpu) = engines(&ctx, &case(variant, Kl, "torus-uniform", 2, n), GpuOptions::default());
+            assert_eq!(gpu.dispatches_per_step(Scheme::Euler), Some(4), "{variant:?} N = {n}");
+            assert_eq!(gpu.dispatches_per_step(Scheme::Exponential), Some(5), "{variant:?} N = {n}");
+        }
+    }
+    let euler = Stepper::new(Scheme::Euler, StepSize::Fixed(0.01)).unwrap();
+    compare_trajectories(&case(MeasureTarget, Kl, "torus-uniform", 2, 3000), euler, 12, 3, None);
+}
+
 #[test]
 fn exponential_trajectories_of_200_steps_match_cpu() {
     if context().is_none() {
@@ -772,6 +789,9 @@ fn bench_reports_paths_and_ratios_to_the_minimal_kernel() {
     for r in rows {
         let ratio = r["ratio_to_minimal"].as_f64().unwrap_or(f64::NAN);
         assert!(ratio.is_finite() && ratio > 0.0, "{r}");
+        if r["kind"] == "step" && (r["variant"] == "A" || r["variant"] == "B") {
+            assert_eq!(r["dispatches_per_step"].as_u64(), Some(4), "{r}");
+        }
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -56,6 +56,13 @@ pub trait Engine {
         None
     }
 
+    /// Device dispatches one step with `scheme` records (GPU engines; `None` on the CPU): each is
+    /// a dependent launch, which sets the floor of a step's time at small N.
+    fn dispatches_per_step(&self, scheme: crate::stepper::Scheme) -> Option<usize> {
+        let _ = scheme;
+        None
+    }
+
     /// Number of particles N.
     fn len(&self) -> usize;
 

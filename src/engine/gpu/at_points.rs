@@ -3,15 +3,15 @@
 //! The points are packed in each kernel's layout and summed against the sources that the
 //! evaluation of the current state left on the device (the particles with log w, C's second-pass
 //! sources, D's node sources, the network's residuals, the NPMLE's coefficients), then the same
-//! `energy_accumulate` and `divergence_derivative` shaders as at the particles give g(x), and
-//! `rates` subtracts the evaluation's mean Σ w g / Σ w. So a large interacting system can drive a
+//! `energy_accumulate` shader and `divergence_derivative` function as at the particles give g(x),
+//! in `rates_at`, which subtracts the evaluation's mean Σ w g / Σ w. So a large interacting system can drive a
 //! small reference system (SPEC §4) with no readback but the T rates.
 //!
 //! On R^d in fixed point a layout only covers a box; points outside it would overflow the integer
 //! differences, so the engine is rebuilt once with the box grown to hold them (the state is kept).
 
 use super::build::{self, Builder, Pass, staging, submit};
-use super::host::{Counts, DivParams, control};
+use super::host::{DivParams, control};
 use super::kernels;
 use super::{Cache, GpuEngine};
 use crate::error::{Error, Result};
@@ -174,28 +174,36 @@ impl GpuEngine {
                 Variant::Exact => unreachable!("refused by rates_at"),
             }
         }
-        let g = b.zeros("at_g", t * 4);
-        let integrand = b.zeros("at_integrand", t * 4);
         let div_params = DivParams {
             n: t as u32,
             q: q as u32,
             has_divergence: u32::from(m.has_divergence()),
-            pad0: 0,
+            chunks: 0,
             sigma: m.sigma as f32,
             ln_n: (n as f64).ln() as f32,
-            pad1: 0.0,
-            pad2: 0.0,
+            log_norm: 0.0,
+            pad0: 0.0,
         };
+        let rates = b.zeros("at_rates", t * 4);
         passes.push(b.pass(
-            &kernels::DIVERGENCE_DERIVATIVE,
+            &kernels::RATES_AT,
             header,
             &div_params,
-            &[&bufs.lw, &fixed_buf, &logs, &logs2, &node_logs, &node_ref, &bufs.quad, &g, &integrand, &ctl, &energy],
+            &[
+                &bufs.lw,
+                &fixed_buf,
+                &logs,
+                &logs2,
+                &node_logs,
+                &node_ref,
+                &bufs.quad,
+                &energy,
+                &ctl,
+                &bufs.stats,
+                &rates,
+            ],
             b.elements(t),
         )?);
-        let rates = b.zeros("at_rates", t * 4);
-        let counts = Counts { n: t as u32, aux: 0, m_data: 0, unit: 0.0 };
-        passes.push(b.pass(&kernels::RATES, header, &counts, &[&bufs.stats, &g, &rates], b.elements(t))?);
         Ok(AtPoints { points, passes, rates, staging: staging(&self.ctx, "at_staging", t * 4) })
     }
 

@@ -221,24 +221,11 @@ impl Builder<'_> {
         out: &wgpu::Buffer,
         control: &wgpu::Buffer,
     ) -> Result<Vec<Pass>> {
-        let wg = self.kernel_wg as usize;
-        let shader = Shader { workgroup: self.kernel_wg, ..kernels::LOG_KERNEL_SUM };
-        match split(nt, ns, wg) {
-            None => {
-                let params = ks.params(nt, ns, None);
-                let groups = self.grid(nt.div_ceil(wg));
-                Ok(vec![self.pass(&shader, &ks.header, &params, &[targets, sources, out, control], groups)?])
-            }
+        match split(nt, ns, self.kernel_wg as usize) {
+            None => Ok(vec![self.kernel_sum_pass(ks, targets, nt, sources, ns, out, None, control)?]),
             Some(s) => {
                 let partials = self.zeros("kernel_partials", 8 * s.chunks * nt);
-                let params = ks.params(nt, ns, Some(s));
-                let sum = self.pass(
-                    &shader,
-                    &ks.header,
-                    &params,
-                    &[targets, sources, &partials, control],
-                    self.grid(s.target_groups * s.chunks),
-                )?;
+                let sum = self.kernel_sum_pass(ks, targets, nt, sources, ns, &partials, Some(s), control)?;
                 let merge = MergeParams {
                     n_targets: nt as u32,
                     chunks: s.chunks as u32,
@@ -255,6 +242,44 @@ impl Builder<'_> {
                 Ok(vec![sum, merge])
             }
         }
+    }
+
+    /// [`Builder::kernel_sum`] without the merge, for a consumer that merges the chunks itself
+    /// (`divergence_derivative`): the pass, its output buffer and the number of chunks in it (0
+    /// when the sum is not split and the buffer holds the final logs).
+    pub fn kernel_sum_unmerged(
+        &self,
+        ks: &KernelSpace,
+        targets: &wgpu::Buffer,
+        nt: usize,
+        sources: &wgpu::Buffer,
+        ns: usize,
+        control: &wgpu::Buffer,
+    ) -> Result<(Pass, wgpu::Buffer, u32)> {
+        let s = split(nt, ns, self.kernel_wg as usize);
+        let out = self.zeros("logs", 4 * nt * s.map_or(1, |s| 2 * s.chunks));
+        let pass = self.kernel_sum_pass(ks, targets, nt, sources, ns, &out, s, control)?;
+        Ok((pass, out, s.map_or(0, |s| s.chunks as u32)))
+    }
+
+    /// The `log_kernel_sum` pass itself, writing the logs or, split, the chunks' partials.
+    #[allow(clippy::too_many_arguments)]
+    fn kernel_sum_pass(
+        &self,
+        ks: &KernelSpace,
+        targets: &wgpu::Buffer,
+        nt: usize,
+        sources: &wgpu::Buffer,
+        ns: usize,
+        out: &wgpu::Buffer,
+        split: Option<Split>,
+        control: &wgpu::Buffer,
+    ) -> Result<Pass> {
+        let wg = self.kernel_wg as usize;
+        let shader = Shader { workgroup: self.kernel_wg, ..kernels::LOG_KERNEL_SUM };
+        let params = ks.params(nt, ns, split);
+        let groups = self.grid(split.map_or(nt.div_ceil(wg), |s| s.target_groups * s.chunks));
+        self.pass(&shader, &ks.header, &params, &[targets, sources, out, control], groups)
     }
 }
 

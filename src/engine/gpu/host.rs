@@ -161,11 +161,21 @@ pub(crate) struct DivParams {
     pub n: u32,
     pub q: u32,
     pub has_divergence: u32,
-    pub pad0: u32,
+    pub chunks: u32,
     pub sigma: f32,
     pub ln_n: f32,
-    pub pad1: f32,
-    pub pad2: f32,
+    pub log_norm: f32,
+    pub pad0: f32,
+}
+
+/// Mirrors `FinalParams` in summarise_final.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct FinalParams {
+    pub groups: u32,
+    pub step: u32,
+    pub pad0: u32,
+    pub pad1: u32,
 }
 
 /// Mirrors `StepParams` in step_control.wgsl.

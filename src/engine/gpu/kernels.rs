@@ -55,12 +55,12 @@ pub(crate) const MINIMAL_KERNEL_SUM: Shader = Shader {
     workgroup: KERNEL_WG,
     binds: &[U, R, W],
 };
-pub(crate) const DIVERGENCE_DERIVATIVE: Shader = Shader {
-    name: "divergence_derivative",
-    source: include_str!("../../../shaders/divergence_derivative.wgsl"),
-    workgroup: ELEMENT_WG,
-    binds: &[U, R, R, R, R, R, R, R, W, W, R, R],
-};
+/// Bindings 0–9 of the shaders that call `divergence_derivative` (summarise, rates_at).
+macro_rules! with_divergence_derivative {
+    ($file:literal) => {
+        concat!(include_str!("../../../shaders/divergence_derivative.wgsl"), include_str!($file))
+    };
+}
 pub(crate) const BLOB_COEFFICIENTS: Shader = Shader {
     name: "blob_coefficients",
     source: include_str!("../../../shaders/blob_coefficients.wgsl"),
@@ -75,26 +75,29 @@ pub(crate) const NODE_COEFFICIENTS: Shader = Shader {
 };
 pub(crate) const SUMMARISE: Shader = Shader {
     name: "summarise",
-    source: include_str!("../../../shaders/summarise.wgsl"),
+    source: with_divergence_derivative!("../../../shaders/summarise.wgsl"),
     workgroup: REDUCE_WG,
-    binds: &[U, R, R, R, R, R, W, R, R],
+    binds: &[U, R, R, R, R, R, R, R, R, R, U, W, R, W, R],
 };
 pub(crate) const SUMMARISE_FINAL: Shader = Shader {
     name: "summarise_final",
-    source: include_str!("../../../shaders/summarise_final.wgsl"),
+    source: concat!(
+        include_str!("../../../shaders/step_control.wgsl"),
+        include_str!("../../../shaders/summarise_final.wgsl")
+    ),
     workgroup: REDUCE_WG,
-    binds: &[U, R, W, R],
+    binds: &[U, R, U, R, W, W],
+};
+pub(crate) const RATES_AT: Shader = Shader {
+    name: "rates_at",
+    source: with_divergence_derivative!("../../../shaders/rates_at.wgsl"),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, R, R, R, R, R, R, R, R, R, W],
 };
 pub(crate) const RATES: Shader = Shader {
     name: "rates",
     source: include_str!("../../../shaders/rates.wgsl"),
     workgroup: ELEMENT_WG,
-    binds: &[U, R, R, W],
-};
-pub(crate) const STEP_CONTROL: Shader = Shader {
-    name: "step_control",
-    source: include_str!("../../../shaders/step_control.wgsl"),
-    workgroup: 1,
     binds: &[U, R, R, W],
 };
 pub(crate) const EULER_UPDATE: Shader = Shader {
@@ -160,16 +163,15 @@ pub(crate) const NET_BACKWARD: Shader = Shader {
 };
 
 /// Every shader, for the checks that cover them all.
-pub(crate) const ALL: [&Shader; 19] = [
+pub(crate) const ALL: [&Shader; 18] = [
     &LOG_KERNEL_SUM,
     &MINIMAL_KERNEL_SUM,
-    &DIVERGENCE_DERIVATIVE,
     &BLOB_COEFFICIENTS,
     &NODE_COEFFICIENTS,
     &SUMMARISE,
     &SUMMARISE_FINAL,
     &RATES,
-    &STEP_CONTROL,
+    &RATES_AT,
     &EULER_UPDATE,
     &EXPONENTIAL_UPDATE,
     &NORMALISE,

@@ -26,19 +26,22 @@
 //!
 //! | variant | passes |
 //! |---|---|
-//! | A, B | `log_kernel_sum` (particles × particles) |
+//! | A, B | `log_kernel_sum` (particles × particles; a split sum's chunks are merged by `summarise`) |
 //! | C | `log_kernel_sum`, `blob_coefficients`, `log_kernel_sum` |
 //! | D, D′ | `log_kernel_sum` (N·Q nodes × particles), `node_coefficients`, `log_kernel_sum` (particles × N·Q nodes) |
 //! | exact | none |
 //!
-//! followed by `divergence_derivative` (h, g = δF + σh, the divergence's integrand), `summarise`
-//! and `summarise_final` (a deterministic two-level tree reduction of the mass, Σ w g, Σ w², the
-//! energies, F's per-data-point terms, max/min g with the arg-max, the first non-finite g, and
-//! the weighted moments). [`Engine::rates_at`] runs the same shaders with other points as
-//! targets, against the sources the evaluation left on the device (see the `at_points` module).
-//! A step adds `step_control` (one invocation: chooses h, automatic or fixed, caps it at the final
-//! time, checks finiteness and positivity, and halts the device loop on failure) and
-//! `euler_update`, or `exponential_update` + `normalise`. Every pass of the loop reads the halt
+//! followed by `summarise` and `summarise_final`, a deterministic two-level tree reduction of the
+//! mass, Σ w g, Σ w², the energies, F's per-data-point terms, max/min g with the arg-max, the
+//! first non-finite g, and the weighted moments; `summarise` computes each g_i = δF_i + σ h_i
+//! (and the divergence's integrand) on the way with the `divergence_derivative` function.
+//! [`Engine::rates_at`] runs the same shaders and function with other points as targets, against
+//! the sources the evaluation left on the device (see the `at_points` module). In a step,
+//! `summarise_final` also runs the `step_control` function (chooses h, automatic or fixed, caps
+//! it at the final time, checks finiteness and positivity, and halts the device loop on failure),
+//! then comes `euler_update`, or `exponential_update` + `normalise`: a variant-A or B Euler step
+//! with a potential is four dispatches (`log_kernel_sum`, `summarise`, `summarise_final`,
+//! `euler_update`). Every pass of the loop reads the halt
 //! word, so once a step fails or the final time is reached the remaining encoded steps do
 //! nothing and the weights stay those after the last good step; the host reads the control block
 //! once per [`GpuOptions::steps_per_readback`] steps and turns it into the CPU engine's errors, with the
@@ -72,7 +75,7 @@ use crate::particles::{Particles, State};
 use crate::stepper::{Scheme, StepSize, Stepper};
 use build::{Builder, KernelSpace, Pass, check_kernel_workgroup};
 use energies::Energies;
-use host::{Counts, DivParams, NONE, StepParams, control, stats};
+use host::{Counts, DivParams, FinalParams, NONE, StepParams, control, stats};
 use kernels::{ELEMENT_WG, Header, KERNEL_WG, REDUCE_GROUPS, REDUCE_WG};
 
 /// Engine options; the defaults are what a run wants.
@@ -148,7 +151,13 @@ pub struct GpuEngine {
     packed_pos: Vec<[u32; 4]>,
     buffers: Buffers,
     energies: Energies,
+    /// The evaluation up to `summarise`'s partials.
     eval: Vec<Pass>,
+    /// `summarise_final` alone: ends an evaluation.
+    eval_final: Pass,
+    /// `summarise_final` with the step control: ends the evaluation that a step starts with.
+    step_final: Pass,
+    /// The updates, after `step_final`.
     euler: Vec<Pass>,
     exponential: Vec<Pass>,
     rates_pass: Pass,
@@ -257,9 +266,9 @@ impl GpuEngine {
         };
         let pos = b.init("pos", bytemuck::cast_slice(&packed_pos));
         let fixed_buf = b.init("fixed", bytemuck::cast_slice(&fixed4));
-        let logs = b.zeros("logs", n * 4);
+        let mut logs = b.zeros("logs", n * 4);
+        let mut logs_chunks = 0;
         let logs2 = b.zeros("logs2", n * 4);
-        let integrand = b.zeros("integrand", n * 4);
         let nodes = b.init("nodes", bytemuck::cast_slice(&layout.pack(&fixed.nodes, d, p)));
         let node_logs = b.zeros("node_logs", nq * 4);
         let node_ref = b.init("node_ref", bytemuck::cast_slice(&f32s(&fixed.log_ref_nodes)));
@@ -284,7 +293,10 @@ impl GpuEngine {
         if has_div {
             match model.variant {
                 Variant::Measure | Variant::MeasureTarget => {
-                    eval.extend(b.kernel_sum(&eps, &bufs.src, n, &bufs.src, n, &logs, ctl)?);
+                    // `summarise` merges a split sum's chunks itself: one dispatch fewer.
+                    let (pass, out, chunks) = b.kernel_sum_unmerged(&eps, &bufs.src, n, &bufs.src, n, ctl)?;
+                    eval.push(pass);
+                    (logs, logs_chunks) = (out, chunks);
                 }
                 Variant::Blob => {
                     eval.extend(b.kernel_sum(&eps, &bufs.src, n, &bufs.src, n, &logs, ctl)?);
@@ -315,14 +327,17 @@ impl GpuEngine {
             n: n as u32,
             q: q as u32,
             has_divergence: u32::from(has_div),
-            pad0: 0,
+            chunks: logs_chunks,
             sigma: model.sigma as f32,
             ln_n: (n as f64).ln() as f32,
-            pad1: 0.0,
-            pad2: 0.0,
+            log_norm: eps.kernel.log_norm as f32,
+            pad0: 0.0,
         };
-        eval.push(b.pass(
-            &kernels::DIVERGENCE_DERIVATIVE,
+        let div_params = b.uniform("div_params", bytemuck::bytes_of(&div_params));
+        let reduce_params = Counts { m_data: m_data as u32, ..counts(n, reduce_groups) };
+        let reduce_params = b.uniform("reduce_params", bytemuck::bytes_of(&reduce_params));
+        eval.push(b.pass_with(
+            &kernels::SUMMARISE,
             &header,
             &div_params,
             &[
@@ -333,45 +348,40 @@ impl GpuEngine {
                 &node_logs,
                 &node_ref,
                 &bufs.quad,
-                &bufs.g,
-                &integrand,
-                ctl,
                 &bufs.energy,
+                ctl,
+                &reduce_params,
+                &bufs.g,
+                &pos,
+                &partials,
+                &energies.data_f,
             ],
-            elements,
-        )?);
-        let reduce_params = Counts { m_data: m_data as u32, ..counts(n, reduce_groups) };
-        eval.push(b.pass(
-            &kernels::SUMMARISE,
-            &header,
-            &reduce_params,
-            &[&bufs.lw, &bufs.energy, &bufs.g, &integrand, &pos, &partials, ctl, &energies.data_f],
             (reduce_groups as u32, 1),
         )?);
-        eval.push(b.pass(
-            &kernels::SUMMARISE_FINAL,
-            &header,
-            &reduce_params,
-            &[&partials, &bufs.stats, ctl],
-            (1, 1),
-        )?);
-
-        let step_control =
-            || b.pass_with(&kernels::STEP_CONTROL, &header, &bufs.step_params, &[&bufs.stats, &bufs.g, ctl], (1, 1));
-        let n_params = counts(n, 0);
-        let euler = vec![
-            step_control()?,
-            b.pass(
-                &kernels::EULER_UPDATE,
+        // The second level, alone (an evaluation) or with the step control (a step).
+        let summarise_final = |step: bool| {
+            let params = FinalParams { groups: reduce_groups as u32, step: u32::from(step), pad0: 0, pad1: 0 };
+            let params = b.uniform("final_params", bytemuck::bytes_of(&params));
+            b.pass_with(
+                &kernels::SUMMARISE_FINAL,
                 &header,
-                &n_params,
-                &[&bufs.stats, &bufs.g, &bufs.lw, &bufs.src, ctl],
-                elements,
-            )?,
-        ];
+                &bufs.step_params,
+                &[&bufs.g, &params, &partials, &bufs.stats, ctl],
+                (1, 1),
+            )
+        };
+        let eval_final = summarise_final(false)?;
+        let step_final = summarise_final(true)?;
+        let n_params = counts(n, 0);
+        let euler = vec![b.pass(
+            &kernels::EULER_UPDATE,
+            &header,
+            &n_params,
+            &[&bufs.stats, &bufs.g, &bufs.lw, &bufs.src, ctl],
+            elements,
+        )?];
         let lse_params = counts(n, lse_groups);
         let exponential = vec![
-            step_control()?,
             b.pass(
                 &kernels::EXPONENTIAL_UPDATE,
                 &header,
@@ -397,6 +407,8 @@ impl GpuEngine {
             buffers,
             energies,
             eval,
+            eval_final,
+            step_final,
             euler,
             exponential,
             rates_pass,
@@ -497,6 +509,7 @@ impl GpuEngine {
         {
             let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             build::record(&mut cpass, &self.eval);
+            build::record(&mut cpass, std::slice::from_ref(&self.eval_final));
         }
         let (s, _) = self.finish_small(encoder)?;
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -610,16 +623,20 @@ impl GpuEngine {
             {
                 let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
                 for _ in 0..chunk {
+                    // With the state's evaluation already on the device, `step_final` reduces its
+                    // partials again (the same numbers) for the step control.
                     if !skip_eval {
                         build::record(&mut cpass, &self.eval);
                     }
                     skip_eval = false;
+                    build::record(&mut cpass, std::slice::from_ref(&self.step_final));
                     build::record(&mut cpass, passes);
                 }
                 done += chunk;
                 if done == encoded {
                     // Evaluate the final state too, so the next evaluate() or step needs no pass.
                     build::record(&mut cpass, &self.eval);
+                    build::record(&mut cpass, std::slice::from_ref(&self.eval_final));
                 }
             }
             if done < encoded {
@@ -739,6 +756,14 @@ impl Engine for GpuEngine {
 
     fn kernel_path(&self) -> String {
         self.eps.header.path().into()
+    }
+
+    fn dispatches_per_step(&self, scheme: Scheme) -> Option<usize> {
+        let update = match scheme {
+            Scheme::Euler => &self.euler,
+            Scheme::Exponential => &self.exponential,
+        };
+        Some(self.eval.len() + 1 + update.len())
     }
 
     fn len(&self) -> usize {
