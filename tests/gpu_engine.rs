@@ -840,7 +840,7 @@ fn host_device_gets_named_limits_and_copies_the_weights_on_the_device() {
         mapped_at_creation: false,
     });
     let mut encoder = ctx.device().create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
-    engine.copy_log_weights(&mut encoder, &mine, 16);
+    engine.copy_log_weights(&mut encoder, &mine, 16).unwrap();
     ctx.queue().submit([encoder.finish()]);
     let slice = mine.slice(16..);
     slice.map_async(wgpu::MapMode::Read, |r| r.unwrap());
@@ -851,4 +851,69 @@ fn host_device_gets_named_limits_and_copies_the_weights_on_the_device() {
     for (a, b) in copied.iter().zip(&state) {
         assert_eq!(f64::from(*a), *b);
     }
+}
+
+/// Running ahead (the next device loop submitted before the last is read back) never changes a
+/// number: the run loop's pattern of advance and evaluate, with states read while the device is
+/// ahead, rates that pull it back, and a change of request, gives the same bits, steps and times
+/// with and without it, for fixed and automatic h, with and without a final time.
+#[test]
+fn running_ahead_changes_no_number() {
+    let Some(ctx) = context() else { return };
+    let c = case(MeasureTarget, Kl, "torus-uniform", 2, 300);
+    let steppers = [
+        Stepper::new(Scheme::Euler, StepSize::Fixed(0.01)).unwrap(),
+        Stepper::new(Scheme::Euler, StepSize::Auto { safety: 0.5, h_max: 0.05 }).unwrap(),
+        Stepper::new(Scheme::Exponential, StepSize::Fixed(0.02)).unwrap(),
+    ];
+    for stepper in steppers {
+        for until in [None, Some(0.37)] {
+            let make = |run_ahead| engines(&ctx, &c, GpuOptions { run_ahead, ..GpuOptions::default() }).1;
+            let (mut sync, mut ahead) = (make(false), make(true));
+            let state = random_state(c.n, 2.0, 11);
+            sync.set_state(state.clone()).unwrap();
+            ahead.set_state(state).unwrap();
+            for i in 0..14 {
+                let steps = if i == 9 { 3 } else { 5 };
+                let k = sync.advance(steps, &stepper, until).unwrap();
+                assert_eq!(ahead.advance(steps, &stepper, until).unwrap(), k, "{stepper:?} {until:?} call {i}");
+                assert_eq!(sync.evaluate().unwrap(), ahead.evaluate().unwrap(), "{stepper:?} {until:?} call {i}");
+                // Ahead from the second call of a request with nothing else in between.
+                if until.is_none() {
+                    assert_eq!(ahead.running_ahead(), ![0, 7, 9, 10].contains(&i), "{stepper:?} call {i}");
+                }
+                assert!(!sync.running_ahead());
+                if i % 4 == 3 {
+                    assert_eq!(sync.state().unwrap(), ahead.state().unwrap(), "{stepper:?} {until:?} call {i}");
+                }
+                if i == 6 {
+                    assert_eq!(sync.rates().unwrap(), ahead.rates().unwrap(), "{stepper:?} {until:?} call {i}");
+                }
+            }
+            assert_eq!(sync.state().unwrap(), ahead.state().unwrap(), "{stepper:?} {until:?}");
+        }
+    }
+}
+
+/// A step that fails while the device runs ahead is reported at the same step and particle as
+/// without running ahead, and leaves the same weights.
+#[test]
+fn a_failure_while_running_ahead_is_reported_like_a_synchronous_one() {
+    let Some(ctx) = context() else { return };
+    let c = Case { sigma: 1.5, ..case(Measure, Kl, "gaussian", 1, 64) };
+    let stepper = Stepper::new(Scheme::Euler, StepSize::Fixed(0.3)).unwrap();
+    let mut results = Vec::new();
+    for run_ahead in [false, true] {
+        let (cpu, mut gpu) = engines(&ctx, &c, GpuOptions { run_ahead, ..GpuOptions::default() });
+        // The positivity case above: the sixth step fails; one step per call, as a run loop with
+        // `every = 1` advances.
+        let mut lw: Vec<f64> = cpu.particles().positions.iter().map(|x| 1.5 * (x - 0.5) * (x - 0.5)).collect();
+        let z = frflow::model::log_sum_exp(&lw);
+        lw.iter_mut().for_each(|l| *l -= z);
+        gpu.set_state(State { log_weights: lw, step: 0, time: 0.0 }).unwrap();
+        let error = (0..20).find_map(|_| gpu.advance(1, &stepper, None).and_then(|_| gpu.evaluate()).err());
+        results.push((format!("{error:?}"), gpu.state().unwrap()));
+    }
+    assert!(results[0].0.contains("Positivity { step: 5"), "{}", results[0].0);
+    assert_eq!(results[0], results[1]);
 }

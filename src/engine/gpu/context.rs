@@ -232,7 +232,7 @@ impl GpuContext {
     /// Wraps a device and queue that the host application already owns. Its limits are those the
     /// device was created with: request at least [`GpuContext::required_limits`] for the models
     /// you will run (wgpu's defaults allow 8 storage buffers per stage; frflow's shaders bind up
-    /// to 11), else the engine's construction names the limits that fall short. frflow leaves the
+    /// to 13), else the engine's construction names the limits that fall short. frflow leaves the
     /// device's uncaptured-error handler and device-lost callback alone and catches its own
     /// errors with error scopes (and a failed wait on the device).
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, adapter_info: wgpu::AdapterInfo) -> Self {

@@ -41,6 +41,7 @@ pub(crate) mod control {
     pub const ELAPSED_HI: usize = 9;
     pub const LEN: usize = 16;
 
+    pub const RUNNING: u32 = 0;
     pub const ERR_POSITIVITY: u32 = 2;
     pub const ERR_RATE: u32 = 3;
     // DONE (1) and ERR_LOG_WEIGHT (4) need no host handling: the first ends a loop normally, the

@@ -409,29 +409,30 @@ pub(crate) fn pipeline(
 mod tests {
     use super::*;
     use crate::engine::gpu::host::{
-        AccumulateParams, Counts, DataParams, DivParams, KernelParams, MergeParams, NetParams, StepParams,
+        AccumulateParams, Counts, DataParams, DivParams, FinalParams, KernelParams, MergeParams, NetParams, StepParams,
     };
 
-    /// The host struct each shader's uniform mirrors, by size.
-    fn host_uniform_size(name: &str) -> usize {
+    /// The host structs each shader's uniforms mirror, by size, in binding order.
+    fn host_uniform_sizes(name: &str) -> Vec<usize> {
         use std::mem::size_of;
         match name {
-            "log_kernel_sum" => size_of::<KernelParams>(),
-            "minimal_kernel_sum" => size_of::<[u32; 4]>(),
-            "divergence_derivative" => size_of::<DivParams>(),
-            "step_control" => size_of::<StepParams>(),
-            "log_sum_merge" => size_of::<MergeParams>(),
-            "energy_accumulate" => size_of::<AccumulateParams>(),
-            "npmle_coefficients" | "net_residuals" => size_of::<DataParams>(),
-            "net_forward" | "net_backward" => size_of::<NetParams>(),
-            _ => size_of::<Counts>(),
+            "log_kernel_sum" => vec![size_of::<KernelParams>()],
+            "minimal_kernel_sum" => vec![size_of::<[u32; 4]>()],
+            "summarise" => vec![size_of::<DivParams>(), size_of::<Counts>()],
+            "rates_at" => vec![size_of::<DivParams>()],
+            "summarise_final" => vec![size_of::<StepParams>(), size_of::<FinalParams>()],
+            "log_sum_merge" => vec![size_of::<MergeParams>()],
+            "energy_accumulate" => vec![size_of::<AccumulateParams>()],
+            "npmle_coefficients" | "net_residuals" => vec![size_of::<DataParams>()],
+            "net_forward" | "net_backward" => vec![size_of::<NetParams>()],
+            _ => vec![size_of::<Counts>()],
         }
     }
 
     /// The GPU ABI, checked against the WGSL rather than mirrored by hand: for every shader,
     /// under headers of every kind (d = 1, 3, 8; torus or not; fixed point; images; each
     /// variant), naga's reading of the bindings equals the host's list in order and kind, binding 0
-    /// is the uniform, and its size is the host struct's.
+    /// is a uniform, and every uniform's size is its host struct's.
     #[test]
     fn host_bindings_and_uniforms_match_the_wgsl() {
         for dim in [1u32, 3, 8] {
@@ -445,11 +446,13 @@ mod tests {
                     let kinds: Vec<Bind> = declared.iter().map(|d| d.0).collect();
                     assert_eq!(kinds, shader.binds, "{} (d = {dim})", shader.name);
                     assert_eq!(kinds[0], Bind::Uniform, "{}", shader.name);
-                    assert_eq!(declared[0].1 as usize, host_uniform_size(shader.name), "{}: uniform size", shader.name);
+                    let uniforms: Vec<usize> =
+                        declared.iter().filter(|d| d.0 == Bind::Uniform).map(|d| d.1 as usize).collect();
+                    assert_eq!(uniforms, host_uniform_sizes(shader.name), "{}: uniform sizes", shader.name);
                     assert!(declared.iter().all(|d| d.1 > 0), "{}: a zero-size binding", shader.name);
                 }
             }
         }
-        assert_eq!(max_storage_bindings(), 11);
+        assert_eq!(max_storage_bindings(), 13);
     }
 }

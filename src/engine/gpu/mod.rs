@@ -55,6 +55,7 @@
 
 mod at_points;
 mod build;
+mod chain;
 pub mod context;
 mod energies;
 mod host;
@@ -68,11 +69,11 @@ pub use standalone::{
     KernelBench, KernelPath, bench_log_kernel_sum, bench_minimal_kernel_sum, log_kernel_sum, minimal_kernel_sum,
 };
 
-use super::{Diagnostics, Engine, reached, remaining_time};
+use super::{Diagnostics, Engine};
 use crate::error::{Error, Result};
 use crate::model::{Divergence, Model, Variant};
 use crate::particles::{Particles, State};
-use crate::stepper::{Scheme, StepSize, Stepper};
+use crate::stepper::{Scheme, Stepper};
 use build::{Builder, KernelSpace, Pass, check_kernel_workgroup};
 use energies::Energies;
 use host::{Counts, DivParams, FinalParams, NONE, StepParams, control, stats};
@@ -95,6 +96,10 @@ pub struct GpuOptions {
     /// multiple of 4 whose tile fits the device's workgroup storage. The best value depends on
     /// the card; `frflow bench --workgroup-size` measures it.
     pub kernel_workgroup: u32,
+    /// Submit the next device loop before reading back the last one when `advance` is called
+    /// again with the same request (see the `chain` module): the device works through the
+    /// host's readbacks. Never changes a number.
+    pub run_ahead: bool,
 }
 
 impl Default for GpuOptions {
@@ -105,6 +110,7 @@ impl Default for GpuOptions {
             steps_per_submission: 64,
             steps_per_readback: 4096,
             kernel_workgroup: KERNEL_WG,
+            run_ahead: true,
         }
     }
 }
@@ -168,6 +174,14 @@ pub struct GpuEngine {
     extra: Vec<f64>,
     /// The passes of the last `rates_at` call, reused while the points stay the same.
     at_points: Option<at_points::AtPoints>,
+    /// The device loop of the last `advance`, possibly running ahead of the host.
+    chain: Option<chain::Chain>,
+    /// Its staging slots, made with the first chain.
+    slots: Option<chain::Slots>,
+    /// What the last `advance` asked one device loop for, and whether nothing touched the device
+    /// since: the pattern under which the next loop is submitted ahead.
+    last_request: Option<chain::Request>,
+    clean: bool,
 }
 
 /// Size of the small readback: stats then control.
@@ -417,6 +431,10 @@ impl GpuEngine {
             cache: Cache::Stale,
             extra,
             at_points: None,
+            chain: None,
+            slots: None,
+            last_request: None,
+            clean: false,
         })
     }
 
@@ -439,14 +457,27 @@ impl GpuEngine {
     /// weights sum to 1 (up to rounding with the Euler step), a zero weight stored as −1e30; current once `advance` has returned. A
     /// host application can bind it or copy it ([`GpuEngine::copy_log_weights`]) without a
     /// round trip through the host. It is the engine's own state: do not write to it.
-    pub fn log_weights_buffer(&self) -> &wgpu::Buffer {
-        &self.buffers.lw
+    pub fn log_weights_buffer(&mut self) -> Result<&wgpu::Buffer> {
+        self.touch()?;
+        Ok(&self.buffers.lw)
     }
 
     /// Records a copy of the log-weights (see [`GpuEngine::log_weights_buffer`]) into `dst` at
     /// `offset` in the caller's encoder; `dst` needs COPY_DST and room for 4·N bytes.
-    pub fn copy_log_weights(&self, encoder: &mut wgpu::CommandEncoder, dst: &wgpu::Buffer, offset: u64) {
+    pub fn copy_log_weights(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        dst: &wgpu::Buffer,
+        offset: u64,
+    ) -> Result<()> {
+        self.touch()?;
         encoder.copy_buffer_to_buffer(&self.buffers.lw, 0, dst, offset, 4 * self.n as u64);
+        Ok(())
+    }
+
+    /// Whether a device loop is running past the host's state (see [`GpuOptions::run_ahead`]).
+    pub fn running_ahead(&self) -> bool {
+        self.chain.as_ref().is_some_and(chain::Chain::is_ahead)
     }
 
     /// The options the engine was built with.
@@ -458,7 +489,28 @@ impl GpuEngine {
     /// them (f32, returned as f64): the energies' part of the rates, before σ h_ε and the mean
     /// are added. The GPU twin of the CPU engine's `energy_derivative` at the particles.
     pub fn energy_derivative(&mut self) -> Result<(Vec<f64>, f64)> {
+        self.touch()?;
         self.read_energy_derivative()
+    }
+
+    /// Before using the device at the host's state: settles a chain running ahead, and ends the
+    /// pattern under which the next `advance` runs ahead.
+    fn touch(&mut self) -> Result<()> {
+        self.settle()?;
+        self.clean = false;
+        Ok(())
+    }
+
+    /// Writes log-weights (device form) and the sources' coefficients; the evaluation is stale.
+    fn upload_log_weights(&mut self, lw: &[f32]) {
+        let p = kernels::packed_len(self.model.space.dim);
+        let mut src = self.packed_pos.clone();
+        for (chunk, l) in src.chunks_exact_mut(p).zip(lw) {
+            chunk[p - 1][3] = (l * std::f32::consts::LOG2_E).to_bits();
+        }
+        self.ctx.queue.write_buffer(&self.buffers.lw, 0, bytemuck::cast_slice(lw));
+        self.ctx.queue.write_buffer(&self.buffers.src, 0, bytemuck::cast_slice(&src));
+        self.cache = Cache::Stale;
     }
 
     fn encoder(&self) -> wgpu::CommandEncoder {
@@ -503,6 +555,7 @@ impl GpuEngine {
         if let Cache::Current(s) = &self.cache {
             return Ok(s.clone());
         }
+        self.touch()?;
         self.reset_control();
         let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = self.encoder();
@@ -520,9 +573,12 @@ impl GpuEngine {
     }
 
     /// Error::NonFinite if the evaluation found a non-finite rate (as the CPU engine reports it).
-    fn check_rates(&self, s: &[u32]) -> Result<()> {
+    fn check_rates(&mut self, s: &[u32]) -> Result<()> {
         let bad = s[stats::BAD_RATE];
         if bad != NONE {
+            // g at the host's state (the device may have run ahead).
+            self.touch()?;
+            self.evaluated()?;
             let value = f64::from(self.read_f32(&self.buffers.g, bad as usize, 1)?[0]);
             return Err(Error::NonFinite { step: self.step, particle: bad as usize, quantity: "rate", value });
         }
@@ -568,159 +624,6 @@ impl GpuEngine {
             mean,
             variance,
             truncation_bound: 0.0,
-        }
-    }
-
-    /// One device loop of at most `round` steps and one readback; returns the steps taken.
-    fn advance_round(&mut self, round: u64, stepper: &Stepper, until: Option<f64>) -> Result<u64> {
-        let t0 = self.time;
-        let exponential = stepper.scheme == Scheme::Exponential;
-        let mut params = StepParams { exponential: u32::from(exponential), ..Default::default() };
-        let mut scale = 1.0;
-        let encoded = match stepper.step_size {
-            StepSize::Fixed(h) => {
-                // The CPU engine's clock, in f64, so both engines take the same steps.
-                let (mut t, mut count, mut last) = (t0, 0u64, h);
-                while count < round {
-                    let Some(h) = stepper.step_control(0.0, 0.0, t, until) else { break };
-                    last = h;
-                    t += h;
-                    count += 1;
-                }
-                params.n_fixed = count as u32;
-                params.h_fixed = h as f32;
-                params.h_last = last as f32;
-                count
-            }
-            StepSize::Auto { safety, h_max } => {
-                let span = until.map_or(round as f64 * h_max, |u| u - t0);
-                // A power of two, so that the f32 copy is exact and the host converts back exactly.
-                scale = 2f64.powi((2f64.powi(52) / span).log2().floor() as i32);
-                let total = (span * scale).round() as u64;
-                params.auto_h = 1;
-                params.has_until = u32::from(until.is_some());
-                params.safety = safety as f32;
-                params.h_max = h_max as f32;
-                params.scale = scale as f32;
-                params.total_lo = total as u32;
-                params.total_hi = (total >> 32) as u32;
-                round
-            }
-        };
-        if encoded == 0 {
-            return Ok(0);
-        }
-        self.reset_control();
-        self.ctx.queue.write_buffer(&self.buffers.step_params, 0, bytemuck::bytes_of(&params));
-        let passes = if exponential { &self.exponential } else { &self.euler };
-        let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let per_submit = u64::from(self.options.steps_per_submission.max(1));
-        let mut skip_eval = matches!(self.cache, Cache::Current(_));
-        let mut done = 0;
-        while done < encoded {
-            let chunk = per_submit.min(encoded - done);
-            let mut encoder = self.encoder();
-            {
-                let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-                for _ in 0..chunk {
-                    // With the state's evaluation already on the device, `step_final` reduces its
-                    // partials again (the same numbers) for the step control.
-                    if !skip_eval {
-                        build::record(&mut cpass, &self.eval);
-                    }
-                    skip_eval = false;
-                    build::record(&mut cpass, std::slice::from_ref(&self.step_final));
-                    build::record(&mut cpass, passes);
-                }
-                done += chunk;
-                if done == encoded {
-                    // Evaluate the final state too, so the next evaluate() or step needs no pass.
-                    build::record(&mut cpass, &self.eval);
-                    build::record(&mut cpass, std::slice::from_ref(&self.eval_final));
-                }
-            }
-            if done < encoded {
-                self.ctx.queue.submit([encoder.finish()]);
-                // Lets wgpu reclaim finished command buffers; does not wait.
-                let _ = self.ctx.device.poll(wgpu::PollType::Poll);
-            } else {
-                let (s, c) = self.finish_small(encoder)?;
-                if let Some(e) = pollster::block_on(scope.pop()) {
-                    self.cache = Cache::Stale;
-                    return Err(Error::Gpu(format!("stepping: {e}")));
-                }
-                return self.conclude(stepper, until, t0, scale, s, c);
-            }
-        }
-        unreachable!("the last chunk returns")
-    }
-
-    /// Turns the control block of a finished device loop into the host's step, time, cache and
-    /// the CPU engine's errors.
-    fn conclude(
-        &mut self,
-        stepper: &Stepper,
-        until: Option<f64>,
-        t0: f64,
-        scale: f64,
-        s: Vec<u32>,
-        c: Vec<u32>,
-    ) -> Result<u64> {
-        let mut taken = u64::from(c[control::STEPS]);
-        let halted = c[control::HALTED];
-        let bad_lw = c[control::BAD_LOG_WEIGHT];
-        // The time after `k` steps, by the same clock as the device used.
-        let clock = |k: u64| -> f64 {
-            match stepper.step_size {
-                StepSize::Fixed(_) => {
-                    let mut t = t0;
-                    for _ in 0..k {
-                        t += stepper.step_size(0.0, 0.0, remaining_time(t, until));
-                    }
-                    t
-                }
-                StepSize::Auto { .. } => {
-                    if c[control::CAPPED] != 0 {
-                        until.expect("capped only with a final time")
-                    } else {
-                        let units = u64::from(c[control::ELAPSED_LO]) | (u64::from(c[control::ELAPSED_HI]) << 32);
-                        t0 + units as f64 / scale
-                    }
-                }
-            }
-        };
-        if bad_lw != NONE {
-            // The step that produced it is counted on the device but, as on the CPU, not in the
-            // state; its weights are kept so the value can be reported.
-            taken = taken.saturating_sub(1);
-            self.step += taken;
-            self.time = clock(taken);
-            self.cache = Cache::Stale;
-            let value = from_lw(self.read_f32(&self.buffers.lw, bad_lw as usize, 1)?[0]);
-            return Err(Error::NonFinite { step: self.step, particle: bad_lw as usize, quantity: "log-weight", value });
-        }
-        self.step += taken;
-        self.time = clock(taken);
-        let particle = c[control::PARTICLE] as usize;
-        let value = f64::from(f32::from_bits(c[control::VALUE]));
-        match halted {
-            control::ERR_POSITIVITY => {
-                self.cache = Cache::Stale;
-                // A fixed h is reported as the host's f64 value (the device used its f32 copy).
-                let h = match stepper.step_size {
-                    StepSize::Fixed(_) => stepper.step_size(0.0, 0.0, remaining_time(self.time, until)),
-                    StepSize::Auto { .. } => f64::from(f32::from_bits(c[control::H])),
-                };
-                Err(Error::Positivity { step: self.step, particle, h_times_rate: value, h })
-            }
-            control::ERR_RATE => {
-                self.cache = Cache::Stale;
-                Err(Error::NonFinite { step: self.step, particle, quantity: "rate", value })
-            }
-            _ => {
-                self.cache = Cache::Current(s);
-                Ok(taken)
-            }
         }
     }
 }
@@ -777,6 +680,7 @@ impl Engine for GpuEngine {
     }
 
     fn rates(&mut self) -> Result<Vec<f64>> {
+        self.touch()?;
         let s = self.evaluated()?;
         self.check_rates(&s)?;
         let mut encoder = self.encoder();
@@ -789,24 +693,19 @@ impl Engine for GpuEngine {
     }
 
     fn rates_at(&mut self, points: &[f64]) -> Result<Vec<f64>> {
+        self.touch()?;
         self.rates_at_points(points)
     }
 
     fn advance(&mut self, steps: u64, stepper: &Stepper, until: Option<f64>) -> Result<u64> {
-        let mut taken = 0;
-        while taken < steps && !reached(self.time, until) {
-            let round = (steps - taken).min(self.options.steps_per_readback.clamp(1, u64::from(u32::MAX)));
-            let k = self.advance_round(round, stepper, until)?;
-            taken += k;
-            if k < round {
-                break;
-            }
-        }
-        Ok(taken)
+        self.advance_chained(steps, stepper, until)
     }
 
     fn state(&mut self) -> Result<State> {
-        let lw = self.read_f32(&self.buffers.lw, 0, self.n)?;
+        let lw = match self.log_weights_behind()? {
+            Some(lw) => lw,
+            None => self.read_f32(&self.buffers.lw, 0, self.n)?,
+        };
         Ok(State { log_weights: lw.into_iter().map(from_lw).collect(), step: self.step, time: self.time })
     }
 
@@ -821,14 +720,9 @@ impl Engine for GpuEngine {
         if let Some(i) = state.log_weights.iter().position(|l| l.is_nan() || *l == f64::INFINITY) {
             return Err(Error::invalid(format!("state.log_weights[{i}]"), state.log_weights[i], "finite or -inf"));
         }
-        let p = kernels::packed_len(self.model.space.dim);
+        self.touch()?;
         let lw: Vec<f32> = state.log_weights.iter().map(|l| host::to_device_log_weight(*l)).collect();
-        let mut src = self.packed_pos.clone();
-        for (chunk, l) in src.chunks_exact_mut(p).zip(&lw) {
-            chunk[p - 1][3] = (l * std::f32::consts::LOG2_E).to_bits();
-        }
-        self.ctx.queue.write_buffer(&self.buffers.lw, 0, bytemuck::cast_slice(&lw));
-        self.ctx.queue.write_buffer(&self.buffers.src, 0, bytemuck::cast_slice(&src));
+        self.upload_log_weights(&lw);
         self.step = state.step;
         self.time = state.time;
         self.cache = Cache::Stale;
