@@ -6,7 +6,10 @@
 // From the term's kernel sums l1 (and l2):
 //   interaction  δF += W * m = strength e^l1               f += ½ strength e^l1
 //   mmd          δF += k * m − k * ν = e^l1 − e^l2          f += ½ e^l1 − e^l2   (+ ½ k*ν*ν on the host)
-//   network      δF += l1 (the residuals' pull + λ/2 |x|²)  f += l2 = λ/2 |x|²   (+ Σ_k r_k²/2M as data)
+//   linear       δF += l1                                 f += l2
+//                (network: l1 the residuals' pull + λ/2 |x|², l2 = λ/2 |x|², + Σ_k r_k²/2M as data;
+//                pair kernel: l1 = Σ_j w_j W(x, X_j), l2 = ½ l1; the user's whole term: l1 its δF/δm
+//                from the host, l2 = 0, F on the host)
 //   npmle        δF −= e^l1 = (1/M) Σ_k φ(z_k − x)/p(z_k)   f += 0               (− Σ_k log p_k / M as data)
 
 struct Params {
@@ -22,7 +25,7 @@ struct Params {
 
 const INTERACTION: u32 = 0u;
 const MMD: u32 = 1u;
-const NETWORK: u32 = 2u;
+const LINEAR: u32 = 2u;
 const NPMLE: u32 = 3u;
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -58,7 +61,7 @@ fn main(
             let nu = exp(l2[i]);
             e += vec2<f32>(s - nu, 0.5 * s - nu);
         }
-        case NETWORK: {
+        case LINEAR: {
             e += vec2<f32>(l1[i], l2[i]);
         }
         default: {

@@ -260,7 +260,8 @@ pub fn pairs_per_step(model: &Model, n: usize) -> f64 {
         .iter()
         .map(|e| match e {
             Energy::Potential(_) => 0.0,
-            Energy::Interaction { .. } | Energy::Mmd { .. } => n * n,
+            Energy::Interaction { .. } | Energy::Mmd { .. } | Energy::Pair(_) => n * n,
+            Energy::Custom(_) => 0.0,
             Energy::TwoLayerNet { inputs, .. } => 2.0 * n * inputs.len() as f64,
             Energy::Npmle { observations, .. } => 2.0 * n * observations.len() as f64,
         })

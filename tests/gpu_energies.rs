@@ -19,7 +19,7 @@ use frflow::Error;
 use frflow::engine::Engine;
 use frflow::engine::cpu::{
     Accumulate, CpuEngine, energy_accumulate, log_kernel_sum, net_backward, net_forward, net_residuals,
-    npmle_coefficients,
+    npmle_coefficients, pair_sum,
 };
 use frflow::engine::gpu::{GpuContext, GpuEngine};
 use frflow::model::{
@@ -84,7 +84,7 @@ fn energy_derivative(model: &Model, pos: &[f64], lw: &[f64]) -> (Vec<f64>, f64) 
                 let (r, data) = net_residuals(&f, targets);
                 f_rest += data;
                 let (l1, l2) = net_backward(pos, d, inputs, &r, *penalty);
-                energy_accumulate(Accumulate::Network, &l1, &l2, &mut energy);
+                energy_accumulate(Accumulate::Linear, &l1, &l2, &mut energy);
             }
             Energy::Npmle { observations, noise } => {
                 let k = Gaussian::new(space, *noise, true, "s").unwrap();
@@ -93,6 +93,16 @@ fn energy_derivative(model: &Model, pos: &[f64], lw: &[f64]) -> (Vec<f64>, f64) 
                 f_rest += data;
                 let l1 = log_kernel_sum(space, &k, pos, &observations.values, &coeffs);
                 energy_accumulate(Accumulate::Npmle, &l1, &[], &mut energy);
+            }
+            Energy::Pair(kernel) => {
+                let l1 = pair_sum(kernel, d, pos, pos, &w);
+                let l2: Vec<f64> = l1.iter().map(|v| 0.5 * v).collect();
+                energy_accumulate(Accumulate::Linear, &l1, &l2, &mut energy);
+            }
+            Energy::Custom(term) => {
+                let (f, dfdm) = term.evaluate(pos, &w, pos, d).unwrap();
+                energy.iter_mut().zip(dfdm).for_each(|(e, v)| e.0 += v);
+                f_rest += f;
             }
         }
     }

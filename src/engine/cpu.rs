@@ -7,7 +7,7 @@
 use super::cells::{CellGrid, Cutoff, log_kernel_sum_cells};
 use super::{Diagnostics, Engine, pairwise_sum, reached};
 use crate::error::{Error, Result};
-use crate::model::{AtPoints, Divergence, Energy, Gaussian, Model, Points, Space, Variant};
+use crate::model::{AtPoints, Divergence, Energy, Gaussian, Model, PairKernel, Points, Space, Variant};
 use crate::particles::{Particles, State};
 use crate::stepper::Stepper;
 use rayon::prelude::*;
@@ -455,17 +455,17 @@ impl CpuEngine {
         Ok(self.cache.as_ref().expect("just filled"))
     }
 
-    fn variation(&self, targets: &Targets, w: &[f64]) -> Variation {
+    fn variation(&self, targets: &Targets, w: &[f64]) -> Result<Variation> {
         let m = &self.model;
         let lw = &self.state.log_weights;
-        let (dfdm, f_value) = energy_derivative(m, &self.fixed, targets, lw, w);
+        let (dfdm, f_value) = energy_derivative(m, &self.fixed, targets, lw, w)?;
         let (h, d_value) = if m.has_divergence() {
             let mu0 = self.particles.log_initial_density.as_deref();
             divergence_derivative(m, &self.fixed, targets, mu0, lw, w)
         } else {
             (vec![0.0; dfdm.len()], Some(0.0))
         };
-        Variation { dfdm, h, f_value, d_value }
+        Ok(Variation { dfdm, h, f_value, d_value })
     }
 
     /// The largest relative truncation bound of the cutoff sums since the last check, or the
@@ -494,7 +494,7 @@ impl CpuEngine {
     fn evaluate_state(&self) -> Result<Evaluation> {
         let m = &self.model;
         let w: Vec<f64> = self.state.log_weights.iter().map(|l| l.exp()).collect();
-        let v = self.variation(&Targets::Particles, &w);
+        let v = self.variation(&Targets::Particles, &w)?;
         let truncation_bound = self.check_truncation()?;
         let g: Vec<f64> = v.dfdm.iter().zip(&v.h).map(|(f, h)| f + m.sigma * h).collect();
         let a = rates(&w, &v.dfdm, &v.h, m.sigma);
@@ -562,8 +562,9 @@ pub enum Accumulate {
     },
     /// l1 = log k*μᴺ, l2 = log k*ν: δF += e^l1 − e^l2, f += ½ e^l1 − e^l2.
     Mmd,
-    /// l1 = the network's δF (pull plus penalty), l2 = the penalty λ/2 |x|²: δF += l1, f += l2.
-    Network,
+    /// l1 = δF, l2 = f, added as they are: the network's (l1 its pull plus penalty, l2 the
+    /// penalty λ/2 |x|²) and a user pair kernel's (l1 = Σ_j w_j W(x, X_j), l2 = ½ l1).
+    Linear,
     /// l1 = log (1/M) Σ_k φ(z_k − x)/p(z_k): δF −= e^l1, f += 0.
     Npmle,
 }
@@ -584,7 +585,7 @@ pub fn energy_accumulate(term: Accumulate, l1: &[f64], l2: &[f64], energy: &mut 
                 e.0 += s - nu;
                 e.1 += 0.5 * s - nu;
             }
-            Accumulate::Network => {
+            Accumulate::Linear => {
                 e.0 += l1[i];
                 e.1 += l2[i];
             }
@@ -595,8 +596,8 @@ pub fn energy_accumulate(term: Accumulate, l1: &[f64], l2: &[f64], energy: &mut 
 
 /// δF/δm at the targets and, when the targets are the particles, F(μᴺ) (else NaN): the fixed
 /// potential U, then each other term through [`energy_accumulate`], as the GPU composes its
-/// passes.
-fn energy_derivative(m: &Model, fixed: &Fixed, targets: &Targets, lw: &[f64], w: &[f64]) -> (Vec<f64>, f64) {
+/// passes (a user's whole term adds its own δF/δm and F).
+fn energy_derivative(m: &Model, fixed: &Fixed, targets: &Targets, lw: &[f64], w: &[f64]) -> Result<(Vec<f64>, f64)> {
     let (space, d) = (&m.space, m.space.dim);
     let pos = &fixed.at_particles.points;
     let at = match targets {
@@ -627,7 +628,7 @@ fn energy_derivative(m: &Model, fixed: &Fixed, targets: &Targets, lw: &[f64], w:
                 let (r, data) = net_residuals(&net_forward(pos, d, w, inputs), y);
                 rest += data;
                 let (l1, l2) = net_backward(&at.points, d, inputs, &r, *penalty);
-                energy_accumulate(Accumulate::Network, &l1, &l2, &mut energy);
+                energy_accumulate(Accumulate::Linear, &l1, &l2, &mut energy);
             }
             Energy::Npmle { observations, noise } => {
                 let k = Gaussian::new(space, *noise, true, "npmle.noise").expect("validated");
@@ -637,13 +638,34 @@ fn energy_derivative(m: &Model, fixed: &Fixed, targets: &Targets, lw: &[f64], w:
                 let l1 = log_kernel_sum(space, &k, &at.points, &observations.values, &coeffs);
                 energy_accumulate(Accumulate::Npmle, &l1, &[], &mut energy);
             }
+            Energy::Pair(kernel) => {
+                let l1 = pair_sum(kernel, d, &at.points, pos, w);
+                let l2: Vec<f64> = l1.iter().map(|v| 0.5 * v).collect();
+                energy_accumulate(Accumulate::Linear, &l1, &l2, &mut energy);
+            }
+            Energy::Custom(term) => {
+                let (f, dfdm) = term.evaluate(pos, w, &at.points, d)?;
+                energy.iter_mut().zip(dfdm).for_each(|(e, v)| e.0 += v);
+                rest += f;
+            }
         }
     }
     let f = match targets {
         Targets::Particles => pairwise_sum(&w.iter().zip(&energy).map(|(w, e)| w * e.1).collect::<Vec<_>>()) + rest,
         Targets::Points(_) => f64::NAN,
     };
-    (energy.into_iter().map(|e| e.0).collect(), f)
+    Ok((energy.into_iter().map(|e| e.0).collect(), f))
+}
+
+/// Σ_j w_j W(t, X_j) for every target t, in f64 by the kernel's Rust twin (the CPU twin of
+/// `pair_sum.wgsl`).
+pub fn pair_sum(kernel: &PairKernel, d: usize, targets: &[f64], sources: &[f64], w: &[f64]) -> Vec<f64> {
+    targets
+        .par_chunks_exact(d)
+        .map(|t| {
+            pairwise_sum(&sources.chunks_exact(d).zip(w).map(|(y, wj)| wj * kernel.value(t, y)).collect::<Vec<_>>())
+        })
+        .collect()
 }
 
 /// Variant C's second-pass coefficients log w_j − log d_j, with d_j = (K μᴺ)(X_j) (KL) or π(X_j)
@@ -830,7 +852,7 @@ impl Engine for CpuEngine {
         points.chunks_exact_mut(space.dim).for_each(|x| space.wrap(x));
         let targets = PointData::new(&self.model, points)?;
         let w = self.state.weights();
-        let v = self.variation(&Targets::Points(&targets), &w);
+        let v = self.variation(&Targets::Points(&targets), &w)?;
         self.check_truncation()?;
         Ok(v.dfdm.iter().zip(&v.h).map(|(f, h)| f + self.model.sigma * h - mean_g).collect())
     }

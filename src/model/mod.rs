@@ -8,7 +8,7 @@ mod potential;
 mod reference;
 mod space;
 
-pub use energy::{Energy, Points};
+pub use energy::{CustomTerm, Energy, EnergyTerm, PairKernel, Points};
 pub use kernel::{Gaussian, PERIODIC_TOLERANCE, Quadrature, QuadratureSpec, gauss_hermite};
 pub use potential::{CustomPotential, Potential};
 pub use reference::{Reference, log_gaussian, log_sum_exp};

@@ -22,6 +22,8 @@ pub(super) struct AtPoints {
     /// The points as given (wrapped), to reuse the passes when they come again.
     points: Vec<f64>,
     passes: Vec<Pass>,
+    /// The user's whole terms, whose δF/δm at the points the host writes before each submission.
+    host: Vec<super::energies::HostAt>,
     rates: wgpu::Buffer,
     staging: wgpu::Buffer,
 }
@@ -63,6 +65,17 @@ impl GpuEngine {
                 return Err(Error::Gpu(format!("setting up rates at {t} points: {e}")));
             }
             self.at_points = Some(at);
+        }
+        let at = self.at_points.as_ref().expect("just recorded");
+        if !at.host.is_empty() {
+            let state = crate::engine::Engine::state(self)?;
+            let w: Vec<f64> = state.log_weights.iter().map(|l| l.exp()).collect();
+            let at = self.at_points.as_ref().expect("just recorded");
+            for (term, values) in &at.host {
+                let (_, dfdm) = term.evaluate(&self.particles.positions, &w, &at.points, d)?;
+                let v: Vec<f32> = dfdm.iter().map(|x| *x as f32).collect();
+                self.ctx.queue.write_buffer(values, 0, bytemuck::cast_slice(&v));
+            }
         }
         let at = self.at_points.as_ref().expect("just recorded");
         let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -147,9 +160,9 @@ impl GpuEngine {
         let energy = b.init("at_energy", bytemuck::cast_slice(&energy0));
         // Its own control block: the engine's may hold a finished loop's halt code.
         let ctl = b.init("at_control", bytemuck::cast_slice(&control::fresh()));
-        let mut passes = self.energies.passes_at(&b, header, n, &points, &fixed_buf, &energy, &ctl)?;
-
         let bufs = &self.buffers;
+        let (mut passes, host) =
+            self.energies.passes_at(&b, header, n, &points, &bufs.lw, &fixed_buf, &energy, &ctl)?;
         let logs = b.zeros("at_logs", t * 4);
         let logs2 = b.zeros("at_logs2", t * 4);
         let node_logs = b.zeros("at_node_logs", if quad { t * q * 4 } else { 0 });
@@ -204,7 +217,7 @@ impl GpuEngine {
             ],
             b.elements(t),
         )?);
-        Ok(AtPoints { points, passes, rates, staging: staging(&self.ctx, "at_staging", t * 4) })
+        Ok(AtPoints { points, passes, host, rates, staging: staging(&self.ctx, "at_staging", t * 4) })
     }
 
     /// δF/δm at the particles and F(μᴺ) of the current weights (see `GpuEngine::energy_derivative`).

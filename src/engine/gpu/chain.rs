@@ -74,13 +74,19 @@ impl GpuEngine {
     /// See [`crate::engine::Engine::advance`].
     pub(super) fn advance_chained(&mut self, steps: u64, stepper: &Stepper, until: Option<f64>) -> Result<u64> {
         let mut taken = 0;
+        // The user's whole terms are evaluated on the host at every state: one step per loop.
+        let host = self.has_host_terms();
+        let per_loop = if host { 1 } else { self.options.steps_per_readback.clamp(1, u64::from(u32::MAX)) };
         while taken < steps && !crate::engine::reached(self.time, until) {
-            let round = (steps - taken).min(self.options.steps_per_readback.clamp(1, u64::from(u32::MAX)));
+            let round = (steps - taken).min(per_loop);
+            if host {
+                self.evaluated()?;
+            }
             let request = Request { steps: round, stepper: *stepper, until };
             let continues = self.chain.as_ref().is_some_and(|c| c.request == request && c.can_continue());
             if !continues {
                 self.settle()?;
-                let speculative = self.options.run_ahead && self.clean && self.last_request == Some(request);
+                let speculative = self.options.run_ahead && !host && self.clean && self.last_request == Some(request);
                 if !self.start_chain(request, speculative)? {
                     break;
                 }
@@ -92,6 +98,10 @@ impl GpuEngine {
                 self.launch_round()?;
             }
             let k = self.land_round()?;
+            if host {
+                // The loop's last evaluation used the host's values of the state before.
+                self.cache = Cache::Stale;
+            }
             taken += k;
             self.last_request = Some(request);
             if k < round {

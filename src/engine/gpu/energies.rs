@@ -8,6 +8,8 @@
 //! | MMD | `pack_coefficients`, `log_kernel_sum` (N ← N); k * ν (N ← M) once | the same two (T ← N, T ← M) |
 //! | network | `net_forward` (M ← N, split), `net_residuals`, `net_backward` (N ← M) | `net_backward` (T ← M) |
 //! | NPMLE | `pack_coefficients`, `log_kernel_sum` (M ← N), `npmle_coefficients`, `log_kernel_sum` (N ← M) | `log_kernel_sum` (T ← M) |
+//! | pair kernel | `pair_sum` (N ← N) with the user's `pair_kernel` | `pair_sum` (T ← N) |
+//! | the user's whole term | none: δF/δm computed on the host and uploaded before the evaluation | the same at the points |
 //!
 //! each followed by `energy_accumulate`. Kernel terms have their own width, so each packs the
 //! particles (and its data) in its own scaled layout; `pack_coefficients` refreshes the log-weights
@@ -18,14 +20,22 @@ use super::build::{Builder, KernelSpace, Pass, Split, read_f32, split, submit};
 use super::host::{AccumulateParams, Counts, DataParams, NetParams, pack_inputs, pack_neurons};
 use super::kernels::{self, Header, KERNEL_WG};
 use crate::engine::pairwise_sum;
+use crate::error::Error;
 use crate::error::Result;
-use crate::model::{Energy, Gaussian, Model};
+use crate::model::{CustomTerm, Energy, Gaussian, Model, PairKernel};
+use std::sync::Arc;
 
 /// `kind` in energy_accumulate.wgsl.
 const INTERACTION: u32 = 0;
 const MMD: u32 = 1;
-const NETWORK: u32 = 2;
+const LINEAR: u32 = 2;
 const NPMLE: u32 = 3;
+
+/// A user's whole term and the buffer its δF/δm at `rates_at`'s points is written into.
+pub(crate) type HostAt = (CustomTerm, wgpu::Buffer);
+
+/// Pairs of particles on which a pair kernel's WGSL is checked against its Rust twin.
+const PAIR_CHECKS: usize = 512;
 
 /// One energy term's device data.
 enum Term {
@@ -76,6 +86,17 @@ enum Term {
         m: usize,
         offset: usize,
     },
+    Pair {
+        /// The engine's constants with the user's `pair_kernel`.
+        header: Header,
+        /// The particles' raw coordinates, d f32 per point.
+        pos: wgpu::Buffer,
+    },
+    Host {
+        term: CustomTerm,
+        /// δF/δm at the particles, uploaded before each evaluation.
+        values: wgpu::Buffer,
+    },
 }
 
 /// Every non-potential energy term of a model, on the device.
@@ -91,6 +112,8 @@ pub(crate) struct Energies {
     /// Scratch per particle: a term's kernel sums.
     l1: wgpu::Buffer,
     l2: wgpu::Buffer,
+    /// Zeros per particle (a host term's share of F is added on the host).
+    zeros: wgpu::Buffer,
 }
 
 impl Energies {
@@ -183,6 +206,15 @@ impl Energies {
                     terms.push(Term::Npmle { ks, pos, src, obs, obs_src, log_p, m, offset: m_data });
                     m_data += m;
                 }
+                Energy::Pair(kernel) => {
+                    let header = pair_header(header, kernel, space.side());
+                    check_pair_kernel(b, &header, kernel, positions, d)?;
+                    let pos = b.init("pair_pos", bytemuck::cast_slice(&raw(positions)));
+                    terms.push(Term::Pair { header, pos });
+                }
+                Energy::Custom(term) => {
+                    terms.push(Term::Host { term: term.clone(), values: b.zeros("host_values", n * 4) });
+                }
             }
         }
         if !fixed_passes.is_empty() {
@@ -196,7 +228,39 @@ impl Energies {
         let data_f = b.zeros("data_f", m_data * 4);
         let l1 = b.zeros("energy_l1", n * 4);
         let l2 = b.zeros("energy_l2", n * 4);
-        Ok(Energies { terms, data_f, m_data, f_const, l1, l2 })
+        let zeros = b.zeros("energy_zeros", n * 4);
+        Ok(Energies { terms, data_f, m_data, f_const, l1, l2, zeros })
+    }
+
+    /// The names of the terms the host evaluates at every evaluation (the user's whole terms).
+    pub fn host_terms(&self) -> Vec<&str> {
+        self.terms
+            .iter()
+            .filter_map(|t| match t {
+                Term::Host { term, .. } => Some(term.0.name()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Evaluates the host's terms for the particles at `positions` with `weights` and uploads
+    /// their δF/δm; returns their F(μᴺ), summed.
+    pub fn upload_host_terms(
+        &self,
+        queue: &wgpu::Queue,
+        positions: &[f64],
+        weights: &[f64],
+        dim: usize,
+    ) -> Result<f64> {
+        let mut f = 0.0;
+        for t in &self.terms {
+            if let Term::Host { term, values } = t {
+                let (value, dfdm) = term.evaluate(positions, weights, positions, dim)?;
+                f += value;
+                queue.write_buffer(values, 0, bytemuck::cast_slice(&to_f32(&dfdm)));
+            }
+        }
+        Ok(f)
     }
 
     /// Whether every kernel term's layout can pack `points` (see `Layout::contains`).
@@ -205,7 +269,7 @@ impl Energies {
             Term::Interaction { ks, .. } | Term::Mmd { ks, .. } | Term::Npmle { ks, .. } => {
                 ks.layout.contains(points, dim)
             }
-            Term::Network { .. } => true,
+            Term::Network { .. } | Term::Pair { .. } | Term::Host { .. } => true,
         })
     }
 
@@ -279,7 +343,7 @@ impl Energies {
                         b.elements(*m),
                     )?);
                     out.push(net_backward(b, header, n, *m, *penalty, [neurons, inputs, resid, l1, l2, control])?);
-                    out.push(acc(NETWORK, 1.0, l2)?);
+                    out.push(acc(LINEAR, 1.0, l2)?);
                 }
                 Term::Npmle { ks, pos, src, obs, obs_src, log_p, m, offset } => {
                     out.push(b.pass(
@@ -307,6 +371,21 @@ impl Energies {
                     out.extend(b.kernel_sum(ks, pos, n, obs_src, *m, l1, control)?);
                     out.push(acc(NPMLE, 1.0, l1)?);
                 }
+                Term::Pair { header, pos } => {
+                    out.push(pair_sum(b, header, n, n, [pos, pos, lw, l1, l2, control])?);
+                    out.push(acc(LINEAR, 1.0, l2)?);
+                }
+                Term::Host { values, .. } => {
+                    out.push(accumulate(
+                        b,
+                        header,
+                        n,
+                        idx == 0,
+                        LINEAR,
+                        1.0,
+                        [fixed, values, &self.zeros, energy, control],
+                    )?);
+                }
             }
         }
         Ok(out)
@@ -314,7 +393,8 @@ impl Energies {
 
     /// The passes that add every term's δF at `t` other points (row-major in `points`) to
     /// `energy`, from the current evaluation's device state (log-weights in the packed copies,
-    /// residuals, NPMLE coefficients). `fixed` holds U at the points.
+    /// residuals, NPMLE coefficients). `fixed` holds U at the points. Also returns the host's
+    /// terms with the buffers their values at the points go into before each submission.
     #[allow(clippy::too_many_arguments)]
     pub fn passes_at(
         &self,
@@ -322,15 +402,18 @@ impl Energies {
         header: &Header,
         n: usize,
         points: &[f64],
+        lw: &wgpu::Buffer,
         fixed: &wgpu::Buffer,
         energy: &wgpu::Buffer,
         control: &wgpu::Buffer,
-    ) -> Result<Vec<Pass>> {
+    ) -> Result<(Vec<Pass>, Vec<HostAt>)> {
         let (d, p) = (header.dim as usize, header.packed as usize);
         let t = points.len() / d;
         let l1 = b.zeros("at_l1", t * 4);
         let l2 = b.zeros("at_l2", t * 4);
+        let zeros = b.zeros("at_zeros", t * 4);
         let mut out = Vec::new();
+        let mut host = Vec::new();
         for (idx, term) in self.terms.iter().enumerate() {
             let acc = |kind: u32, strength: f64| {
                 accumulate(b, header, t, idx == 0, kind, strength, [fixed, &l1, &l2, energy, control])
@@ -350,16 +433,27 @@ impl Energies {
                 Term::Network { inputs, resid, m, penalty, .. } => {
                     let tp = b.init("at_neurons", bytemuck::cast_slice(&pack_neurons(points, d, p)));
                     out.push(net_backward(b, header, t, *m, *penalty, [&tp, inputs, resid, &l1, &l2, control])?);
-                    out.push(acc(NETWORK, 1.0)?);
+                    out.push(acc(LINEAR, 1.0)?);
                 }
                 Term::Npmle { ks, obs_src, m, .. } => {
                     let tp = b.init("at_points", bytemuck::cast_slice(&ks.pack(points)));
                     out.extend(b.kernel_sum(ks, &tp, t, obs_src, *m, &l1, control)?);
                     out.push(acc(NPMLE, 1.0)?);
                 }
+                Term::Pair { header, pos } => {
+                    let tp = b.init("at_pair_points", bytemuck::cast_slice(&raw(points)));
+                    out.push(pair_sum(b, header, t, n, [&tp, pos, lw, &l1, &l2, control])?);
+                    out.push(acc(LINEAR, 1.0)?);
+                }
+                Term::Host { term, .. } => {
+                    let values = b.zeros("at_host_values", t * 4);
+                    let first = idx == 0;
+                    out.push(accumulate(b, header, t, first, LINEAR, 1.0, [fixed, &values, &zeros, energy, control])?);
+                    host.push((term.clone(), values));
+                }
             }
         }
-        Ok(out)
+        Ok((out, host))
     }
 }
 
@@ -400,4 +494,75 @@ fn net_backward(
         ..Default::default()
     };
     b.pass(&kernels::NET_BACKWARD, header, &params, &bufs, b.grid(n.div_ceil(KERNEL_WG as usize)))
+}
+
+/// f32 copies.
+fn to_f32(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|x| *x as f32).collect()
+}
+
+/// Raw coordinates as f32, d per point (the pair kernel's layout).
+fn raw(points: &[f64]) -> Vec<f32> {
+    to_f32(points)
+}
+
+/// The engine's constants with `kernel`'s WGSL and the torus' side (0 on R^d) after them.
+fn pair_header(header: &Header, kernel: &PairKernel, side: Option<f64>) -> Header {
+    let user = format!("const SIDE: f32 = {:?};\n{}", side.unwrap_or(0.0) as f32, kernel.wgsl());
+    Header { user: Some(Arc::from(user)), ..header.clone() }
+}
+
+/// A `pair_sum` pass over `nt` targets and `ns` sources with bindings (targets, sources, lw, l1,
+/// l2, control).
+fn pair_sum(b: &Builder, header: &Header, nt: usize, ns: usize, bufs: [&wgpu::Buffer; 6]) -> Result<Pass> {
+    let params = Counts { n: nt as u32, aux: ns as u32, m_data: 0, unit: 0.0 };
+    b.pass(&kernels::PAIR_SUM, header, &params, &bufs, b.grid(nt.div_ceil(KERNEL_WG as usize)))
+}
+
+/// Compiles `kernel`'s WGSL and compares it with its Rust twin on pairs of the particles (each
+/// particle with itself, and random pairs): an error naming the term and the worst pair when
+/// they differ by more than 1e-4 of the largest |W| seen (f32 evaluation of an O(1) formula is
+/// good to ~1e-6 of it).
+fn check_pair_kernel(b: &Builder, header: &Header, kernel: &PairKernel, positions: &[f64], d: usize) -> Result<()> {
+    use rand::{Rng, SeedableRng};
+    let n = positions.len() / d;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x9a1f);
+    let pairs: Vec<(usize, usize)> = (0..PAIR_CHECKS.min(n * n))
+        .map(|k| if k < 8 { (k % n, k % n) } else { (rng.random_range(0..n), rng.random_range(0..n)) })
+        .collect();
+    let row = |i: usize| &positions[i * d..(i + 1) * d];
+    let a: Vec<f64> = pairs.iter().flat_map(|p| row(p.0).to_vec()).collect();
+    let c: Vec<f64> = pairs.iter().flat_map(|p| row(p.1).to_vec()).collect();
+    let k = pairs.len();
+    let (a_buf, c_buf) = (
+        b.init("pair_check_a", bytemuck::cast_slice(&raw(&a))),
+        b.init("pair_check_b", bytemuck::cast_slice(&raw(&c))),
+    );
+    let out = b.zeros("pair_check_out", k * 4);
+    let params = Counts { n: k as u32, aux: 0, m_data: 0, unit: 0.0 };
+    let pass = b.pass(&kernels::PAIR_CHECK, header, &params, &[&a_buf, &c_buf, &out], b.elements(k)).map_err(|e| {
+        Error::invalid(format!("pair kernel `{}`", kernel.name()), "its WGSL", format!("WGSL that compiles: {e}"))
+    })?;
+    submit(b.ctx, &[pass]);
+    let gpu = read_f32(b.ctx, &out, k)?;
+    let cpu: Vec<f64> = pairs.iter().map(|p| kernel.value(row(p.0), row(p.1))).collect();
+    let scale = cpu.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(f64::MIN_POSITIVE);
+    let (worst, err) = cpu
+        .iter()
+        .zip(&gpu)
+        .map(|(c, g)| if c.is_finite() && g.is_finite() { (f64::from(*g) - c).abs() / scale } else { f64::INFINITY })
+        .enumerate()
+        .fold((0, 0.0), |best, (i, e)| if e > best.1 || e.is_nan() { (i, e) } else { best });
+    if err > 1e-4 || err.is_nan() {
+        let (i, j) = pairs[worst];
+        return Err(Error::invalid(
+            format!("pair kernel `{}`", kernel.name()),
+            format!(
+                "WGSL {} against Rust {} at particles {i} and {j}, a difference of {err:.1e} of the largest |W| ({scale:.3e})",
+                gpu[worst], cpu[worst]
+            ),
+            "a WGSL `pair_kernel` that computes what its Rust twin does (to 1e-4)",
+        ));
+    }
+    Ok(())
 }

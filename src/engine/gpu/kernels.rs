@@ -155,6 +155,18 @@ pub(crate) const NET_RESIDUALS: Shader = Shader {
     workgroup: ELEMENT_WG,
     binds: &[U, R, R, W, W, R],
 };
+pub(crate) const PAIR_SUM: Shader = Shader {
+    name: "pair_sum",
+    source: include_str!("../../../shaders/pair_sum.wgsl"),
+    workgroup: KERNEL_WG,
+    binds: &[U, R, R, R, W, W, R],
+};
+pub(crate) const PAIR_CHECK: Shader = Shader {
+    name: "pair_check",
+    source: include_str!("../../../shaders/pair_check.wgsl"),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, R, W],
+};
 pub(crate) const NET_BACKWARD: Shader = Shader {
     name: "net_backward",
     source: include_str!("../../../shaders/net_backward.wgsl"),
@@ -163,7 +175,7 @@ pub(crate) const NET_BACKWARD: Shader = Shader {
 };
 
 /// Every shader, for the checks that cover them all.
-pub(crate) const ALL: [&Shader; 18] = [
+pub(crate) const ALL: [&Shader; 20] = [
     &LOG_KERNEL_SUM,
     &MINIMAL_KERNEL_SUM,
     &BLOB_COEFFICIENTS,
@@ -182,6 +194,8 @@ pub(crate) const ALL: [&Shader; 18] = [
     &NET_FORWARD,
     &NET_RESIDUALS,
     &NET_BACKWARD,
+    &PAIR_SUM,
+    &PAIR_CHECK,
 ];
 
 /// The most storage buffers any shader binds: a device limit the engine needs.
@@ -240,6 +254,9 @@ pub(crate) struct Header {
     pub kl: bool,
     /// Fixed-point coordinates (else f32).
     pub fixed: bool,
+    /// WGSL a user supplied (a pair kernel's `pair_kernel` and its `SIDE`), placed after the
+    /// constants. Shaders that hold it are always built with bounds checks.
+    pub user: Option<std::sync::Arc<str>>,
 }
 
 impl Header {
@@ -256,6 +273,7 @@ impl Header {
             variant: 0,
             kl: true,
             fixed: false,
+            user: None,
         }
     }
 
@@ -287,7 +305,7 @@ impl Header {
 
     /// The WGSL text declaring the constants for a shader with workgroup size `wg`.
     pub fn text(&self, wg: u32) -> String {
-        format!(
+        let constants = format!(
             "const D: u32 = {}u;\nconst P: u32 = {}u;\nconst WG: u32 = {wg}u;\nconst TORUS: bool = {};\n\
              const IMAGES: u32 = {}u;\nconst FAR_IMAGES: bool = {};\nconst EXP2_DEGREE: u32 = {}u;\n\
              const VARIANT: u32 = {}u;\nconst KL: bool = {};\nconst FIXED: bool = {};\nconst PL: u32 = {}u;\n",
@@ -301,7 +319,11 @@ impl Header {
             self.kl,
             self.fixed,
             if self.fixed { self.packed } else { 1 }
-        )
+        );
+        match &self.user {
+            Some(user) => format!("{constants}\n{user}\n"),
+            None => constants,
+        }
     }
 }
 
@@ -328,6 +350,8 @@ pub(crate) fn pipeline(
     checked: bool,
 ) -> Result<wgpu::ComputePipeline> {
     let text = source(shader, header);
+    // A user's WGSL gets wgpu's bounds checks: nothing bounds its indices by construction.
+    let checked = checked || header.user.is_some();
     let key = (shader.name, header.text(shader.workgroup), checked);
     if let Some((p, _)) = ctx.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return Ok(p.clone());
@@ -439,8 +463,10 @@ mod tests {
             for (torus, fixed, images, variant) in [(false, false, 0, 0), (true, true, 0, 3), (true, false, 2, 5)] {
                 let packed = packed_len(dim as usize) as u32;
                 let far_images = images > 1;
+                // A user's pair kernel, which the pair shaders call (the others ignore it).
+                let user = Some("const SIDE: f32 = 0.0;\nfn pair_kernel(x: array<f32, D>, y: array<f32, D>) -> f32 { return x[0] * y[0]; }".into());
                 let header =
-                    Header { dim, packed, torus, images, far_images, exp2_degree: 5, variant, kl: true, fixed };
+                    Header { dim, packed, torus, images, far_images, exp2_degree: 5, variant, kl: true, fixed, user };
                 for shader in ALL {
                     let declared = reflect(&source(shader, &header)).unwrap_or_else(|e| panic!("{}: {e}", shader.name));
                     let kinds: Vec<Bind> = declared.iter().map(|d| d.0).collect();

@@ -182,6 +182,8 @@ pub struct GpuEngine {
     /// since: the pattern under which the next loop is submitted ahead.
     last_request: Option<chain::Request>,
     clean: bool,
+    /// F(μᴺ) of the user's whole terms at the current evaluation (computed on the host).
+    host_f: f64,
 }
 
 /// Size of the small readback: stats then control.
@@ -435,6 +437,7 @@ impl GpuEngine {
             slots: None,
             last_request: None,
             clean: false,
+            host_f: 0.0,
         })
     }
 
@@ -501,6 +504,23 @@ impl GpuEngine {
         Ok(())
     }
 
+    /// Whether the model has terms the host evaluates (the user's whole terms): then every step
+    /// starts with a readback of the weights.
+    fn has_host_terms(&self) -> bool {
+        !self.energies.host_terms().is_empty()
+    }
+
+    /// Evaluates the host's terms at the device's current weights and uploads their δF/δm.
+    fn upload_host_terms(&mut self) -> Result<()> {
+        if self.has_host_terms() {
+            let lw = self.read_f32(&self.buffers.lw, 0, self.n)?;
+            let w: Vec<f64> = lw.into_iter().map(|l| from_lw(l).exp()).collect();
+            let d = self.model.space.dim;
+            self.host_f = self.energies.upload_host_terms(&self.ctx.queue, &self.particles.positions, &w, d)?;
+        }
+        Ok(())
+    }
+
     /// Writes log-weights (device form) and the sources' coefficients; the evaluation is stale.
     fn upload_log_weights(&mut self, lw: &[f32]) {
         let p = kernels::packed_len(self.model.space.dim);
@@ -556,6 +576,7 @@ impl GpuEngine {
             return Ok(s.clone());
         }
         self.touch()?;
+        self.upload_host_terms()?;
         self.reset_control();
         let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = self.encoder();
@@ -591,7 +612,7 @@ impl GpuEngine {
         let d = m.space.dim;
         let mass = f(stats::MASS);
         // F = Σ w f + the data terms + the MMD constants (f64 on the host).
-        let f_energy = f(stats::WDF) + f(stats::FDATA) + self.energies.f_const;
+        let f_energy = f(stats::WDF) + f(stats::FDATA) + self.energies.f_const + self.host_f;
         let energy = if !m.has_divergence() {
             Some(f_energy)
         } else if m.variant.is_gradient_flow() {
@@ -654,7 +675,10 @@ fn check_size(ctx: &GpuContext, n: usize, q: usize, p: usize, quad: bool) -> Res
 impl Engine for GpuEngine {
     fn name(&self) -> String {
         let info = self.ctx.adapter_info();
-        format!("gpu-f32 ({}, {:?})", info.name, info.backend)
+        let host = self.energies.host_terms();
+        let host =
+            if host.is_empty() { String::new() } else { format!(" + on the host each step: {}", host.join(", ")) };
+        format!("gpu-f32 ({}, {:?}){host}", info.name, info.backend)
     }
 
     fn kernel_path(&self) -> String {
