@@ -216,3 +216,32 @@ fn the_trace_records_the_truncation_bound() {
     assert_eq!(header.split(',').count(), row.split(',').count());
     assert_eq!(row.rsplit(',').next().unwrap().parse::<f64>().unwrap(), d.truncation_bound);
 }
+
+/// The NPMLE's two sums (observations ← particles, particles ← observations) use cells too, each
+/// over its own sources: with a cutoff the rates match all pairs within 10 times the reported
+/// bound (relative to 1 + |rate|), and some pairs were dropped.
+#[test]
+fn npmle_sums_use_cells_within_the_bound() {
+    use frflow::model::{Energy, Points};
+    use std::sync::Arc;
+    let space = space(1, false);
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let particles = Particles::from_positions(space, points(&space, 901, &mut rng)).unwrap();
+    let observations = Arc::new(Points { dim: 1, values: points(&space, 307, &mut rng) });
+    let energy = vec![Energy::Npmle { observations, noise: 0.02 }];
+    let build =
+        |cutoff| Model { energy: energy.clone(), ..model(space, Variant::Measure, Divergence::Kl, 0.3, cutoff) };
+    let mut a = CpuEngine::new(build(Cutoff::None), particles.clone()).unwrap();
+    let mut b = CpuEngine::new(build(Cutoff::Tolerance { tolerance: 1e-6, max_error: 1.0 }), particles).unwrap();
+    let lw: Vec<f64> = (0..901).map(|_| -2.0 * rng.random::<f64>()).collect();
+    let z = lw.iter().map(|l| l.exp()).sum::<f64>().ln();
+    let state = State { log_weights: lw.iter().map(|l| l - z).collect(), step: 0, time: 0.0 };
+    a.set_state(state.clone()).unwrap();
+    b.set_state(state).unwrap();
+    let (ra, rb) = (a.rates().unwrap(), b.rates().unwrap());
+    let bound = b.evaluate().unwrap().truncation_bound;
+    let err = ra.iter().zip(&rb).map(|(x, y)| (x - y).abs() / (1.0 + x.abs())).fold(0.0, f64::max);
+    eprintln!("NPMLE: rate error {err:.2e}, bound {bound:.2e}");
+    assert!(bound > 0.0 && err > 0.0, "no pair was dropped (bound {bound:e}, error {err:e})");
+    assert!(err <= 10.0 * bound + 1e-12, "{err:e} vs {bound:e}");
+}

@@ -268,10 +268,14 @@ struct Fixed {
     /// Cutoff sums per kernel (the ε-kernel's, the energies'), where the model's cutoff uses
     /// cells.
     cells: Vec<KernelCells>,
+    /// Per NPMLE term, its cutoff sums between the particles and its observations, where the
+    /// cutoff uses cells.
+    npmle_cells: Vec<Option<KernelCells>>,
 }
 
-/// Cell grids for one kernel's sums (see [`super::cells`]): over the particles, and for the
-/// ε-kernel of D and D′ over the particles' quadrature nodes (the sources of their second pass).
+/// Cell grids for one kernel's sums (see [`super::cells`]): over the particles, and over a second
+/// set of sources: for the ε-kernel of D and D′ the particles' quadrature nodes (the sources of
+/// their second pass), for an NPMLE term its observations.
 struct KernelCells {
     kernel: Gaussian,
     tolerance: f64,
@@ -320,7 +324,43 @@ impl Fixed {
         // A kept matrix only for the kernels summed over all pairs.
         kernels.retain(|k| !cells.iter().any(|c| c.kernel == *k));
         let pairs = kernels.iter().filter_map(|k| PairMatrix::new(space, k, &p.positions)).collect();
-        Ok(Fixed { at_particles, mmd_cnn, pairs, cells })
+        let npmle_cells = m
+            .energy
+            .iter()
+            .filter_map(|e| match e {
+                Energy::Npmle { observations, noise } => {
+                    let k = Gaussian::new(space, *noise, true, "npmle.noise").expect("validated");
+                    Some(KernelCells::new(m, k, &p.positions, &observations.values))
+                }
+                _ => None,
+            })
+            .collect();
+        Ok(Fixed { at_particles, mmd_cnn, pairs, cells, npmle_cells })
+    }
+
+    /// Every cutoff sum's grids.
+    fn all_cells(&self) -> impl Iterator<Item = &KernelCells> {
+        self.cells.iter().chain(self.npmle_cells.iter().flatten())
+    }
+
+    /// The NPMLE term `index`'s log Σ_s exp(log_coeffs[s]) φ(t − y_s): from the particles to
+    /// `targets` (the observations) or, with `observations`, from the observations to `targets`
+    /// (the particles or other points); by cells where the cutoff uses them.
+    #[allow(clippy::too_many_arguments)]
+    fn npmle_sum(
+        &self,
+        space: &Space,
+        index: usize,
+        kernel: &Gaussian,
+        targets: &[f64],
+        sources: &[f64],
+        observations: bool,
+        log_coeffs: &[f64],
+    ) -> Vec<f64> {
+        match &self.npmle_cells[index] {
+            Some(c) => c.sum(space, targets, sources, observations, log_coeffs),
+            None => log_kernel_sum(space, kernel, targets, sources, log_coeffs),
+        }
     }
 
     /// log Σ_j exp(log_coeffs[j]) K(X_i, X_j) for every particle: from a kept matrix when there
@@ -472,7 +512,7 @@ impl CpuEngine {
     /// named error when it exceeds the cutoff's `max_error`.
     fn check_truncation(&self) -> Result<f64> {
         let mut largest = 0.0f64;
-        for cells in &self.fixed.cells {
+        for cells in self.fixed.all_cells() {
             let (bound, target) = cells.take_worst();
             largest = largest.max(bound);
             if bound <= cells.max_error && !bound.is_nan() {
@@ -607,7 +647,7 @@ fn energy_derivative(m: &Model, fixed: &Fixed, targets: &Targets, lw: &[f64], w:
     let mut energy: Vec<(f64, f64)> = at.model.potential.iter().map(|u| (*u, *u)).collect();
     // F's parts that are not a weighted sum over the particles.
     let mut rest = 0.0;
-    let mut mmd = 0;
+    let (mut mmd, mut npmle) = (0, 0);
     for e in &m.energy {
         match e {
             Energy::Potential(_) => {}
@@ -632,11 +672,13 @@ fn energy_derivative(m: &Model, fixed: &Fixed, targets: &Targets, lw: &[f64], w:
             }
             Energy::Npmle { observations, noise } => {
                 let k = Gaussian::new(space, *noise, true, "npmle.noise").expect("validated");
-                let log_p = log_kernel_sum(space, &k, &observations.values, pos, lw);
+                let z = &observations.values;
+                let log_p = fixed.npmle_sum(space, npmle, &k, z, pos, false, lw);
                 let (coeffs, data) = npmle_coefficients(&log_p);
                 rest += data;
-                let l1 = log_kernel_sum(space, &k, &at.points, &observations.values, &coeffs);
+                let l1 = fixed.npmle_sum(space, npmle, &k, &at.points, z, true, &coeffs);
                 energy_accumulate(Accumulate::Npmle, &l1, &[], &mut energy);
+                npmle += 1;
             }
             Energy::Pair(kernel) => {
                 let l1 = pair_sum(kernel, d, &at.points, pos, w);
