@@ -367,6 +367,8 @@ pub fn resolve_engine(choice: EngineChoice) -> EngineChoice {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::StepSizeConfig;
+    use crate::stepper::Scheme;
 
     fn t2(variant: &str, lambda: f64) -> (Config, Problem) {
         let text = format!(
@@ -423,5 +425,144 @@ mod tests {
         // C has no closed form, and a non-Gaussian μ₀ none either.
         let (c, p) = t2("C", 0.7);
         assert!(GaussianCase::detect(&c, &p.model).is_none());
+    }
+
+    /// A coupled run of 16 particles to t = 1 with the stepped and the simulated (64 particles)
+    /// reference, each with the Euler and the exponential stepper, fixed and automatic h.
+    fn coupled_runs() -> Vec<(String, CoupledOutcome)> {
+        let mut out = Vec::new();
+        for (scheme, h) in [(Scheme::Euler, StepSizeConfig::Fixed(0.05)), (Scheme::Exponential, StepSizeConfig::Auto)] {
+            let (mut c, _) = t2("A", 0.7);
+            (c.time.scheme, c.time.h, c.time.h_max) = (scheme, h, 0.2);
+            let p = c.build(std::path::Path::new(".")).unwrap();
+            let g = GaussianCase::detect(&c, &p.model).unwrap();
+            let mut big = c.clone();
+            big.seed = 99;
+            big.particles.n = 64;
+            let big = big.build(std::path::Path::new(".")).unwrap().particles;
+            for reference in [ReferenceSystem::Stepped(g), ReferenceSystem::Simulated(big)] {
+                let mut engine = crate::engine::cpu::CpuEngine::new(p.model.clone(), p.particles.clone()).unwrap();
+                let model = p.model.clone();
+                let new = |q: &Particles| -> Result<Box<dyn Engine>> {
+                    Ok(Box::new(crate::engine::cpu::CpuEngine::new(model.clone(), q.clone())?))
+                };
+                let o = run_coupled(&mut engine, &reference, &p, 1.0, new, &mut |_| {}).unwrap();
+                out.push((format!("{scheme:?} {}", reference.mode().name()), o));
+            }
+        }
+        out
+    }
+
+    /// (run, steps, Σ_i log w_i of the interacting system, log w̄) as the reference systems'
+    /// own step loop gave them before `flow::run_coupled` took it over (commit 53b6865).
+    const BEFORE: [(&str, u64, f64, &[f64]); 4] = [
+        (
+            "Euler stepped",
+            20,
+            -57.75729578850943,
+            &[
+                -5.4455271158163345,
+                -2.9638800450490894,
+                -2.019819034098256,
+                -5.33831611213839,
+                -2.174874821855739,
+                -1.9919304401553233,
+                -5.105384095202636,
+                -6.306022391501148,
+                -1.7776747961972983,
+                -3.4276321941333805,
+                -2.0445357737691583,
+                -4.203663689905413,
+                -4.56214495826153,
+                -2.6794689169702695,
+                -2.970954445626385,
+                -2.62457886118832,
+            ],
+        ),
+        (
+            "Euler simulated",
+            20,
+            -57.75729578850943,
+            &[
+                -3.1220752751991183,
+                -2.542911504936859,
+                -2.1170945397538303,
+                -4.955250551689229,
+                -2.4343189980294726,
+                -2.1854810781183738,
+                -4.728882480371564,
+                -2.870023633849114,
+                -2.027976937988033,
+                -4.095081934841957,
+                -2.2340571404107057,
+                -4.060409255279659,
+                -5.106733630071167,
+                -2.4176223683512608,
+                -3.0020024433713806,
+                -2.7062379236584406,
+            ],
+        ),
+        (
+            "Exponential stepped",
+            7,
+            -57.80455136713759,
+            &[
+                -5.400592613703857,
+                -3.0043414435454676,
+                -2.0092125273880486,
+                -5.303231723216976,
+                -2.175985706912446,
+                -1.9790701249792064,
+                -5.089979205539084,
+                -6.162151969868535,
+                -1.7460592693376027,
+                -3.475657144254661,
+                -2.0358231209328603,
+                -4.239701988253406,
+                -4.582492982882641,
+                -2.7095864748319083,
+                -3.0116227018758113,
+                -2.6522370485290194,
+            ],
+        ),
+        (
+            "Exponential simulated",
+            18,
+            -57.26423896500094,
+            &[
+                -3.132970582237471,
+                -2.551872374433489,
+                -2.1134263753787335,
+                -4.888015662490664,
+                -2.4382089131356497,
+                -2.1831916667925735,
+                -4.677916023969736,
+                -2.886980660516262,
+                -2.020871689910202,
+                -4.0718489004753895,
+                -2.233397258315218,
+                -4.051335062886627,
+                -5.011034137674475,
+                -2.4217549609701035,
+                -3.010423804966444,
+                -2.714674961105057,
+            ],
+        ),
+    ];
+
+    /// Moving the stepped and simulated reference systems into `flow::run_coupled` changed no
+    /// number: the shared step sizes (the exponential runs take 7 and 18 automatic steps, bounded
+    /// by the reference's rates) and both systems' weights are those of the old loop, bit for bit.
+    #[test]
+    fn coupled_runs_give_the_numbers_of_the_old_step_loop() {
+        let runs = coupled_runs();
+        assert_eq!(runs.len(), BEFORE.len());
+        for ((name, o), (before, steps, sum_lw, lw_bar)) in runs.iter().zip(BEFORE) {
+            assert_eq!(name, before);
+            assert_eq!(o.steps, steps, "{name}");
+            assert_eq!(o.state.time, 1.0, "{name}");
+            assert_eq!(o.state.log_weights.iter().sum::<f64>(), sum_lw, "{name}");
+            assert_eq!(o.reference_log_weights, lw_bar, "{name}");
+        }
     }
 }
