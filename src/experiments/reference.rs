@@ -14,12 +14,13 @@
 //!   [`Engine::rates_at`] the X_i, by the same scheme (Euler w̄(1 − h a) or exponential).
 
 use crate::config::{Config, EngineChoice, InitConfig, Problem};
-use crate::engine::{Diagnostics, Engine, reached, remaining_time};
+use crate::engine::{Diagnostics, Engine};
 use crate::error::{Error, Result};
-use crate::model::{Divergence, Domain, Energy, Model, Potential, Reference, Variant, log_sum_exp};
+use crate::flow::{Coupled, Observer, RunOptions, Summary};
+use crate::model::{Divergence, Domain, Energy, Model, Potential, Reference, Variant};
 use crate::oracle::{GaussianFlow, tempering_log_weights_for};
 use crate::particles::{Particles, State};
-use crate::stepper::{StepSize, Stepper};
+use crate::stepper::{Stepper, normalise};
 use serde::{Deserialize, Serialize};
 
 /// The T2 structure of a problem (SPEC §7): Gaussian π = N(c, τ² I), F a sum of quadratic
@@ -259,15 +260,104 @@ pub struct CoupledOutcome {
     pub steps: u64,
 }
 
-/// Subtracts log Σ exp from every entry.
-fn normalise(v: &mut [f64]) {
-    let z = log_sum_exp(v);
-    v.iter_mut().for_each(|x| *x -= z);
+/// Where a stepped or simulated reference system gets its rates at the X_i.
+enum Rates<'a> {
+    /// The closed-form T2 rates of μ_t.
+    Gaussian(&'a GaussianCase),
+    /// The rates of a large interacting system, which takes the same steps.
+    Big(Box<dyn Engine>),
+}
+
+/// The weights w̄_i of a stepped or simulated reference system at the interacting system's
+/// positions, with the rates of the step about to be taken.
+struct Weights<'a> {
+    source: Rates<'a>,
+    positions: &'a [f64],
+    rates: Vec<f64>,
+    log_weights: Vec<f64>,
+}
+
+impl Coupled for Weights<'_> {
+    /// The rates at the X_i, before the step (explicit schemes use the left end). They bound the
+    /// step so that w̄ stays positive too, and so do the large system's own rates.
+    fn prepare(&mut self, time: f64) -> Result<(f64, f64)> {
+        let (max_rate, max_abs) = match &mut self.source {
+            Rates::Gaussian(g) => {
+                self.rates = g.rates_at(time, self.positions);
+                (f64::NEG_INFINITY, 0.0)
+            }
+            Rates::Big(b) => {
+                let d = b.evaluate()?;
+                self.rates = b.rates_at(self.positions)?;
+                (d.max_rate, d.max_abs_rate)
+            }
+        };
+        let r = &self.rates;
+        Ok((r.iter().copied().fold(max_rate, f64::max), r.iter().fold(max_abs, |m, a| m.max(a.abs()))))
+    }
+
+    fn engine(&mut self) -> Option<&mut dyn Engine> {
+        match &mut self.source {
+            Rates::Gaussian(_) => None,
+            Rates::Big(b) => Some(&mut **b),
+        }
+    }
+
+    fn step(&mut self, stepper: &Stepper, h: f64, step: u64) -> Result<()> {
+        stepper.apply(&mut self.log_weights, &self.rates, h, step)?;
+        // Euler conserves Σ w̄ only when the rates are centred under w̄; they are centred under μ_t.
+        normalise(&mut self.log_weights);
+        Ok(())
+    }
+}
+
+/// Runs `engine` with the reference weights from `source` alongside, from uniform weights;
+/// returns the run's summary, the normalised log w̄ and, for a large system, its normalised
+/// weights.
+fn run_weights(
+    engine: &mut dyn Engine,
+    source: Rates,
+    positions: &[f64],
+    options: &RunOptions,
+    observers: &mut [Box<dyn Observer + '_>],
+) -> Result<(Summary, Vec<f64>, Option<Vec<f64>>)> {
+    let log_weights = State::uniform(engine.len()).log_weights;
+    let mut w = Weights { source, positions, rates: Vec::new(), log_weights };
+    let summary = crate::flow::run_coupled(engine, &mut w, options, observers, None)?;
+    let big = match &mut w.source {
+        Rates::Gaussian(_) => None,
+        Rates::Big(b) => {
+            let mut lw = b.state()?.log_weights;
+            normalise(&mut lw);
+            Some(lw.iter().map(|l| l.exp()).collect())
+        }
+    };
+    Ok((summary, w.log_weights, big))
+}
+
+/// Steps between progress reports (and, with a closed-form reference, per engine call: one
+/// readback per 16 steps on a GPU).
+const REPORT_EVERY: u64 = 16;
+
+/// Reports the flow time to a progress callback.
+struct Progress<'f>(&'f mut dyn FnMut(f64));
+
+impl Observer for Progress<'_> {
+    fn every(&self) -> u64 {
+        REPORT_EVERY
+    }
+
+    fn observe(&mut self, diagnostics: &Diagnostics, _: &mut dyn Engine) -> Result<()> {
+        (self.0)(diagnostics.time);
+        Ok(())
+    }
 }
 
 /// Runs the interacting system of `problem` on `engine` and the `reference` system alongside it
-/// to flow time `t_end`, from uniform weights. `big_engine` builds the large system's engine
-/// (simulated mode only). `on_step` sees the flow time as it advances.
+/// to flow time `t_end`, from uniform weights, with [`crate::flow::run_coupled`] (or, for a
+/// closed-form reference, which needs nothing between steps, [`crate::flow::run`]).
+/// `big_engine` builds the large system's engine (simulated mode only). `on_step` sees the
+/// flow time as it advances.
 pub fn run_coupled(
     engine: &mut dyn Engine,
     reference: &ReferenceSystem,
@@ -276,82 +366,43 @@ pub fn run_coupled(
     big_engine: impl FnOnce(&Particles) -> Result<Box<dyn Engine>>,
     on_step: &mut dyn FnMut(f64),
 ) -> Result<CoupledOutcome> {
-    let stepper = problem.run.stepper;
-    let until = Some(t_end);
+    let options = RunOptions {
+        stepper: problem.run.stepper,
+        max_steps: None,
+        final_time: Some(t_end),
+        tolerance: None,
+        every: REPORT_EVERY,
+    };
     let positions = &problem.particles.positions;
-    let n = problem.particles.len();
-    let mut big = match reference {
-        ReferenceSystem::Simulated(p) => Some(big_engine(p)?),
-        _ => None,
+    let mut observers: Vec<Box<dyn Observer + '_>> = vec![Box::new(Progress(on_step))];
+    let (summary, reference_log_weights, big) = match reference {
+        ReferenceSystem::Gaussian(g) => {
+            let summary = crate::flow::run(engine, &options, &mut observers, None)?;
+            let lw = g.reference_log_weights(summary.diagnostics.time, positions);
+            (summary, lw, None)
+        }
+        ReferenceSystem::Tempering => {
+            let summary = crate::flow::run(engine, &options, &mut observers, None)?;
+            let lw = tempering_log_weights_for(&problem.model, &problem.particles, summary.diagnostics.time)?;
+            (summary, lw, None)
+        }
+        ReferenceSystem::Stepped(g) => {
+            let (summary, lw, _) = run_weights(engine, Rates::Gaussian(g), positions, &options, &mut observers)?;
+            (summary, lw, None)
+        }
+        ReferenceSystem::Simulated(p) => {
+            let source = Rates::Big(big_engine(p)?);
+            let (summary, lw, big) = run_weights(engine, source, positions, &options, &mut observers)?;
+            (summary, lw, big.map(|w| (p.positions.clone(), w)))
+        }
     };
-    let mut lw_bar = State::uniform(n).log_weights;
-    let mut t = engine.state()?.time;
-    let mut step = 0u64;
-    while !reached(t, until) {
-        if matches!(reference, ReferenceSystem::Gaussian(_) | ReferenceSystem::Tempering) {
-            // Nothing to do between steps: let the engine take several (one readback on a GPU).
-            let taken = engine.advance(16, &stepper, until)?;
-            if taken == 0 {
-                return Err(Error::invalid("engine", engine.name(), "an engine that takes the steps it is asked for"));
-            }
-            step += taken;
-            t = engine.state()?.time;
-            on_step(t);
-            continue;
-        }
-        let d = engine.evaluate()?;
-        let (mut max_rate, mut max_abs) = (d.max_rate, d.max_abs_rate);
-        // The reference's rates at X_i, before the step (explicit schemes use the left end).
-        let ref_rates = match (reference, big.as_deref_mut()) {
-            (ReferenceSystem::Stepped(g), _) => Some(g.rates_at(t, positions)),
-            (ReferenceSystem::Simulated(_), Some(b)) => {
-                let db = b.evaluate()?;
-                max_rate = max_rate.max(db.max_rate);
-                max_abs = max_abs.max(db.max_abs_rate);
-                Some(b.rates_at(positions)?)
-            }
-            _ => None,
-        };
-        if let Some(r) = &ref_rates {
-            // The reference weights must stay positive too: its rates bound the automatic step.
-            max_rate = r.iter().copied().fold(max_rate, f64::max);
-            max_abs = r.iter().fold(max_abs, |m, a| m.max(a.abs()));
-        }
-        let h = stepper.step_size(max_rate, max_abs, remaining_time(t, until));
-        let fixed = Stepper::new(stepper.scheme, StepSize::Fixed(h))?;
-        if engine.advance(1, &fixed, until)? != 1 {
-            return Err(Error::invalid("engine", engine.name(), "an engine that takes the steps it is asked for"));
-        }
-        if let Some(b) = big.as_deref_mut()
-            && b.advance(1, &fixed, until)? != 1
-        {
-            return Err(Error::invalid("engine", b.name(), "an engine that takes the steps it is asked for"));
-        }
-        if let Some(r) = &ref_rates {
-            fixed.apply(&mut lw_bar, r, h, step)?;
-            // Euler conserves Σ w̄ only when the rates are centred under w̄; they are centred under μ_t.
-            normalise(&mut lw_bar);
-        }
-        step += 1;
-        t = engine.state()?.time;
-        on_step(t);
-    }
-    let diagnostics = engine.evaluate()?;
-    let state = engine.state()?;
-    let reference_log_weights = match reference {
-        ReferenceSystem::Gaussian(g) => g.reference_log_weights(state.time, positions),
-        ReferenceSystem::Tempering => tempering_log_weights_for(&problem.model, &problem.particles, state.time)?,
-        ReferenceSystem::Stepped(_) | ReferenceSystem::Simulated(_) => lw_bar,
-    };
-    let big = match (reference, big.as_deref_mut()) {
-        (ReferenceSystem::Simulated(p), Some(b)) => {
-            let mut lw = b.state()?.log_weights;
-            normalise(&mut lw);
-            Some((p.positions.clone(), lw.iter().map(|l| l.exp()).collect()))
-        }
-        _ => None,
-    };
-    Ok(CoupledOutcome { state, diagnostics, reference_log_weights, big, steps: step })
+    Ok(CoupledOutcome {
+        state: engine.state()?,
+        steps: summary.steps_this_run,
+        diagnostics: summary.diagnostics,
+        reference_log_weights,
+        big,
+    })
 }
 
 /// Resolves `auto` once per sweep: a hardware GPU if there is one, else the CPU (so that a
