@@ -13,13 +13,13 @@
 //!   run on the same time grid; each step w̄ is updated with that system's
 //!   [`Engine::rates_at`] the X_i, by the same scheme (Euler w̄(1 − h a) or exponential).
 
-use crate::config::{Config, EngineChoice, InitConfig, Problem};
+use crate::config::{EngineChoice, Problem};
 use crate::engine::{Diagnostics, Engine};
 use crate::error::{Error, Result};
 use crate::flow::{Coupled, Observer, RunOptions, Summary};
-use crate::model::{Divergence, Domain, Energy, Model, Potential, Reference, Variant};
+use crate::model::{Divergence, Domain, Energy, Potential, Reference, Variant};
 use crate::oracle::{GaussianFlow, tempering_log_weights_for};
-use crate::particles::{Particles, State};
+use crate::particles::{Initial, Particles, State};
 use crate::stepper::{Stepper, normalise};
 use serde::{Deserialize, Serialize};
 
@@ -53,9 +53,10 @@ fn expected_log_normal(m: f64, v: f64, m2: f64, v2: f64) -> f64 {
 }
 
 impl GaussianCase {
-    /// The T2 structure of `model` with μ₀ from `config.particles.init`, or `None` when the problem
-    /// is not of that form (or the variant is C, whose flow is not Gaussian in closed form).
-    pub fn detect(config: &Config, model: &Model) -> Option<GaussianCase> {
+    /// The T2 structure of `problem` (its model and μ₀), or `None` when the problem is not of
+    /// that form (or the variant is C, whose flow is not Gaussian in closed form).
+    pub fn detect(problem: &Problem) -> Option<GaussianCase> {
+        let model = &problem.model;
         let dim = model.space.dim;
         if model.space.domain != Domain::Euclidean || model.divergence != Divergence::Kl || model.sigma <= 0.0 {
             return None;
@@ -64,8 +65,8 @@ impl GaussianCase {
             Reference::Gaussian { mean, std } => (common(mean)?, *std),
             _ => return None,
         };
-        let (m0, s0) = match &config.particles.init {
-            InitConfig::Gaussian { mean, std } => (common(&mean.resolve(dim))?, *std),
+        let (m0, s0) = match &problem.init {
+            Initial::Gaussian { mean, std } => (common(mean)?, *std),
             _ => return None,
         };
         // Σ_k λ_k/2 |x − b_k|² = Λ/2 |x − B|² + const with Λ = Σ λ_k, B = Σ λ_k b_k / Λ.
@@ -185,16 +186,15 @@ impl ReferenceSystem {
         }
     }
 
-    /// Chooses the reference system of `problem` (built from `config`) for `mode`. `big` builds
-    /// the large system's particles; it is called only for the simulated mode.
+    /// Chooses the reference system of `problem` for `mode`. `big` builds the large system's
+    /// particles; it is called only for the simulated mode.
     pub fn choose(
         mode: ReferenceMode,
-        config: &Config,
         problem: &Problem,
         big: impl FnOnce() -> Result<Particles>,
     ) -> Result<ReferenceSystem> {
         let model = &problem.model;
-        let gaussian = GaussianCase::detect(config, model);
+        let gaussian = GaussianCase::detect(problem);
         let tempering = model.variant == Variant::Exact
             && model.divergence == Divergence::Kl
             && model.sigma > 0.0
@@ -418,7 +418,7 @@ pub fn resolve_engine(choice: EngineChoice) -> EngineChoice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::StepSizeConfig;
+    use crate::config::{Config, StepSizeConfig};
     use crate::stepper::Scheme;
 
     fn t2(variant: &str, lambda: f64) -> (Config, Problem) {
@@ -459,8 +459,8 @@ mod tests {
     #[test]
     fn gaussian_rates_are_the_time_derivative_of_the_log_density() {
         for v in ["A", "B", "D'", "exact"] {
-            let (c, p) = t2(v, 0.7);
-            let g = GaussianCase::detect(&c, &p.model).expect("a T2 problem");
+            let (_, p) = t2(v, 0.7);
+            let g = GaussianCase::detect(&p).expect("a T2 problem");
             let pts = [0.1, -0.4, 2.0, 1.1, -1.3, 0.0];
             let (t, dt) = (0.6, 1e-4);
             let log_mu = |t: f64, x: &[f64]| {
@@ -474,8 +474,8 @@ mod tests {
             }
         }
         // C has no closed form, and a non-Gaussian μ₀ none either.
-        let (c, p) = t2("C", 0.7);
-        assert!(GaussianCase::detect(&c, &p.model).is_none());
+        let (_, p) = t2("C", 0.7);
+        assert!(GaussianCase::detect(&p).is_none());
     }
 
     /// A coupled run of 16 particles to t = 1 with the stepped and the simulated (64 particles)
@@ -486,7 +486,7 @@ mod tests {
             let (mut c, _) = t2("A", 0.7);
             (c.time.scheme, c.time.h, c.time.h_max) = (scheme, h, 0.2);
             let p = c.build(std::path::Path::new(".")).unwrap();
-            let g = GaussianCase::detect(&c, &p.model).unwrap();
+            let g = GaussianCase::detect(&p).unwrap();
             let mut big = c.clone();
             big.seed = 99;
             big.particles.n = 64;
