@@ -37,8 +37,8 @@ use crate::error::{Error, Result};
 use crate::flow::RunOptions;
 use crate::io::data::{MAX_GENERATED_ROWS, bumps_regression, gaussian_mixture_sample, load_points};
 use crate::model::{
-    CustomPotential, Divergence, Domain, Energy, Gaussian, MAX_DIM, Model, ModelSpec, Points, Potential,
-    QuadratureSpec, Reference, Space, Variant,
+    CustomPotential, Divergence, Domain, Energy, MAX_DIM, Model, ModelSpec, Points, Potential, QuadratureSpec,
+    Reference, Space, Variant,
 };
 use crate::particles::{Component, Initial, Particles};
 use crate::stepper::{Scheme, StepSize, Stepper};
@@ -1014,11 +1014,6 @@ impl PotentialConfig {
     }
 }
 
-/// Checks that a kernel of `width` is usable on the space (at most the torus side).
-fn check_width(space: &Space, width: f64, field: &str) -> Result<()> {
-    Gaussian::new(space, width, false, field).map(|_| ())
-}
-
 impl EnergyConfig {
     /// Where the data of a term that built came from, if it has data.
     fn origin(&self, dim: usize) -> Option<DataOrigin> {
@@ -1044,21 +1039,18 @@ impl EnergyConfig {
             EnergyConfig::Interaction { strength, width } => {
                 let e = Energy::Interaction { strength: *strength, width: *width };
                 e.validate(space, field)?;
-                check_width(space, *width, &format!("{field}.width"))?;
                 e
             }
             EnergyConfig::Mmd { width, sample } => {
                 let sample = sample.points(&format!("{field}.sample"), d, base_dir, seed)?;
                 let e = Energy::Mmd { width: *width, sample: Arc::new(sample) };
                 e.validate(space, field)?;
-                check_width(space, *width, &format!("{field}.width"))?;
                 e
             }
             EnergyConfig::Npmle { noise, observations } => {
                 let obs = observations.points(&format!("{field}.observations"), d, base_dir, seed)?;
                 let e = Energy::Npmle { observations: Arc::new(obs), noise: *noise };
                 e.validate(space, field)?;
-                check_width(space, *noise, &format!("{field}.noise"))?;
                 e
             }
             EnergyConfig::TwoLayerNet { penalty, data, inputs, targets } => {
