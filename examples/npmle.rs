@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pictures = draw_run(&out)?;
     let trace = read_trace(&out.join("trace.csv"))?;
     let (first, last) = (trace.first().ok_or("empty trace")?, trace.last().ok_or("empty trace")?);
-    let truth = npmle_truth(&Config::from_str(CONFIG, "config")?).ok_or("no generated truth")?;
+    let truth = npmle_truth(&Config::from_str(CONFIG, "config")?.build(&base)?).ok_or("no generated truth")?;
     let x = load_npy(&out.join("positions.npy"), Some(1))?.values;
     let w = load_npy(&out.join("weights.npy"), Some(1))?.values;
     let fitted: Vec<(f64, f64)> = x.iter().copied().zip(w.iter().copied()).collect();

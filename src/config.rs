@@ -37,8 +37,8 @@ use crate::error::{Error, Result};
 use crate::flow::RunOptions;
 use crate::io::data::{MAX_GENERATED_ROWS, bumps_regression, gaussian_mixture_sample, load_points};
 use crate::model::{
-    CustomPotential, Divergence, Domain, Energy, Gaussian, MAX_DIM, Model, ModelSpec, Points, Potential,
-    QuadratureSpec, Reference, Space, Variant,
+    CustomPotential, Divergence, Domain, Energy, MAX_DIM, Model, ModelSpec, Points, Potential, QuadratureSpec,
+    Reference, Space, Variant,
 };
 use crate::particles::{Component, Initial, Particles};
 use crate::stepper::{Scheme, StepSize, Stepper};
@@ -124,6 +124,22 @@ pub struct Problem {
     pub workgroup_size: Option<u32>,
     /// The seed of the positions.
     pub seed: u64,
+    /// μ₀, the law the positions were drawn from (closed-form references need it).
+    pub init: Initial,
+    /// Where each energy term's data came from (`None` for a term without data), so that a
+    /// picture or an experiment can compare with the truth behind generated data.
+    pub data: Vec<Option<DataOrigin>>,
+}
+
+/// Where an energy term's data came from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DataOrigin {
+    /// Read from a file (or files).
+    File,
+    /// Drawn from this Gaussian mixture (weights as written, not normalised).
+    Mixture(Vec<Component>),
+    /// The bumps regression generator.
+    Bumps,
 }
 
 impl Problem {
@@ -937,6 +953,8 @@ impl Config {
             device: self.device.clone(),
             workgroup_size: self.workgroup_size,
             seed: self.seed,
+            init,
+            data: self.energy.iter().map(|e| e.origin(dim)).collect(),
         })
     }
 }
@@ -996,12 +1014,19 @@ impl PotentialConfig {
     }
 }
 
-/// Checks that a kernel of `width` is usable on the space (at most the torus side).
-fn check_width(space: &Space, width: f64, field: &str) -> Result<()> {
-    Gaussian::new(space, width, false, field).map(|_| ())
-}
-
 impl EnergyConfig {
+    /// Where the data of a term that built came from, if it has data.
+    fn origin(&self, dim: usize) -> Option<DataOrigin> {
+        match self {
+            EnergyConfig::Potential(_) | EnergyConfig::Interaction { .. } => None,
+            EnergyConfig::Mmd { sample: data, .. } | EnergyConfig::Npmle { observations: data, .. } => {
+                Some(data.origin(dim))
+            }
+            EnergyConfig::TwoLayerNet { data: Some(data), .. } => Some(data.origin(dim)),
+            EnergyConfig::TwoLayerNet { data: None, .. } => Some(DataOrigin::File),
+        }
+    }
+
     fn build(&self, field: &str, space: &Space, base_dir: &Path, seed: u64) -> Result<Energy> {
         let d = space.dim;
         let energy = match self {
@@ -1014,21 +1039,18 @@ impl EnergyConfig {
             EnergyConfig::Interaction { strength, width } => {
                 let e = Energy::Interaction { strength: *strength, width: *width };
                 e.validate(space, field)?;
-                check_width(space, *width, &format!("{field}.width"))?;
                 e
             }
             EnergyConfig::Mmd { width, sample } => {
                 let sample = sample.points(&format!("{field}.sample"), d, base_dir, seed)?;
                 let e = Energy::Mmd { width: *width, sample: Arc::new(sample) };
                 e.validate(space, field)?;
-                check_width(space, *width, &format!("{field}.width"))?;
                 e
             }
             EnergyConfig::Npmle { noise, observations } => {
                 let obs = observations.points(&format!("{field}.observations"), d, base_dir, seed)?;
                 let e = Energy::Npmle { observations: Arc::new(obs), noise: *noise };
                 e.validate(space, field)?;
-                check_width(space, *noise, &format!("{field}.noise"))?;
                 e
             }
             EnergyConfig::TwoLayerNet { penalty, data, inputs, targets } => {
@@ -1102,6 +1124,15 @@ fn net_data(data: &DataConfig, field: &str, d: usize, base_dir: &Path, seed: u64
 }
 
 impl DataConfig {
+    /// Where a checked data set comes from; mixture means have `columns` entries.
+    fn origin(&self, columns: usize) -> DataOrigin {
+        match (self.generate, &self.components) {
+            (Some(Generator::Mixture), Some(cs)) => DataOrigin::Mixture(components(cs, columns)),
+            (Some(Generator::Bumps), _) => DataOrigin::Bumps,
+            _ => DataOrigin::File,
+        }
+    }
+
     fn describe(&self) -> String {
         match (&self.file, self.generate) {
             (Some(f), Some(g)) => format!("file = {:?} and generate = {g:?}", f.display().to_string()),
@@ -1313,5 +1344,20 @@ mod tests {
             gaussian_mixture_sample(&[Component { weight: 1.0, mean: vec![0.5, 0.5], std: 0.1 }], 50, 0.0, 2 + 1 + 1)
                 .unwrap();
         assert_eq!(**sample, expected);
+    }
+
+    /// The problem keeps μ₀ and where each term's data came from, so that later layers (the
+    /// closed-form references, the pictures' true curves) need not read the config again.
+    #[test]
+    fn problems_keep_the_initial_law_and_the_origin_of_their_data() {
+        let mmd = "[[energy]]\nkind = \"mmd\"\nwidth = 0.2\nsample = { generate = \"mixture\", m = 50, \
+                   components = [{ weight = 2.0, mean = 0.5, std = 0.1 }] }\n[particles]";
+        let p = build(&BASE.replace("[particles]", mmd)).unwrap();
+        assert_eq!(p.init, Initial::Uniform { low: 0.0, high: 1.0 });
+        let truth = Component { weight: 2.0, mean: vec![0.5, 0.5], std: 0.1 };
+        assert_eq!(p.data, vec![None, Some(DataOrigin::Mixture(vec![truth]))]);
+        let net = build(include_str!("../examples/two_layer_net.toml")).unwrap();
+        assert_eq!(net.data, vec![Some(DataOrigin::Bumps)]);
+        assert_eq!(net.init, Initial::Uniform { low: -6.0, high: 6.0 });
     }
 }

@@ -1,9 +1,9 @@
 //! The run loop: drives an engine's steps, calls observers at their cadence, and ends with a
 //! stated [`Termination`] (the argmin pattern: the step is the engine's, the loop is here).
 
-use crate::engine::{Diagnostics, Engine, reached};
+use crate::engine::{Diagnostics, Engine, reached, remaining_time};
 use crate::error::{Error, Result};
-use crate::stepper::Stepper;
+use crate::stepper::{StepSize, Stepper};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -197,15 +197,58 @@ impl<F: FnMut(&Diagnostics, &mut dyn Engine) -> Result<bool>> Observer for StopW
     }
 }
 
+/// A system that steps alongside the engine with the engine's step sizes: the non-interacting
+/// reference system of SPEC §4, whose weights evolve by rates of its own at the engine's
+/// positions. Both must take the same steps so that their time-stepping errors cancel in their
+/// difference; see [`run_coupled`].
+pub trait Coupled {
+    /// Called before each step, at flow time `time`: evaluates this system's rates and returns
+    /// their (max a_i, max |a_i|), which bound the shared step size as the engine's own do.
+    fn prepare(&mut self, time: f64) -> Result<(f64, f64)>;
+
+    /// An engine of this system's own that takes every step too (a larger interacting system
+    /// whose rates drive this one), or `None`.
+    fn engine(&mut self) -> Option<&mut dyn Engine> {
+        None
+    }
+
+    /// Applies the step of size `h` with `stepper` (its fixed-h form) that the engine has just
+    /// taken as step number `step`, with the rates of the last [`Coupled::prepare`].
+    fn step(&mut self, stepper: &Stepper, h: f64, step: u64) -> Result<()>;
+}
+
 /// Runs `engine` from its current state until a termination condition holds.
 ///
 /// Observers see every state whose step is a multiple of their cadence. The loop never changes
 /// the numbers: observing only reads, so a run split at any step and resumed gives the same
 /// weights bit for bit.
-pub fn run(
+pub fn run<'a>(
     engine: &mut dyn Engine,
     options: &RunOptions,
-    observers: &mut [Box<dyn Observer>],
+    observers: &mut [Box<dyn Observer + 'a>],
+    interrupt: Option<Arc<AtomicBool>>,
+) -> Result<Summary> {
+    drive(engine, None, options, observers, interrupt)
+}
+
+/// [`run`] with a `coupled` system stepping alongside: one step at a time, each with the fixed
+/// h that `options.stepper` chooses from the rates of both (so an automatic h keeps both
+/// systems' weights positive), which the engine and then the coupled system take.
+pub fn run_coupled<'a>(
+    engine: &mut dyn Engine,
+    coupled: &mut dyn Coupled,
+    options: &RunOptions,
+    observers: &mut [Box<dyn Observer + 'a>],
+    interrupt: Option<Arc<AtomicBool>>,
+) -> Result<Summary> {
+    drive(engine, Some(coupled), options, observers, interrupt)
+}
+
+fn drive<'a>(
+    engine: &mut dyn Engine,
+    mut coupled: Option<&mut dyn Coupled>,
+    options: &RunOptions,
+    observers: &mut [Box<dyn Observer + 'a>],
     interrupt: Option<Arc<AtomicBool>>,
 ) -> Result<Summary> {
     options.validate()?;
@@ -219,7 +262,7 @@ pub fn run(
             o.observe(&diag, engine)?;
         }
     }
-    let asked = |observers: &[Box<dyn Observer>]| observers.iter().find_map(|o| o.stop());
+    let asked = |observers: &[Box<dyn Observer + 'a>]| observers.iter().find_map(|o| o.stop());
     let mut stopped = asked(observers);
     let termination = loop {
         if let Some(reason) = stop_reason(&diag, options, interrupt.as_deref()) {
@@ -232,13 +275,12 @@ pub fn run(
         let cadences = std::iter::once(options.every).chain(observers.iter().map(|o| o.every()).filter(|k| *k > 0));
         let next = cadences.map(|k| (diag.step / k + 1) * k).min().expect("non-empty");
         let next = options.max_steps.map_or(next, |m| next.min(m));
-        let taken = engine.advance(next - diag.step, &options.stepper, options.final_time)?;
+        match coupled.as_deref_mut() {
+            None => advance(engine, next - diag.step, &options.stepper, options.final_time)?,
+            Some(c) => step_coupled(engine, c, &diag, options)?,
+        }
         diag = engine.evaluate()?;
         check_diagnostics(&diag, tolerance)?;
-        // An engine that takes no step before the final time would make this loop spin forever.
-        if taken == 0 && !reached(diag.time, options.final_time) {
-            return Err(Error::invalid("engine", engine.name(), "an engine that takes the steps it is asked for"));
-        }
         for o in observers.iter_mut() {
             if due(o.every(), diag.step) && stop_reason(&diag, options, interrupt.as_deref()).is_none() {
                 o.observe(&diag, engine)?;
@@ -257,6 +299,37 @@ pub fn run(
         engine: engine.name(),
         stop_reason: stopped.filter(|_| termination == Termination::Stopped),
     })
+}
+
+/// Takes up to `steps` (≥ 1) steps before `until`, which is not yet reached. An engine that
+/// takes none would make the run loop spin forever: that is an error, named after the engine.
+fn advance(engine: &mut dyn Engine, steps: u64, stepper: &Stepper, until: Option<f64>) -> Result<()> {
+    if engine.advance(steps, stepper, until)? == 0 {
+        return Err(Error::invalid("engine", engine.name(), "an engine that takes the steps it is asked for"));
+    }
+    Ok(())
+}
+
+/// One step of the engine (whose state `diag` describes) and of `coupled`, with the h the
+/// stepper chooses from both systems' rates, fixed for every engine involved.
+fn step_coupled(
+    engine: &mut dyn Engine,
+    coupled: &mut dyn Coupled,
+    diag: &Diagnostics,
+    options: &RunOptions,
+) -> Result<()> {
+    let (max_rate, max_abs_rate) = coupled.prepare(diag.time)?;
+    let h = options.stepper.step_size(
+        diag.max_rate.max(max_rate),
+        diag.max_abs_rate.max(max_abs_rate),
+        remaining_time(diag.time, options.final_time),
+    );
+    let fixed = Stepper::new(options.stepper.scheme, StepSize::Fixed(h))?;
+    advance(engine, 1, &fixed, options.final_time)?;
+    if let Some(other) = coupled.engine() {
+        advance(other, 1, &fixed, options.final_time)?;
+    }
+    coupled.step(&fixed, h, diag.step)
 }
 
 /// Whether an observer with cadence `every` (0: only at the end) wants to see `step`.

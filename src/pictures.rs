@@ -15,7 +15,7 @@
 //! 5×7 pixel font (capitals, digits and a few signs) as filled rectangles: the PNG and the SVG
 //! show the same text.
 
-use crate::config::{Config, EnergyConfig, Generator};
+use crate::config::{Config, DataOrigin, Problem};
 use crate::error::{Error, Result};
 use crate::io::data::{bumps_function, load_npy};
 use crate::model::{Energy, Points};
@@ -73,19 +73,14 @@ pub struct Atom {
 /// The true mixing distribution of an NPMLE whose observations a config generates
 /// (`observations = { generate = "mixture", … }` on a 1-D domain), with normalised weights.
 /// `None` when the observations come from a file, the domain is not 1-D or there is no NPMLE term.
-pub fn npmle_truth(config: &Config) -> Option<Vec<Atom>> {
-    if config.domain.dim != 1 {
+pub fn npmle_truth(problem: &Problem) -> Option<Vec<Atom>> {
+    if problem.model.space.dim != 1 {
         return None;
     }
-    config.energy.iter().find_map(|e| match e {
-        EnergyConfig::Npmle { observations, .. } if observations.generate == Some(Generator::Mixture) => {
-            let cs = observations.components.as_ref()?;
+    problem.model.energy.iter().zip(&problem.data).find_map(|(e, origin)| match (e, origin) {
+        (Energy::Npmle { .. }, Some(DataOrigin::Mixture(cs))) => {
             let total: f64 = cs.iter().map(|c| c.weight).sum();
-            Some(
-                cs.iter()
-                    .map(|c| Atom { location: c.mean.resolve(1)[0], weight: c.weight / total, std: c.std })
-                    .collect(),
-            )
+            Some(cs.iter().map(|c| Atom { location: c.mean[0], weight: c.weight / total, std: c.std }).collect())
         }
         _ => None,
     })
@@ -180,13 +175,12 @@ pub fn draw_run(out: &Path) -> Result<Vec<PathBuf>> {
     for (i, term) in problem.model.energy.iter().enumerate() {
         match term {
             Energy::TwoLayerNet { inputs, targets, .. } if inputs.dim == 1 => {
-                let bumps = matches!(&config.energy[i], EnergyConfig::TwoLayerNet { data: Some(data), .. }
-                    if data.generate == Some(Generator::Bumps));
+                let bumps = problem.data[i] == Some(DataOrigin::Bumps);
                 let fig = NetworkFigure { inputs, targets, positions, weights: &weights, bumps, trace: &trace };
                 emit("two_layer_net", &|png, svg| render(&fig, png, svg))?;
             }
             Energy::Npmle { observations, noise } if d == 1 => {
-                let truth = npmle_truth(&config);
+                let truth = npmle_truth(&problem);
                 let fig = NpmleFigure {
                     observations: &observations.values,
                     noise: *noise,

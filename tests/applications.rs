@@ -96,7 +96,7 @@ fn npmle_likelihood_rises_and_mass_gathers_at_the_true_atoms() {
     }
     let (first, last) = (-trace[0].f_energy, -trace[trace.len() - 1].f_energy);
     assert!(last > first + 0.2, "mean log-likelihood {first} -> {last}");
-    let truth = npmle_truth(&Config::from_str(&text, "npmle").unwrap()).unwrap();
+    let truth = npmle_truth(&Config::from_str(&text, "npmle").unwrap().build(Path::new(".")).unwrap()).unwrap();
     let x = load_npy(&out.join("positions.npy"), Some(1)).unwrap().values;
     let w = load_npy(&out.join("weights.npy"), Some(1)).unwrap().values;
     let centres: Vec<f64> = truth.iter().map(|a| a.location).collect();

@@ -125,8 +125,7 @@ seed = 7
     for c in &s.cells {
         let mut config = spec.base.config.clone();
         config.kernel.epsilon = c.epsilon;
-        let model = config.build(Path::new(".")).unwrap().model;
-        let g = GaussianCase::detect(&config, &model).unwrap();
+        let g = GaussianCase::detect(&config.build(Path::new(".")).unwrap()).unwrap();
         let (_, v_eps) = g.stationary().unwrap();
         let expected = v_eps - 1.0 / 3.0;
         println!(
@@ -180,7 +179,7 @@ fn simulated_reference_converges_to_the_closed_form_one() {
     let mut small = config.clone();
     small.particles.n = 256;
     let problem = small.build(Path::new(".")).unwrap();
-    let g = GaussianCase::detect(&small, &problem.model).unwrap();
+    let g = GaussianCase::detect(&problem).unwrap();
     let model = problem.model.clone();
     let new_engine = |p: &frflow::particles::Particles| -> frflow::Result<Box<dyn Engine>> {
         Ok(Box::new(CpuEngine::new(model.clone(), p.clone())?))

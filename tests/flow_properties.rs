@@ -6,7 +6,7 @@
 use frflow::Error;
 use frflow::engine::cpu::CpuEngine;
 use frflow::engine::{Diagnostics, Engine};
-use frflow::flow::{Observer, RunOptions, Summary, run};
+use frflow::flow::{Coupled, Observer, RunOptions, Summary, Termination, run, run_coupled};
 use frflow::model::{Divergence, Domain, Energy, ModelSpec, Potential, QuadratureSpec, Reference, Space, Variant};
 use frflow::particles::{Initial, Particles, State};
 use frflow::stepper::{Scheme, StepSize, Stepper};
@@ -443,7 +443,7 @@ fn rates_are_centred_for_every_variant_divergence_and_domain() {
 /// the weights there are those of an uninterrupted run to that step (the loop never changes them).
 #[test]
 fn a_stop_predicate_ends_the_run_with_its_own_termination() {
-    use frflow::flow::{StopWhen, Termination};
+    use frflow::flow::StopWhen;
     let p = euclidean(1);
     let opts = options(Scheme::Euler, StepSize::Fixed(0.01), Some(10_000), None);
     let mut e = engine(&p, Variant::MeasureTarget, Divergence::Kl, 1.0, 300, 4);
@@ -462,4 +462,102 @@ fn a_stop_predicate_ends_the_run_with_its_own_termination() {
     let s = run(&mut plain, &to_step, &mut [], None).unwrap();
     assert_eq!(s.termination, Termination::MaxSteps);
     assert_eq!(plain.state().unwrap().log_weights, e.state().unwrap().log_weights);
+}
+
+/// A coupled system with the constant rates `rate` at every particle, which records the step
+/// sizes it is given and may own an engine of its own.
+struct ConstantRates {
+    rate: f64,
+    n: usize,
+    steps: Vec<(u64, f64)>,
+    own: Option<Box<dyn Engine>>,
+}
+
+impl Coupled for ConstantRates {
+    fn prepare(&mut self, _: f64) -> frflow::Result<(f64, f64)> {
+        Ok((self.rate, self.rate.abs()))
+    }
+
+    fn engine(&mut self) -> Option<&mut dyn Engine> {
+        let own: &mut dyn Engine = self.own.as_deref_mut()?;
+        Some(own)
+    }
+
+    fn step(&mut self, stepper: &Stepper, h: f64, step: u64) -> frflow::Result<()> {
+        assert_eq!(stepper.step_size, StepSize::Fixed(h));
+        let mut lw = vec![0.0; self.n];
+        stepper.apply(&mut lw, &vec![self.rate; self.n], h, step)?;
+        self.steps.push((step, h));
+        Ok(())
+    }
+}
+
+/// `flow::run_coupled` takes one step at a time with the automatic h chosen from both systems'
+/// rates: a coupled system with rates 100, far above the engine's, holds Euler's h at
+/// safety / 100 = 0.005, and the engine's weights are then those of a plain run with that fixed
+/// h, bit for bit (the loop adds nothing of its own).
+#[test]
+fn a_coupled_system_bounds_the_shared_step_size() {
+    let p = euclidean(1);
+    let auto = options(Scheme::Euler, StepSize::Auto { safety: 0.5, h_max: 0.1 }, None, Some(0.1));
+    let mut e = engine(&p, Variant::MeasureTarget, Divergence::Kl, 1.0, 50, 4);
+    assert!(e.evaluate().unwrap().max_rate < 10.0, "the engine's own rates would allow a larger h");
+    let mut c = ConstantRates { rate: 100.0, n: 50, steps: Vec::new(), own: None };
+    let summary = run_coupled(&mut e, &mut c, &auto, &mut [], None).unwrap();
+    assert_eq!(summary.termination, Termination::FinalTime);
+    assert_eq!(summary.steps_this_run, 20);
+    assert_eq!(c.steps.len(), 20);
+    for (k, (step, h)) in c.steps.iter().enumerate() {
+        assert_eq!(*step, k as u64);
+        // The last step may be shortened by rounding in t to land on T.
+        assert!((h - 0.005).abs() < 1e-15, "step {k}: h = {h}");
+    }
+    let mut plain = engine(&p, Variant::MeasureTarget, Divergence::Kl, 1.0, 50, 4);
+    let fixed = options(Scheme::Euler, StepSize::Fixed(0.005), None, Some(0.1));
+    assert_eq!(run(&mut plain, &fixed, &mut [], None).unwrap().steps_this_run, 20);
+    assert_eq!(plain.state().unwrap(), e.state().unwrap());
+}
+
+/// An engine that takes no step when asked would make the run loop spin for ever: `flow::run`
+/// and `flow::run_coupled` end with an error naming it, be it the run's engine or a coupled
+/// system's own.
+#[test]
+fn an_engine_that_takes_no_steps_is_a_named_error() {
+    /// The CPU engine, except that it never advances.
+    struct Stalled(CpuEngine);
+    impl Engine for Stalled {
+        fn name(&self) -> String {
+            "stalled".into()
+        }
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn evaluate(&mut self) -> frflow::Result<Diagnostics> {
+            self.0.evaluate()
+        }
+        fn rates(&mut self) -> frflow::Result<Vec<f64>> {
+            self.0.rates()
+        }
+        fn advance(&mut self, _: u64, _: &Stepper, _: Option<f64>) -> frflow::Result<u64> {
+            Ok(0)
+        }
+        fn state(&mut self) -> frflow::Result<State> {
+            self.0.state()
+        }
+        fn set_state(&mut self, state: State) -> frflow::Result<()> {
+            self.0.set_state(state)
+        }
+    }
+    let p = euclidean(1);
+    let new = || engine(&p, Variant::MeasureTarget, Divergence::Kl, 1.0, 20, 4);
+    let opts = options(Scheme::Euler, StepSize::Fixed(0.01), Some(5), None);
+    let is_stalled =
+        |e: Error| matches!(&e, Error::Invalid { field, value, .. } if field == "engine" && value == "stalled");
+    assert!(is_stalled(run(&mut Stalled(new()), &opts, &mut [], None).unwrap_err()));
+    let mut c = ConstantRates { rate: 1.0, n: 20, steps: Vec::new(), own: None };
+    assert!(is_stalled(run_coupled(&mut Stalled(new()), &mut c, &opts, &mut [], None).unwrap_err()));
+    c.own = Some(Box::new(Stalled(new())));
+    assert!(is_stalled(run_coupled(&mut new(), &mut c, &opts, &mut [], None).unwrap_err()));
+    // The coupled system's own step never came: the error came first.
+    assert!(c.steps.is_empty());
 }

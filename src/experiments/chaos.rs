@@ -360,7 +360,7 @@ fn run_one(
         c.particles.n = spec.n_ref as i64;
         Ok(c.build(&spec.base.base_dir)?.particles)
     };
-    let reference = ReferenceSystem::choose(spec.sweep.reference, &config, &problem, big)?;
+    let reference = ReferenceSystem::choose(spec.sweep.reference, &problem, big)?;
     let device = problem.device.clone();
     let wg = problem.workgroup_size;
     let mut engine = build_engine(choice, device.as_deref(), wg, problem.model.clone(), problem.particles.clone())?;
@@ -374,7 +374,7 @@ fn run_one(
     let coupling = crate::engine::pairwise_sum(&w.iter().zip(&w_bar).map(|(a, b)| (a - b).abs()).collect::<Vec<_>>());
     let space = problem.model.space;
     let x = &problem.particles.positions;
-    let gaussian = GaussianCase::detect(&config, &problem.model);
+    let gaussian = GaussianCase::detect(&problem);
     let w2_on = if choice == EngineChoice::Gpu { W2On::Gpu { device: device.as_deref() } } else { W2On::Cpu };
     let (w2, target) = match (&gaussian, &outcome.big) {
         (Some(g), _) if space.dim == 1 => {

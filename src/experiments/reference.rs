@@ -13,13 +13,14 @@
 //!   run on the same time grid; each step w̄ is updated with that system's
 //!   [`Engine::rates_at`] the X_i, by the same scheme (Euler w̄(1 − h a) or exponential).
 
-use crate::config::{Config, EngineChoice, InitConfig, Problem};
-use crate::engine::{Diagnostics, Engine, reached, remaining_time};
+use crate::config::{EngineChoice, Problem};
+use crate::engine::{Diagnostics, Engine};
 use crate::error::{Error, Result};
-use crate::model::{Divergence, Domain, Energy, Model, Potential, Reference, Variant, log_sum_exp};
+use crate::flow::{Coupled, Observer, RunOptions, Summary};
+use crate::model::{Divergence, Domain, Energy, Potential, Reference, Variant};
 use crate::oracle::{GaussianFlow, tempering_log_weights_for};
-use crate::particles::{Particles, State};
-use crate::stepper::{StepSize, Stepper};
+use crate::particles::{Initial, Particles, State};
+use crate::stepper::{Stepper, normalise};
 use serde::{Deserialize, Serialize};
 
 /// The T2 structure of a problem (SPEC §7): Gaussian π = N(c, τ² I), F a sum of quadratic
@@ -52,9 +53,10 @@ fn expected_log_normal(m: f64, v: f64, m2: f64, v2: f64) -> f64 {
 }
 
 impl GaussianCase {
-    /// The T2 structure of `model` with μ₀ from `config.particles.init`, or `None` when the problem
-    /// is not of that form (or the variant is C, whose flow is not Gaussian in closed form).
-    pub fn detect(config: &Config, model: &Model) -> Option<GaussianCase> {
+    /// The T2 structure of `problem` (its model and μ₀), or `None` when the problem is not of
+    /// that form (or the variant is C, whose flow is not Gaussian in closed form).
+    pub fn detect(problem: &Problem) -> Option<GaussianCase> {
+        let model = &problem.model;
         let dim = model.space.dim;
         if model.space.domain != Domain::Euclidean || model.divergence != Divergence::Kl || model.sigma <= 0.0 {
             return None;
@@ -63,8 +65,8 @@ impl GaussianCase {
             Reference::Gaussian { mean, std } => (common(mean)?, *std),
             _ => return None,
         };
-        let (m0, s0) = match &config.particles.init {
-            InitConfig::Gaussian { mean, std } => (common(&mean.resolve(dim))?, *std),
+        let (m0, s0) = match &problem.init {
+            Initial::Gaussian { mean, std } => (common(mean)?, *std),
             _ => return None,
         };
         // Σ_k λ_k/2 |x − b_k|² = Λ/2 |x − B|² + const with Λ = Σ λ_k, B = Σ λ_k b_k / Λ.
@@ -184,16 +186,15 @@ impl ReferenceSystem {
         }
     }
 
-    /// Chooses the reference system of `problem` (built from `config`) for `mode`. `big` builds
-    /// the large system's particles; it is called only for the simulated mode.
+    /// Chooses the reference system of `problem` for `mode`. `big` builds the large system's
+    /// particles; it is called only for the simulated mode.
     pub fn choose(
         mode: ReferenceMode,
-        config: &Config,
         problem: &Problem,
         big: impl FnOnce() -> Result<Particles>,
     ) -> Result<ReferenceSystem> {
         let model = &problem.model;
-        let gaussian = GaussianCase::detect(config, model);
+        let gaussian = GaussianCase::detect(problem);
         let tempering = model.variant == Variant::Exact
             && model.divergence == Divergence::Kl
             && model.sigma > 0.0
@@ -259,15 +260,104 @@ pub struct CoupledOutcome {
     pub steps: u64,
 }
 
-/// Subtracts log Σ exp from every entry.
-fn normalise(v: &mut [f64]) {
-    let z = log_sum_exp(v);
-    v.iter_mut().for_each(|x| *x -= z);
+/// Where a stepped or simulated reference system gets its rates at the X_i.
+enum Rates<'a> {
+    /// The closed-form T2 rates of μ_t.
+    Gaussian(&'a GaussianCase),
+    /// The rates of a large interacting system, which takes the same steps.
+    Big(Box<dyn Engine>),
+}
+
+/// The weights w̄_i of a stepped or simulated reference system at the interacting system's
+/// positions, with the rates of the step about to be taken.
+struct Weights<'a> {
+    source: Rates<'a>,
+    positions: &'a [f64],
+    rates: Vec<f64>,
+    log_weights: Vec<f64>,
+}
+
+impl Coupled for Weights<'_> {
+    /// The rates at the X_i, before the step (explicit schemes use the left end). They bound the
+    /// step so that w̄ stays positive too, and so do the large system's own rates.
+    fn prepare(&mut self, time: f64) -> Result<(f64, f64)> {
+        let (max_rate, max_abs) = match &mut self.source {
+            Rates::Gaussian(g) => {
+                self.rates = g.rates_at(time, self.positions);
+                (f64::NEG_INFINITY, 0.0)
+            }
+            Rates::Big(b) => {
+                let d = b.evaluate()?;
+                self.rates = b.rates_at(self.positions)?;
+                (d.max_rate, d.max_abs_rate)
+            }
+        };
+        let r = &self.rates;
+        Ok((r.iter().copied().fold(max_rate, f64::max), r.iter().fold(max_abs, |m, a| m.max(a.abs()))))
+    }
+
+    fn engine(&mut self) -> Option<&mut dyn Engine> {
+        match &mut self.source {
+            Rates::Gaussian(_) => None,
+            Rates::Big(b) => Some(&mut **b),
+        }
+    }
+
+    fn step(&mut self, stepper: &Stepper, h: f64, step: u64) -> Result<()> {
+        stepper.apply(&mut self.log_weights, &self.rates, h, step)?;
+        // Euler conserves Σ w̄ only when the rates are centred under w̄; they are centred under μ_t.
+        normalise(&mut self.log_weights);
+        Ok(())
+    }
+}
+
+/// Runs `engine` with the reference weights from `source` alongside, from uniform weights;
+/// returns the run's summary, the normalised log w̄ and, for a large system, its normalised
+/// weights.
+fn run_weights(
+    engine: &mut dyn Engine,
+    source: Rates,
+    positions: &[f64],
+    options: &RunOptions,
+    observers: &mut [Box<dyn Observer + '_>],
+) -> Result<(Summary, Vec<f64>, Option<Vec<f64>>)> {
+    let log_weights = State::uniform(engine.len()).log_weights;
+    let mut w = Weights { source, positions, rates: Vec::new(), log_weights };
+    let summary = crate::flow::run_coupled(engine, &mut w, options, observers, None)?;
+    let big = match &mut w.source {
+        Rates::Gaussian(_) => None,
+        Rates::Big(b) => {
+            let mut lw = b.state()?.log_weights;
+            normalise(&mut lw);
+            Some(lw.iter().map(|l| l.exp()).collect())
+        }
+    };
+    Ok((summary, w.log_weights, big))
+}
+
+/// Steps between progress reports (and, with a closed-form reference, per engine call: one
+/// readback per 16 steps on a GPU).
+const REPORT_EVERY: u64 = 16;
+
+/// Reports the flow time to a progress callback.
+struct Progress<'f>(&'f mut dyn FnMut(f64));
+
+impl Observer for Progress<'_> {
+    fn every(&self) -> u64 {
+        REPORT_EVERY
+    }
+
+    fn observe(&mut self, diagnostics: &Diagnostics, _: &mut dyn Engine) -> Result<()> {
+        (self.0)(diagnostics.time);
+        Ok(())
+    }
 }
 
 /// Runs the interacting system of `problem` on `engine` and the `reference` system alongside it
-/// to flow time `t_end`, from uniform weights. `big_engine` builds the large system's engine
-/// (simulated mode only). `on_step` sees the flow time as it advances.
+/// to flow time `t_end`, from uniform weights, with [`crate::flow::run_coupled`] (or, for a
+/// closed-form reference, which needs nothing between steps, [`crate::flow::run`]).
+/// `big_engine` builds the large system's engine (simulated mode only). `on_step` sees the
+/// flow time as it advances.
 pub fn run_coupled(
     engine: &mut dyn Engine,
     reference: &ReferenceSystem,
@@ -276,82 +366,43 @@ pub fn run_coupled(
     big_engine: impl FnOnce(&Particles) -> Result<Box<dyn Engine>>,
     on_step: &mut dyn FnMut(f64),
 ) -> Result<CoupledOutcome> {
-    let stepper = problem.run.stepper;
-    let until = Some(t_end);
+    let options = RunOptions {
+        stepper: problem.run.stepper,
+        max_steps: None,
+        final_time: Some(t_end),
+        tolerance: None,
+        every: REPORT_EVERY,
+    };
     let positions = &problem.particles.positions;
-    let n = problem.particles.len();
-    let mut big = match reference {
-        ReferenceSystem::Simulated(p) => Some(big_engine(p)?),
-        _ => None,
+    let mut observers: Vec<Box<dyn Observer + '_>> = vec![Box::new(Progress(on_step))];
+    let (summary, reference_log_weights, big) = match reference {
+        ReferenceSystem::Gaussian(g) => {
+            let summary = crate::flow::run(engine, &options, &mut observers, None)?;
+            let lw = g.reference_log_weights(summary.diagnostics.time, positions);
+            (summary, lw, None)
+        }
+        ReferenceSystem::Tempering => {
+            let summary = crate::flow::run(engine, &options, &mut observers, None)?;
+            let lw = tempering_log_weights_for(&problem.model, &problem.particles, summary.diagnostics.time)?;
+            (summary, lw, None)
+        }
+        ReferenceSystem::Stepped(g) => {
+            let (summary, lw, _) = run_weights(engine, Rates::Gaussian(g), positions, &options, &mut observers)?;
+            (summary, lw, None)
+        }
+        ReferenceSystem::Simulated(p) => {
+            let source = Rates::Big(big_engine(p)?);
+            let (summary, lw, big) = run_weights(engine, source, positions, &options, &mut observers)?;
+            (summary, lw, big.map(|w| (p.positions.clone(), w)))
+        }
     };
-    let mut lw_bar = State::uniform(n).log_weights;
-    let mut t = engine.state()?.time;
-    let mut step = 0u64;
-    while !reached(t, until) {
-        if matches!(reference, ReferenceSystem::Gaussian(_) | ReferenceSystem::Tempering) {
-            // Nothing to do between steps: let the engine take several (one readback on a GPU).
-            let taken = engine.advance(16, &stepper, until)?;
-            if taken == 0 {
-                return Err(Error::invalid("engine", engine.name(), "an engine that takes the steps it is asked for"));
-            }
-            step += taken;
-            t = engine.state()?.time;
-            on_step(t);
-            continue;
-        }
-        let d = engine.evaluate()?;
-        let (mut max_rate, mut max_abs) = (d.max_rate, d.max_abs_rate);
-        // The reference's rates at X_i, before the step (explicit schemes use the left end).
-        let ref_rates = match (reference, big.as_deref_mut()) {
-            (ReferenceSystem::Stepped(g), _) => Some(g.rates_at(t, positions)),
-            (ReferenceSystem::Simulated(_), Some(b)) => {
-                let db = b.evaluate()?;
-                max_rate = max_rate.max(db.max_rate);
-                max_abs = max_abs.max(db.max_abs_rate);
-                Some(b.rates_at(positions)?)
-            }
-            _ => None,
-        };
-        if let Some(r) = &ref_rates {
-            // The reference weights must stay positive too: its rates bound the automatic step.
-            max_rate = r.iter().copied().fold(max_rate, f64::max);
-            max_abs = r.iter().fold(max_abs, |m, a| m.max(a.abs()));
-        }
-        let h = stepper.step_size(max_rate, max_abs, remaining_time(t, until));
-        let fixed = Stepper::new(stepper.scheme, StepSize::Fixed(h))?;
-        if engine.advance(1, &fixed, until)? != 1 {
-            return Err(Error::invalid("engine", engine.name(), "an engine that takes the steps it is asked for"));
-        }
-        if let Some(b) = big.as_deref_mut()
-            && b.advance(1, &fixed, until)? != 1
-        {
-            return Err(Error::invalid("engine", b.name(), "an engine that takes the steps it is asked for"));
-        }
-        if let Some(r) = &ref_rates {
-            fixed.apply(&mut lw_bar, r, h, step)?;
-            // Euler conserves Σ w̄ only when the rates are centred under w̄; they are centred under μ_t.
-            normalise(&mut lw_bar);
-        }
-        step += 1;
-        t = engine.state()?.time;
-        on_step(t);
-    }
-    let diagnostics = engine.evaluate()?;
-    let state = engine.state()?;
-    let reference_log_weights = match reference {
-        ReferenceSystem::Gaussian(g) => g.reference_log_weights(state.time, positions),
-        ReferenceSystem::Tempering => tempering_log_weights_for(&problem.model, &problem.particles, state.time)?,
-        ReferenceSystem::Stepped(_) | ReferenceSystem::Simulated(_) => lw_bar,
-    };
-    let big = match (reference, big.as_deref_mut()) {
-        (ReferenceSystem::Simulated(p), Some(b)) => {
-            let mut lw = b.state()?.log_weights;
-            normalise(&mut lw);
-            Some((p.positions.clone(), lw.iter().map(|l| l.exp()).collect()))
-        }
-        _ => None,
-    };
-    Ok(CoupledOutcome { state, diagnostics, reference_log_weights, big, steps: step })
+    Ok(CoupledOutcome {
+        state: engine.state()?,
+        steps: summary.steps_this_run,
+        diagnostics: summary.diagnostics,
+        reference_log_weights,
+        big,
+    })
 }
 
 /// Resolves `auto` once per sweep: a hardware GPU if there is one, else the CPU (so that a
@@ -367,6 +418,8 @@ pub fn resolve_engine(choice: EngineChoice) -> EngineChoice {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, StepSizeConfig};
+    use crate::stepper::Scheme;
 
     fn t2(variant: &str, lambda: f64) -> (Config, Problem) {
         let text = format!(
@@ -406,8 +459,8 @@ mod tests {
     #[test]
     fn gaussian_rates_are_the_time_derivative_of_the_log_density() {
         for v in ["A", "B", "D'", "exact"] {
-            let (c, p) = t2(v, 0.7);
-            let g = GaussianCase::detect(&c, &p.model).expect("a T2 problem");
+            let (_, p) = t2(v, 0.7);
+            let g = GaussianCase::detect(&p).expect("a T2 problem");
             let pts = [0.1, -0.4, 2.0, 1.1, -1.3, 0.0];
             let (t, dt) = (0.6, 1e-4);
             let log_mu = |t: f64, x: &[f64]| {
@@ -421,7 +474,146 @@ mod tests {
             }
         }
         // C has no closed form, and a non-Gaussian μ₀ none either.
-        let (c, p) = t2("C", 0.7);
-        assert!(GaussianCase::detect(&c, &p.model).is_none());
+        let (_, p) = t2("C", 0.7);
+        assert!(GaussianCase::detect(&p).is_none());
+    }
+
+    /// A coupled run of 16 particles to t = 1 with the stepped and the simulated (64 particles)
+    /// reference, each with the Euler and the exponential stepper, fixed and automatic h.
+    fn coupled_runs() -> Vec<(String, CoupledOutcome)> {
+        let mut out = Vec::new();
+        for (scheme, h) in [(Scheme::Euler, StepSizeConfig::Fixed(0.05)), (Scheme::Exponential, StepSizeConfig::Auto)] {
+            let (mut c, _) = t2("A", 0.7);
+            (c.time.scheme, c.time.h, c.time.h_max) = (scheme, h, 0.2);
+            let p = c.build(std::path::Path::new(".")).unwrap();
+            let g = GaussianCase::detect(&p).unwrap();
+            let mut big = c.clone();
+            big.seed = 99;
+            big.particles.n = 64;
+            let big = big.build(std::path::Path::new(".")).unwrap().particles;
+            for reference in [ReferenceSystem::Stepped(g), ReferenceSystem::Simulated(big)] {
+                let mut engine = crate::engine::cpu::CpuEngine::new(p.model.clone(), p.particles.clone()).unwrap();
+                let model = p.model.clone();
+                let new = |q: &Particles| -> Result<Box<dyn Engine>> {
+                    Ok(Box::new(crate::engine::cpu::CpuEngine::new(model.clone(), q.clone())?))
+                };
+                let o = run_coupled(&mut engine, &reference, &p, 1.0, new, &mut |_| {}).unwrap();
+                out.push((format!("{scheme:?} {}", reference.mode().name()), o));
+            }
+        }
+        out
+    }
+
+    /// (run, steps, Σ_i log w_i of the interacting system, log w̄) as the reference systems'
+    /// own step loop gave them before `flow::run_coupled` took it over (commit 53b6865).
+    const BEFORE: [(&str, u64, f64, &[f64]); 4] = [
+        (
+            "Euler stepped",
+            20,
+            -57.75729578850943,
+            &[
+                -5.4455271158163345,
+                -2.9638800450490894,
+                -2.019819034098256,
+                -5.33831611213839,
+                -2.174874821855739,
+                -1.9919304401553233,
+                -5.105384095202636,
+                -6.306022391501148,
+                -1.7776747961972983,
+                -3.4276321941333805,
+                -2.0445357737691583,
+                -4.203663689905413,
+                -4.56214495826153,
+                -2.6794689169702695,
+                -2.970954445626385,
+                -2.62457886118832,
+            ],
+        ),
+        (
+            "Euler simulated",
+            20,
+            -57.75729578850943,
+            &[
+                -3.1220752751991183,
+                -2.542911504936859,
+                -2.1170945397538303,
+                -4.955250551689229,
+                -2.4343189980294726,
+                -2.1854810781183738,
+                -4.728882480371564,
+                -2.870023633849114,
+                -2.027976937988033,
+                -4.095081934841957,
+                -2.2340571404107057,
+                -4.060409255279659,
+                -5.106733630071167,
+                -2.4176223683512608,
+                -3.0020024433713806,
+                -2.7062379236584406,
+            ],
+        ),
+        (
+            "Exponential stepped",
+            7,
+            -57.80455136713759,
+            &[
+                -5.400592613703857,
+                -3.0043414435454676,
+                -2.0092125273880486,
+                -5.303231723216976,
+                -2.175985706912446,
+                -1.9790701249792064,
+                -5.089979205539084,
+                -6.162151969868535,
+                -1.7460592693376027,
+                -3.475657144254661,
+                -2.0358231209328603,
+                -4.239701988253406,
+                -4.582492982882641,
+                -2.7095864748319083,
+                -3.0116227018758113,
+                -2.6522370485290194,
+            ],
+        ),
+        (
+            "Exponential simulated",
+            18,
+            -57.26423896500094,
+            &[
+                -3.132970582237471,
+                -2.551872374433489,
+                -2.1134263753787335,
+                -4.888015662490664,
+                -2.4382089131356497,
+                -2.1831916667925735,
+                -4.677916023969736,
+                -2.886980660516262,
+                -2.020871689910202,
+                -4.0718489004753895,
+                -2.233397258315218,
+                -4.051335062886627,
+                -5.011034137674475,
+                -2.4217549609701035,
+                -3.010423804966444,
+                -2.714674961105057,
+            ],
+        ),
+    ];
+
+    /// Moving the stepped and simulated reference systems into `flow::run_coupled` changed no
+    /// number: the shared step sizes (the exponential runs take 7 and 18 automatic steps, bounded
+    /// by the reference's rates) and both systems' weights are those of the old loop, bit for bit.
+    #[test]
+    fn coupled_runs_give_the_numbers_of_the_old_step_loop() {
+        let runs = coupled_runs();
+        assert_eq!(runs.len(), BEFORE.len());
+        for ((name, o), (before, steps, sum_lw, lw_bar)) in runs.iter().zip(BEFORE) {
+            assert_eq!(name, before);
+            assert_eq!(o.steps, steps, "{name}");
+            assert_eq!(o.state.time, 1.0, "{name}");
+            assert_eq!(o.state.log_weights.iter().sum::<f64>(), sum_lw, "{name}");
+            assert_eq!(o.reference_log_weights, lw_bar, "{name}");
+        }
     }
 }
