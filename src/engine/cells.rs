@@ -81,6 +81,19 @@ impl Cutoff {
     }
 }
 
+/// The `kernel.cutoff` error of a relative truncation bound above `max_error`, as both engines
+/// report it.
+pub(crate) fn truncation_error(bound: f64, target: usize, step: u64, max_error: f64) -> Error {
+    Error::invalid(
+        "kernel.cutoff",
+        format!("a relative truncation bound of {bound:.3e} at target {target} in step {step}"),
+        format!(
+            "at most max_error = {max_error:e}: the target's cell neighbourhood holds little of the mass while \
+             far mass dominates; use a smaller tolerance, a larger max_error, or cutoff = \"none\""
+        ),
+    )
+}
+
 /// Sources sorted by cell: cell `c` holds `order[starts[c]..starts[c + 1]]`.
 #[derive(Clone, Debug)]
 pub struct CellGrid {
@@ -171,7 +184,7 @@ impl CellGrid {
     }
 
     /// The cell coordinates of x (wrapped on the torus; possibly outside the grid on R^d).
-    fn coords(&self, x: &[f64]) -> Vec<isize> {
+    pub(crate) fn coords(&self, x: &[f64]) -> Vec<isize> {
         (0..self.dim)
             .map(|k| {
                 let c = ((x[k] - self.origin[k]) / self.side[k]).floor() as isize;
@@ -186,6 +199,21 @@ impl CellGrid {
 
     fn linear(&self, c: &[isize]) -> usize {
         c.iter().zip(&self.counts).rev().fold(0, |acc, (ck, nk)| acc * nk + *ck as usize)
+    }
+
+    /// Cells per coordinate.
+    pub(crate) fn counts(&self) -> &[usize] {
+        &self.counts
+    }
+
+    /// Where each cell's sources start in [`CellGrid::order`], then the number of sources.
+    pub(crate) fn starts(&self) -> &[u32] {
+        &self.starts
+    }
+
+    /// The sources' indices, cell by cell.
+    pub(crate) fn order(&self) -> &[u32] {
+        &self.order
     }
 
     /// How many (target, source) pairs a cell sum over `targets` evaluates.

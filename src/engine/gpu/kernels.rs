@@ -45,9 +45,41 @@ pub(crate) const REDUCE_GROUPS: u32 = 256;
 
 pub(crate) const LOG_KERNEL_SUM: Shader = Shader {
     name: "log_kernel_sum",
-    source: include_str!("../../../shaders/log_kernel_sum.wgsl"),
+    source: concat!(
+        include_str!("../../../shaders/kernel_params.wgsl"),
+        include_str!("../../../shaders/kernel_pair.wgsl"),
+        include_str!("../../../shaders/log_kernel_sum.wgsl")
+    ),
     workgroup: KERNEL_WG,
     binds: &[U, R, R, W, R],
+};
+pub(crate) const CELL_KERNEL_SUM: Shader = Shader {
+    name: "cell_kernel_sum",
+    source: concat!(
+        include_str!("../../../shaders/kernel_params.wgsl"),
+        include_str!("../../../shaders/kernel_pair.wgsl"),
+        include_str!("../../../shaders/cell_kernel_sum.wgsl")
+    ),
+    workgroup: KERNEL_WG,
+    binds: &[U, R, R, W, R, R, R, R, W],
+};
+pub(crate) const CELL_MASS: Shader = Shader {
+    name: "cell_mass",
+    source: concat!(
+        include_str!("../../../shaders/kernel_params.wgsl"),
+        include_str!("../../../shaders/cell_mass.wgsl")
+    ),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, R, W, R],
+};
+pub(crate) const CELL_BOUND: Shader = Shader {
+    name: "cell_bound",
+    source: concat!(
+        include_str!("../../../shaders/kernel_params.wgsl"),
+        include_str!("../../../shaders/cell_bound.wgsl")
+    ),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, R, W, W],
 };
 pub(crate) const MINIMAL_KERNEL_SUM: Shader = Shader {
     name: "minimal_kernel_sum",
@@ -160,8 +192,11 @@ pub(crate) const NET_BACKWARD: Shader = Shader {
 };
 
 /// Every shader, for the checks that cover them all.
-pub(crate) const ALL: [&Shader; 19] = [
+pub(crate) const ALL: [&Shader; 22] = [
     &LOG_KERNEL_SUM,
+    &CELL_KERNEL_SUM,
+    &CELL_MASS,
+    &CELL_BOUND,
     &MINIMAL_KERNEL_SUM,
     &DIVERGENCE_DERIVATIVE,
     &BLOB_COEFFICIENTS,
@@ -414,7 +449,7 @@ mod tests {
     fn host_uniform_size(name: &str) -> usize {
         use std::mem::size_of;
         match name {
-            "log_kernel_sum" => size_of::<KernelParams>(),
+            "log_kernel_sum" | "cell_kernel_sum" | "cell_mass" | "cell_bound" => size_of::<KernelParams>(),
             "minimal_kernel_sum" => size_of::<[u32; 4]>(),
             "divergence_derivative" => size_of::<DivParams>(),
             "step_control" => size_of::<StepParams>(),

@@ -52,6 +52,7 @@
 
 mod at_points;
 mod build;
+mod cells;
 pub mod context;
 mod energies;
 mod host;
@@ -59,6 +60,7 @@ mod kernels;
 mod sinkhorn;
 mod standalone;
 
+pub use cells::log_kernel_sum_cells;
 pub use context::{AdapterReport, DEVICE_ENV, GpuContext, hardware_adapter_available, list_adapters};
 pub use sinkhorn::{SinkhornLogSum, sinkhorn_log_sum};
 pub use standalone::{
@@ -159,6 +161,8 @@ pub struct GpuEngine {
     extra: Vec<f64>,
     /// The passes of the last `rates_at` call, reused while the points stay the same.
     at_points: Option<at_points::AtPoints>,
+    /// The ε-kernel's cell sums, where the cutoff uses them.
+    cells: Option<cells::EngineCells>,
 }
 
 /// Size of the small readback: stats then control.
@@ -186,12 +190,15 @@ impl GpuEngine {
         super::check_problem(&model, &particles)?;
         context.check_lost()?;
         context.check_limits_for(&model, particles.len())?;
-        if matches!(model.cutoff, crate::engine::cells::Cutoff::Tolerance { .. }) {
+        if matches!(model.cutoff, crate::engine::cells::Cutoff::Tolerance { .. })
+            && model.variant.uses_quadrature()
+            && model.has_divergence()
+        {
             return Err(Error::invalid(
                 "kernel.cutoff",
                 "a tolerance",
-                "\"none\" or \"auto\" on the GPU engine, which sums all pairs (its cutoff kernels are not \
-                 written yet; the CPU engine has them)",
+                "\"none\" or \"auto\" for variants D and D′ on the GPU engine, which sums their quadrature \
+                 nodes over all pairs (its cutoff covers variants A, B and C; the CPU engine has all five)",
             ));
         }
         let ctx = context;
@@ -280,14 +287,26 @@ impl GpuEngine {
         let elements = b.elements(n);
         let ctl = &bufs.control;
 
+        // The ε-kernel's particle × particle sums (A, B: one; C: two) by cells where the cutoff
+        // asks for them; the energies' kernels, the D nodes and `rates_at` sum all pairs.
+        let slots = match model.variant {
+            Variant::Measure | Variant::MeasureTarget if has_div => 1,
+            Variant::Blob if has_div => 2,
+            _ => 0,
+        };
+        let cells = cells::EngineCells::new(&b, &eps, model.cutoff, &model.space, &particles.positions, slots)?;
+        let pair_sum = |src: &wgpu::Buffer, out: &wgpu::Buffer, slot: u32| match &cells {
+            Some(c) => c.sum.passes(&b, &header, src, src, out, ctl, &c.truncation, slot),
+            None => b.kernel_sum(&eps, src, n, src, n, out, ctl),
+        };
         let mut eval = energies.passes(&b, &header, n, &bufs.lw, &fixed_buf, &bufs.energy, ctl)?;
         if has_div {
             match model.variant {
                 Variant::Measure | Variant::MeasureTarget => {
-                    eval.extend(b.kernel_sum(&eps, &bufs.src, n, &bufs.src, n, &logs, ctl)?);
+                    eval.extend(pair_sum(&bufs.src, &logs, 0)?);
                 }
                 Variant::Blob => {
-                    eval.extend(b.kernel_sum(&eps, &bufs.src, n, &bufs.src, n, &logs, ctl)?);
+                    eval.extend(pair_sum(&bufs.src, &logs, 0)?);
                     eval.push(b.pass(
                         &kernels::BLOB_COEFFICIENTS,
                         &header,
@@ -295,7 +314,7 @@ impl GpuEngine {
                         &[&bufs.lw, &logs, &fixed_buf, &pos, &bufs.src2, ctl],
                         elements,
                     )?);
-                    eval.extend(b.kernel_sum(&eps, &bufs.src2, n, &bufs.src2, n, &logs2, ctl)?);
+                    eval.extend(pair_sum(&bufs.src2, &logs2, 1)?);
                 }
                 Variant::Smoothed | Variant::SmoothedTarget => {
                     eval.extend(b.kernel_sum(&eps, &nodes, nq, &bufs.src, n, &node_logs, ctl)?);
@@ -405,6 +424,7 @@ impl GpuEngine {
             cache: Cache::Stale,
             extra,
             at_points: None,
+            cells,
         })
     }
 
@@ -498,12 +518,18 @@ impl GpuEngine {
             let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             build::record(&mut cpass, &self.eval);
         }
-        let (s, _) = self.finish_small(encoder)?;
+        let (s, c) = self.finish_small(encoder)?;
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("evaluating: {e}")));
         }
+        self.check_cutoff(&c)?;
         self.cache = Cache::Current(s.clone());
         Ok(s)
+    }
+
+    /// The `kernel.cutoff` error if the device halted on a truncation bound above max_error.
+    fn check_cutoff(&self, c: &[u32]) -> Result<()> {
+        self.cells.as_ref().map_or(Ok(()), |cells| cells.check(c, self.step))
     }
 
     /// Error::NonFinite if the evaluation found a non-finite rate (as the CPU engine reports it).
@@ -700,6 +726,10 @@ impl GpuEngine {
                 self.cache = Cache::Stale;
                 Err(Error::NonFinite { step: self.step, particle, quantity: "rate", value })
             }
+            control::ERR_CUTOFF => {
+                self.cache = Cache::Stale;
+                self.check_cutoff(&c).map(|()| taken)
+            }
             _ => {
                 self.cache = Cache::Current(s);
                 Ok(taken)
@@ -745,10 +775,20 @@ impl Engine for GpuEngine {
         self.n
     }
 
+    fn cutoff_fraction(&self) -> Option<f64> {
+        let cells = self.cells.as_ref()?;
+        let pos = &self.particles.positions;
+        Some(cells.grid.pairs(pos) as f64 / (self.n as f64).powi(2))
+    }
+
     fn evaluate(&mut self) -> Result<Diagnostics> {
         let s = self.evaluated()?;
         self.check_rates(&s)?;
-        Ok(self.diagnostics(&s))
+        let mut d = self.diagnostics(&s);
+        if let Some(cells) = &self.cells {
+            d.truncation_bound = cells.largest(&self.ctx)?;
+        }
+        Ok(d)
     }
 
     fn rates(&mut self) -> Result<Vec<f64>> {

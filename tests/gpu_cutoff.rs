@@ -1,0 +1,220 @@
+//! Cutoff kernel sums on a cell grid on the GPU: the f32 cell sum against its f64 twin, the GPU
+//! engine with a cutoff against the CPU engine with the same cutoff, and the named error where
+//! the truncation bound is too large.
+
+mod common;
+
+use common::context;
+use frflow::engine::Engine;
+use frflow::engine::cells::{CellGrid, Cutoff};
+use frflow::engine::cpu::CpuEngine;
+use frflow::engine::gpu::GpuEngine;
+use frflow::model::{Divergence, Domain, Gaussian, Model, ModelSpec, QuadratureSpec, Reference, Space, Variant};
+use frflow::particles::{Initial, Particles, State};
+use frflow::stepper::{Scheme, StepSize, Stepper};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn space(d: usize, torus: bool) -> Space {
+    Space::new(d, if torus { Domain::Torus { side: 1.0 } } else { Domain::Euclidean }).unwrap()
+}
+
+fn points(space: &Space, n: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
+    (0..n * space.dim).map(|_| rng.random::<f64>() * if space.side().is_some() { 1.0 } else { 1.7 }).collect()
+}
+
+/// The GPU cell sum against `engine::cells::log_kernel_sum_cells` (f64) on fresh random inputs:
+/// torus and R^d, d = 1 … 4, ε from 1e-3 to 0.08, awkward N, weights spanning 1e-30 … 1, targets
+/// that are the sources and targets that are not (some outside the sources' box on R^d, whose
+/// sums are empty: −∞ on both). Values agree to f32 accuracy, |Δ| / (1 + |value|) < 1e-5 as for
+/// the all-pairs sum; the largest bound agrees to 1e-3 and, where it is clearly the largest, at
+/// the same target. δ = 1e-3 makes bounds large enough to matter.
+#[test]
+fn gpu_cell_sums_match_their_f64_twin() {
+    let Some(ctx) = context() else { return };
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    for (d, torus, eps, n) in [
+        (1, true, 1e-3, 2999),
+        (1, false, 0.01, 1000),
+        (2, true, 0.02, 2999),
+        (2, false, 0.03, 1000),
+        (3, true, 0.03, 1500),
+        (3, false, 0.08, 999),
+        (4, true, 0.04, 1200),
+    ] {
+        let space = space(d, torus);
+        let kernel = Gaussian::new(&space, eps, true, "epsilon").unwrap();
+        let sources = points(&space, n, &mut rng);
+        let coeffs: Vec<f64> = (0..n).map(|_| -30.0 * std::f64::consts::LN_10 * rng.random::<f64>()).collect();
+        // On R^d some of the other targets lie outside the sources' box (up to 2 beyond it).
+        let others: Vec<f64> =
+            points(&space, 130, &mut rng).iter().map(|x| if torus { *x } else { 2.5 * x - 1.0 }).collect();
+        for tolerance in [1e-7, 1e-3] {
+            let radius = Cutoff::radius(&kernel, tolerance);
+            let grid = CellGrid::new(&space, &sources, radius)
+                .unwrap_or_else(|| panic!("no grid at d = {d}, ε = {eps}, δ = {tolerance}"));
+            for targets in [&sources, &others] {
+                let (cpu, bounds) = frflow::engine::cells::log_kernel_sum_cells(
+                    &space, &kernel, &grid, tolerance, targets, &sources, &coeffs,
+                );
+                let (gpu, (bound, at)) = frflow::engine::gpu::log_kernel_sum_cells(
+                    &ctx, &space, &kernel, &grid, tolerance, targets, &sources, &coeffs,
+                )
+                .unwrap();
+                let case = format!("d = {d} torus = {torus} ε = {eps} δ = {tolerance} targets = {}", gpu.len());
+                let mut err = 0.0f64;
+                for (t, (a, b)) in cpu.iter().zip(&gpu).enumerate() {
+                    if *a == f64::NEG_INFINITY {
+                        assert_eq!(*b, f64::NEG_INFINITY, "{case} t = {t}: an empty sum is {b}");
+                        continue;
+                    }
+                    err = err.max((a - b).abs() / (1.0 + a.abs()));
+                }
+                // The bounds, over the targets with a finite one (an empty sum's is infinite on both).
+                let finite = |b: &&f64| b.is_finite();
+                let (cpu_at, cpu_bound) = bounds
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| finite(b))
+                    .fold((0, 0.0f64), |acc, (i, b)| if *b > acc.1 { (i, *b) } else { acc });
+                let second = bounds.iter().filter(finite).filter(|b| **b < cpu_bound).fold(0.0f64, |m, b| m.max(*b));
+                eprintln!(
+                    "{case}: value error {err:.2e}, bound {bound:.3e} at {at} (f64: {cpu_bound:.3e} at {cpu_at})"
+                );
+                assert!(err < 1e-5, "{case}: value error {err:e}");
+                if bounds.iter().all(|b| b.is_finite()) {
+                    assert!((bound - cpu_bound).abs() <= 1e-3 * cpu_bound, "{case}: bound {bound:e} vs {cpu_bound:e}");
+                    if second < 0.99 * cpu_bound {
+                        assert_eq!(at, cpu_at, "{case}: the largest bound's target");
+                    }
+                } else {
+                    assert_eq!(bound, f64::INFINITY, "{case}: an empty sum's bound");
+                }
+            }
+        }
+    }
+}
+
+fn model(space: Space, variant: Variant, divergence: Divergence, epsilon: f64, cutoff: Cutoff) -> Model {
+    let model = ModelSpec {
+        space,
+        reference: match space.domain {
+            Domain::Torus { .. } => Reference::Uniform,
+            Domain::Euclidean => Reference::Gaussian { mean: vec![0.8; space.dim], std: 1.0 },
+        },
+        divergence,
+        sigma: 0.7,
+        epsilon,
+        variant,
+        energy: vec![],
+        quadrature: QuadratureSpec { order: 3, samples: 16, ..Default::default() },
+    }
+    .build()
+    .unwrap();
+    Model { cutoff, ..model }
+}
+
+fn rate_error(cpu: &[f64], gpu: &[f64]) -> f64 {
+    let scale = cpu.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-6);
+    cpu.iter().zip(gpu).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / scale
+}
+
+/// The GPU engine with a cutoff against the CPU engine with the same cutoff (so both drop the
+/// same pairs): variants A, B, C, KL and χ², torus and R^d. Rates agree to f32 accuracy (1e-4 of
+/// max |a|, as for all pairs), the reported bounds to 1e-3, both engines evaluate the same share
+/// of pairs, and after five Euler steps through the device loop the log-weights agree to 1e-4.
+/// `Auto` at this N sums all pairs on the GPU.
+#[test]
+fn gpu_engine_with_cutoff_matches_cpu_engine_with_cutoff() {
+    let Some(ctx) = context() else { return };
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let stepper = Stepper { scheme: Scheme::Euler, step_size: StepSize::Fixed(0.01) };
+    for variant in [Variant::Measure, Variant::MeasureTarget, Variant::Blob] {
+        for divergence in [Divergence::Kl, Divergence::Chi2] {
+            for (d, torus, eps) in [(2, true, 0.03), (1, false, 0.05), (3, true, 0.03)] {
+                let space = space(d, torus);
+                let init = match space.domain {
+                    Domain::Torus { .. } => Initial::Uniform { low: 0.0, high: 1.0 },
+                    Domain::Euclidean => Initial::Gaussian { mean: vec![0.8; d], std: 0.5 },
+                };
+                let n = 613;
+                let particles = Particles::sample(space, &init, n, 5).unwrap();
+                let lw: Vec<f64> = (0..n).map(|_| -3.0 * rng.random::<f64>()).collect();
+                let z = lw.iter().map(|l| l.exp()).sum::<f64>().ln();
+                let state = State { log_weights: lw.iter().map(|l| l - z).collect(), step: 0, time: 0.0 };
+                let cut = Cutoff::Tolerance { tolerance: 1e-6, max_error: 1.0 };
+                let m = model(space, variant, divergence, eps, cut);
+                let mut cpu = CpuEngine::new(m.clone(), particles.clone()).unwrap();
+                let mut gpu = GpuEngine::new(ctx.clone(), m, particles.clone()).unwrap();
+                cpu.set_state(state.clone()).unwrap();
+                gpu.set_state(state).unwrap();
+                let case = format!("{variant:?} {divergence:?} d = {d} torus = {torus}");
+                let err = rate_error(&cpu.rates().unwrap(), &gpu.rates().unwrap());
+                let (bc, bg) = (cpu.evaluate().unwrap().truncation_bound, gpu.evaluate().unwrap().truncation_bound);
+                eprintln!("{case}: rate error {err:.2e}, bound {bg:.3e} (CPU {bc:.3e})");
+                assert!(err < 1e-4, "{case}: rate error {err:e}");
+                assert!(bc > 0.0 && (bg - bc).abs() <= 1e-3 * bc, "{case}: bound {bg:e} vs {bc:e}");
+                let fraction = gpu.cutoff_fraction().expect("cells on the GPU");
+                assert!(fraction < 1.0 && Some(fraction) == cpu.cutoff_fraction(), "{case}: pairs {fraction}");
+                cpu.advance(5, &stepper, None).unwrap();
+                gpu.advance(5, &stepper, None).unwrap();
+                let (sc, sg) = (cpu.state().unwrap(), gpu.state().unwrap());
+                let lw_err = sc.log_weights.iter().zip(&sg.log_weights).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                assert!(sg.step == 5 && lw_err < 1e-4, "{case}: max |Δ log w| = {lw_err:e} after 5 steps");
+                let auto = GpuEngine::new(ctx.clone(), model(space, variant, divergence, eps, Cutoff::Auto), particles);
+                assert_eq!(auto.unwrap().cutoff_fraction(), None, "{case}: Auto at N = {n}");
+            }
+        }
+    }
+}
+
+/// A particle whose neighbourhood holds almost no mass while the far mass dominates (the CPU
+/// engine's case in tests/cutoff.rs): the GPU engine stops with the same named error, the bound
+/// and the particle, from an evaluation and from inside the device loop of a step.
+#[test]
+fn gpu_large_far_mass_stops_with_the_named_error() {
+    let Some(ctx) = context() else { return };
+    let space = space(1, false);
+    let mut positions: Vec<f64> = (0..200).map(|i| 1e-4 * i as f64).collect();
+    positions.push(1.0);
+    let n = positions.len();
+    let particles = Particles::from_positions(space, positions).unwrap();
+    let cut = Cutoff::Tolerance { tolerance: 1e-7, max_error: 1e-4 };
+    let mut lw = vec![-(n as f64 - 1.0).ln(); n];
+    lw[n - 1] = -30.0 * std::f64::consts::LN_10;
+    let state = State { log_weights: lw, step: 3, time: 0.3 };
+    let stepper = Stepper { scheme: Scheme::Exponential, step_size: StepSize::Fixed(0.1) };
+    for stepping in [false, true] {
+        let m = model(space, Variant::Measure, Divergence::Kl, 0.01, cut);
+        let mut e = GpuEngine::new(ctx.clone(), m, particles.clone()).unwrap();
+        e.set_state(state.clone()).unwrap();
+        let err = if stepping { e.advance(2, &stepper, None).unwrap_err() } else { e.evaluate().unwrap_err() };
+        let err = err.to_string();
+        assert!(
+            err.contains("kernel.cutoff") && err.contains("truncation bound") && err.contains("target 200 in step 3"),
+            "{err}"
+        );
+        // The state is the one before the failed evaluation.
+        assert_eq!(e.state().unwrap().step, 3);
+    }
+}
+
+/// Variants D and D′ with a tolerance are refused on the GPU engine with a named error (their
+/// quadrature nodes are summed over all pairs there); `Auto` sums all pairs.
+#[test]
+fn gpu_cutoff_for_quadrature_variants_is_a_named_error() {
+    let Some(ctx) = context() else { return };
+    let space = space(2, true);
+    let particles = Particles::sample(space, &Initial::Uniform { low: 0.0, high: 1.0 }, 100, 1).unwrap();
+    for variant in [Variant::Smoothed, Variant::SmoothedTarget] {
+        let cut = Cutoff::Tolerance { tolerance: 1e-6, max_error: 1e-4 };
+        let err = match GpuEngine::new(ctx.clone(), model(space, variant, Divergence::Kl, 0.03, cut), particles.clone())
+        {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{variant:?}: a tolerance was accepted"),
+        };
+        assert!(err.contains("kernel.cutoff") && err.contains("D′"), "{err}");
+        let auto = model(space, variant, Divergence::Kl, 0.03, Cutoff::Auto);
+        assert_eq!(GpuEngine::new(ctx.clone(), auto, particles.clone()).unwrap().cutoff_fraction(), None);
+    }
+}
