@@ -32,7 +32,8 @@ pub enum Cutoff {
     /// Every pair, always.
     None,
     /// Cells with the default tolerance where they save work and the engine has no cheaper
-    /// exact path (the CPU engine keeps the N×N matrix up to N = 16384).
+    /// exact path (the CPU engine keeps the N×N matrix up to N = 16384; the GPU engine sums all
+    /// pairs up to N = 2^16).
     Auto,
     /// Cells wherever they save work, dropping pairs with K < tolerance·K(0); a run stops when a
     /// relative truncation bound exceeds `max_error`.

@@ -135,11 +135,15 @@ impl CellSum {
     }
 }
 
-/// The ε-kernel's cell sums of an engine: the grid over the particles, its uploaded form, and
+/// The ε-kernel's cell sums of an engine: the grid over the particles, its uploaded forms, and
 /// the truncation buffer its sums write their bounds to.
 pub(crate) struct EngineCells {
+    /// The grid over the particles.
     pub grid: CellGrid,
-    pub sum: CellSum,
+    /// Particle sources, at the particles (A, B, C) or at the quadrature nodes (D, D′).
+    pub from_particles: CellSum,
+    /// D, D′: node sources (a grid over the nodes), at the particles.
+    pub from_nodes: Option<CellSum>,
     pub max_error: f64,
     /// (bound bits, target) per cell sum of an evaluation.
     pub truncation: wgpu::Buffer,
@@ -147,15 +151,18 @@ pub(crate) struct EngineCells {
 }
 
 impl EngineCells {
-    /// The cells of the ε-kernel's particle × particle sums when `cutoff` asks for them and they
-    /// save work (`Auto`: only above [`AUTO_CELLS_ABOVE`] particles), with `slots` sums per
-    /// evaluation.
+    /// The cells of the ε-kernel's sums when `cutoff` asks for them and they save work (`Auto`:
+    /// only above [`AUTO_CELLS_ABOVE`] particles), with `slots` sums per evaluation; `nodes` are
+    /// the quadrature nodes of D and D′ (empty otherwise), which need a grid of their own, as on
+    /// the CPU.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         b: &Builder,
         ks: &KernelSpace,
         cutoff: Cutoff,
         space: &Space,
         positions: &[f64],
+        nodes: &[f64],
         slots: usize,
     ) -> Result<Option<Self>> {
         let Some((tolerance, max_error)) = cutoff.parameters() else { return Ok(None) };
@@ -163,12 +170,20 @@ impl EngineCells {
         if slots == 0 || (cutoff == Cutoff::Auto && n <= AUTO_CELLS_ABOVE) {
             return Ok(None);
         }
-        let Some(grid) = CellGrid::new(space, positions, Cutoff::radius(&ks.kernel, tolerance)) else {
-            return Ok(None);
+        let radius = Cutoff::radius(&ks.kernel, tolerance);
+        let Some(grid) = CellGrid::new(space, positions, radius) else { return Ok(None) };
+        let (from_particles, from_nodes) = if nodes.is_empty() {
+            (CellSum::new(b, ks, &grid, positions, n, tolerance, max_error)?, None)
+        } else {
+            let Some(node_grid) = CellGrid::new(space, nodes, radius) else { return Ok(None) };
+            let nq = nodes.len() / space.dim;
+            (
+                CellSum::new(b, ks, &grid, nodes, n, tolerance, max_error)?,
+                Some(CellSum::new(b, ks, &node_grid, positions, nq, tolerance, max_error)?),
+            )
         };
-        let sum = CellSum::new(b, ks, &grid, positions, n, tolerance, max_error)?;
         let truncation = b.zeros("truncation", slots * 8);
-        Ok(Some(EngineCells { grid, sum, max_error, truncation, slots }))
+        Ok(Some(EngineCells { grid, from_particles, from_nodes, max_error, truncation, slots }))
     }
 
     /// The `kernel.cutoff` error when the device loop halted on a bound above max_error (`c`:

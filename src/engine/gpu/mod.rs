@@ -31,6 +31,10 @@
 //! | D, D′ | `log_kernel_sum` (N·Q nodes × particles), `node_coefficients`, `log_kernel_sum` (particles × N·Q nodes) |
 //! | exact | none |
 //!
+//! With a cutoff (see the `cells` module) each of these `log_kernel_sum` passes is `cell_mass`,
+//! `cell_kernel_sum` and `cell_bound` instead: the 3^d neighbour cells of every target only, and
+//! the largest truncation bound, which halts the loop above `max_error`.
+//!
 //! followed by `divergence_derivative` (h, g = δF + σh, the divergence's integrand), `summarise`
 //! and `summarise_final` (a deterministic two-level tree reduction of the mass, Σ w g, Σ w², the
 //! energies, F's per-data-point terms, max/min g with the arg-max, the first non-finite g, and
@@ -190,17 +194,6 @@ impl GpuEngine {
         super::check_problem(&model, &particles)?;
         context.check_lost()?;
         context.check_limits_for(&model, particles.len())?;
-        if matches!(model.cutoff, crate::engine::cells::Cutoff::Tolerance { .. })
-            && model.variant.uses_quadrature()
-            && model.has_divergence()
-        {
-            return Err(Error::invalid(
-                "kernel.cutoff",
-                "a tolerance",
-                "\"none\" or \"auto\" for variants D and D′ on the GPU engine, which sums their quadrature \
-                 nodes over all pairs (its cutoff covers variants A, B and C; the CPU engine has all five)",
-            ));
-        }
         let ctx = context;
         let (n, d) = (particles.len(), model.space.dim);
         let p = kernels::packed_len(d);
@@ -287,18 +280,33 @@ impl GpuEngine {
         let elements = b.elements(n);
         let ctl = &bufs.control;
 
-        // The ε-kernel's particle × particle sums (A, B: one; C: two) by cells where the cutoff
-        // asks for them; the energies' kernels, the D nodes and `rates_at` sum all pairs.
+        // The ε-kernel's sums (A, B: one; C, D, D′: two) by cells where the cutoff asks for
+        // them; the energies' kernels and `rates_at` sum all pairs.
         let slots = match model.variant {
             Variant::Measure | Variant::MeasureTarget if has_div => 1,
-            Variant::Blob if has_div => 2,
+            Variant::Blob | Variant::Smoothed | Variant::SmoothedTarget if has_div => 2,
             _ => 0,
         };
-        let cells = cells::EngineCells::new(&b, &eps, model.cutoff, &model.space, &particles.positions, slots)?;
-        let pair_sum = |src: &wgpu::Buffer, out: &wgpu::Buffer, slot: u32| match &cells {
-            Some(c) => c.sum.passes(&b, &header, src, src, out, ctl, &c.truncation, slot),
-            None => b.kernel_sum(&eps, src, n, src, n, out, ctl),
+        let cell_nodes: &[f64] = if quad { &fixed.nodes } else { &[] };
+        let cells =
+            cells::EngineCells::new(&b, &eps, model.cutoff, &model.space, &particles.positions, cell_nodes, slots)?;
+        // One ε-kernel sum (the `slot`-th of the evaluation); `from_nodes`: the sources are the
+        // quadrature nodes.
+        let eps_sum = |targets: &wgpu::Buffer,
+                       nt: usize,
+                       sources: &wgpu::Buffer,
+                       ns: usize,
+                       out: &wgpu::Buffer,
+                       from_nodes: bool,
+                       slot: u32| match &cells {
+            Some(c) => {
+                let sum =
+                    if from_nodes { c.from_nodes.as_ref().expect("built with the nodes") } else { &c.from_particles };
+                sum.passes(&b, &header, targets, sources, out, ctl, &c.truncation, slot)
+            }
+            None => b.kernel_sum(&eps, targets, nt, sources, ns, out, ctl),
         };
+        let pair_sum = |src: &wgpu::Buffer, out: &wgpu::Buffer, slot: u32| eps_sum(src, n, src, n, out, false, slot);
         let mut eval = energies.passes(&b, &header, n, &bufs.lw, &fixed_buf, &bufs.energy, ctl)?;
         if has_div {
             match model.variant {
@@ -317,7 +325,7 @@ impl GpuEngine {
                     eval.extend(pair_sum(&bufs.src2, &logs2, 1)?);
                 }
                 Variant::Smoothed | Variant::SmoothedTarget => {
-                    eval.extend(b.kernel_sum(&eps, &nodes, nq, &bufs.src, n, &node_logs, ctl)?);
+                    eval.extend(eps_sum(&nodes, nq, &bufs.src, n, &node_logs, false, 0)?);
                     eval.push(b.pass(
                         &kernels::NODE_COEFFICIENTS,
                         &header,
@@ -325,7 +333,7 @@ impl GpuEngine {
                         &[&bufs.lw, &node_logs, &node_ref, &bufs.quad, &nodes, &bufs.node_src, ctl],
                         b.elements(nq),
                     )?);
-                    eval.extend(b.kernel_sum(&eps, &pos, n, &bufs.node_src, nq, &logs2, ctl)?);
+                    eval.extend(eps_sum(&pos, n, &bufs.node_src, nq, &logs2, true, 1)?);
                 }
                 Variant::Exact => {}
             }
