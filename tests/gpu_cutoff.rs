@@ -200,3 +200,38 @@ fn gpu_large_far_mass_stops_with_the_named_error() {
         assert_eq!(e.state().unwrap().step, 3);
     }
 }
+
+/// The cell sum's bookkeeping under stress: a workgroup of 8 (so every neighbourhood's source
+/// stream spans many tiles and crosses cell ranges inside a tile, and a cell's targets fill
+/// several blocks) and at most 3 workgroups per grid dimension (the blocks' grid folded into
+/// 2-D), bounds-checked shaders; variant C (two cell sums per evaluation, two bound slots) on
+/// the torus and R^d in d = 2, against the CPU engine with the same cutoff.
+#[test]
+fn gpu_cell_sums_with_small_workgroups_and_a_folded_grid() {
+    use frflow::engine::gpu::GpuOptions;
+    let Some(ctx) = context() else { return };
+    let options = GpuOptions {
+        kernel_workgroup: 8,
+        max_workgroups_per_dimension: Some(3),
+        checked_shaders: true,
+        ..Default::default()
+    };
+    for torus in [true, false] {
+        let space = space(2, torus);
+        let init = if torus {
+            Initial::Uniform { low: 0.0, high: 1.0 }
+        } else {
+            Initial::Gaussian { mean: vec![0.8; 2], std: 0.5 }
+        };
+        let particles = Particles::sample(space, &init, 1001, 8).unwrap();
+        let m =
+            model(space, Variant::Blob, Divergence::Kl, 0.03, Cutoff::Tolerance { tolerance: 1e-6, max_error: 1.0 });
+        let mut cpu = CpuEngine::new(m.clone(), particles.clone()).unwrap();
+        let mut gpu = GpuEngine::with_options(ctx.clone(), m, particles, options.clone()).unwrap();
+        let err = rate_error(&cpu.rates().unwrap(), &gpu.rates().unwrap());
+        let (bc, bg) = (cpu.evaluate().unwrap().truncation_bound, gpu.evaluate().unwrap().truncation_bound);
+        eprintln!("torus = {torus}: rate error {err:.2e}, bound {bg:.3e} (CPU {bc:.3e})");
+        assert!(err < 1e-4, "torus = {torus}: rate error {err:e}");
+        assert!(bc > 0.0 && (bg - bc).abs() <= 1e-3 * bc, "torus = {torus}: bound {bg:e} vs {bc:e}");
+    }
+}

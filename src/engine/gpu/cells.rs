@@ -45,6 +45,21 @@ impl CellSum {
         let d = ks.header.dim as usize;
         let nt = targets.len() / d;
         let wg = b.kernel_wg as usize;
+        // The workgroup storage of cell_kernel_sum: the tile (high and low parts in fixed
+        // point), each target's value and index, the 81 neighbour ranges and a few words.
+        let tile = ks.header.packed as usize * 16 * if ks.header.fixed { 2 } else { 1 };
+        let storage = wg * (tile + 8) + 81 * 8 + 32;
+        let limit = b.ctx.limits().max_compute_workgroup_storage_size as usize;
+        if storage > limit {
+            return Err(Error::invalid(
+                "workgroup_size",
+                wg,
+                format!(
+                    "a smaller workgroup for the cutoff's cell sums: {wg} needs {storage} bytes of workgroup \
+                     storage here, the device has {limit}"
+                ),
+            ));
+        }
         let counts = grid.counts();
         // Cells as keys over the grid grown by two on each side (R^d targets may lie outside it).
         let coords: Vec<Vec<isize>> = targets.chunks_exact(d).map(|x| grid.coords(x)).collect();
