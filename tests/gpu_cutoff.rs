@@ -235,3 +235,35 @@ fn gpu_cell_sums_with_small_workgroups_and_a_folded_grid() {
         assert!(bc > 0.0 && (bg - bc).abs() <= 1e-3 * bc, "torus = {torus}: bound {bg:e} vs {bc:e}");
     }
 }
+
+/// `frflow bench --cutoff` on the GPU engine: the step row reports the pairs it evaluated
+/// (fewer than the all-pairs count its pairs/s is based on) and its truncation bound, and on a
+/// software adapter the all-pairs rows are timed at N = 4096 beside a step at a larger N.
+#[test]
+fn gpu_bench_reports_the_cutoff_step_beside_capped_all_pairs_rows() {
+    let Some(ctx) = context() else { return };
+    let dir = std::env::temp_dir().join(format!("frflow-gpu-bench-cutoff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("bench.json");
+    let device = std::env::var("FRFLOW_DEVICE").unwrap_or_else(|_| "llvmpipe".into());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_frflow"))
+        .args(["bench", "--engine", "gpu", "--device", &device, "--n", "5000", "--d", "2", "--epsilon", "0.01"])
+        .args(["--cutoff", "1e-10", "--variant", "A", "--repeats", "1", "--min-batch-seconds", "0.01", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let all_pairs_n = if ctx.is_software() { 4096 } else { 5000 };
+    for r in rows.iter().filter(|r| r["kind"] != "step") {
+        assert_eq!(r["n"], all_pairs_n, "{r}");
+    }
+    let step = rows.iter().find(|r| r["kind"] == "step").unwrap();
+    assert_eq!(step["n"], 5000);
+    let (pairs, evaluated) = (step["pairs"].as_f64().unwrap(), step["pairs_evaluated"].as_f64().unwrap());
+    assert!(evaluated > 0.0 && evaluated < 0.2 * pairs, "{evaluated} of {pairs}");
+    let bound = step["truncation_bound"].as_f64().unwrap();
+    assert!(bound > 0.0 && bound < 1e-4, "{bound}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
