@@ -1,6 +1,6 @@
 // The largest relative truncation bound of a cell sum over its targets, and its target (CPU twin:
-// the bounds of engine::cells::log_kernel_sum_cells): one workgroup merges the cells' masses into
-// the total, then per block of cell_kernel_sum
+// engine::cells::cell_bound, per target): one workgroup merges the cells' masses into
+// the total, then per block of log_kernel_sum_cells
 //
 //     bound = δ · (total − near) / least value      (K(0) = 1 in the values' units)
 //

@@ -1,7 +1,7 @@
 // Each cell's mass in log2 units, (m, Σ exp2(c_s − m)) over its sources s with m their largest
 // coefficient ((SENTINEL, 0) for an empty cell): once per evaluation, so that a cell sum's
 // neighbourhood mass costs 3^d merges per block of targets rather than an exp2 per pair (CPU
-// twin: the `cell_mass` of engine::cells::log_kernel_sum_cells). `grid` is cell_kernel_sum's.
+// twin: engine::cells::cell_mass). `grid` is log_kernel_sum_cells's.
 
 @group(0) @binding(1) var<storage, read> sources: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> grid: array<u32>;

@@ -1,6 +1,6 @@
-// The pair loop shared by the kernel-sum shaders (log_kernel_sum.wgsl, cell_kernel_sum.wgsl),
-// concatenated after kernel_params.wgsl and before each of them: the targets and sources, the source tile, and
-// the log-domain accumulation of one target's sum.
+// The pair loop shared by the kernel-sum shaders (log_kernel_sum.wgsl and
+// log_kernel_sum_cells.wgsl), concatenated after kernel_params.wgsl and before each of them: the
+// targets and sources, the source tile, and the log-domain accumulation of one target's sum.
 //
 // Sources are staged through a workgroup tile of WG points; each invocation owns one target and
 // walks the tile four sources at a time (`accumulate`) into four independent accumulators.

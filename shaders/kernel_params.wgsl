@@ -1,5 +1,5 @@
-// The uniform of the kernel-sum shaders (log_kernel_sum, cell_kernel_sum, cell_mass, cell_bound),
-// concatenated before each (mirrored by `KernelParams` on the host).
+// The uniform of the kernel-sum shaders (log_kernel_sum, log_kernel_sum_cells, cell_mass,
+// cell_bound), concatenated before each (mirrored by `KernelParams` on the host).
 
 struct KernelParams {
     n_targets: u32,
@@ -19,7 +19,7 @@ struct KernelParams {
     // 1.5·2^23, the rounding constant of `exp2_fma`. It comes from the host, not a literal, so
     // that no compiler can fold (x + R) − R into x: Mesa's NIR does when R is a constant.
     rounder: f32,
-    // Cell sums only (cell_kernel_sum.wgsl; zero otherwise): log2 of the tolerance δ, the
+    // Cell sums only (log_kernel_sum_cells.wgsl; zero otherwise): log2 of the tolerance δ, the
     // largest allowed truncation bound, the number of cells and of target blocks, the slot of the
     // truncation buffer that this sum's bound goes to, and the cells per coordinate.
     log2_tolerance: f32,

@@ -6,7 +6,7 @@
 //! (DESIGN.md, "Cost per pair"). This test builds engines for every kernel path (R^d and torus,
 //! f32 and fixed point, periodic images with and without the farther image; d = 1, 3, 8), every
 //! variant, every energy with a kernel sum, `rates_at`, the Sinkhorn pass and the cutoff's cell
-//! sum (d = 1, 3), collects every `log_kernel_sum` and `cell_kernel_sum` source they compiled
+//! sum (d = 1, 3), collects every `log_kernel_sum` and `log_kernel_sum_cells` source they compiled
 //! (`GpuContext::shader_sources`), and counts, per pair,
 //! the slow lane-operations in the loop over the source tile: its body is one call of
 //! `accumulate`, which takes four sources. It fails if any path needs more than one.
@@ -438,7 +438,7 @@ fn every_kernel_sum_path_needs_one_slow_op_per_pair() {
 
     let mut seen: BTreeMap<String, (Ops, usize)> = BTreeMap::new();
     for (name, source) in ctx.shader_sources() {
-        if name != "log_kernel_sum" && name != "cell_kernel_sum" {
+        if name != "log_kernel_sum" && name != "log_kernel_sum_cells" {
             continue;
         }
         let (per_pair, rescale) = count(&source);
@@ -458,7 +458,7 @@ fn every_kernel_sum_path_needs_one_slow_op_per_pair() {
         eprintln!("{p:<41} {:>9.2} {:>11.2} {k:>8}", ops.slow, ops.other);
     }
     for kind in ["euclidean-f32", "euclidean-fixed", "torus-f32", "torus-fixed", "torus-images", "torus-images-far"] {
-        for (shader, dims) in [("log_kernel_sum", &[1, 3, 8][..]), ("cell_kernel_sum", &[1, 3][..])] {
+        for (shader, dims) in [("log_kernel_sum", &[1, 3, 8][..]), ("log_kernel_sum_cells", &[1, 3][..])] {
             for d in dims {
                 let p = format!("{shader} {kind} d={d}");
                 assert!(seen.contains_key(&p), "no {p} kernel sum was compiled; seen: {:?}", seen.keys());

@@ -1,6 +1,6 @@
 //! Cutoff kernel sums on the device (see [`crate::engine::cells`] for the grid and the bound):
-//! `cell_mass`, `cell_kernel_sum` and `cell_bound` (see their files), with the grid's orders and
-//! the blocks of targets built once on the host, since positions never move.
+//! `cell_mass`, `log_kernel_sum_cells` and `cell_bound` (see their files), with the grid's
+//! orders and the blocks of targets built once on the host, since positions never move.
 
 use super::build::{Builder, KernelSpace, Pass, check_binding};
 use super::context::GpuContext;
@@ -45,7 +45,7 @@ impl CellSum {
         let d = ks.header.dim as usize;
         let nt = targets.len() / d;
         let wg = b.kernel_wg as usize;
-        // The workgroup storage of cell_kernel_sum: the tile (high and low parts in fixed
+        // The workgroup storage of log_kernel_sum_cells: the tile (high and low parts in fixed
         // point), each target's value and index, the 81 neighbour ranges and a few words.
         let tile = ks.header.packed as usize * 16 * if ks.header.fixed { 2 } else { 1 };
         let storage = wg * (tile + 8) + 81 * 8 + 32;
@@ -123,7 +123,7 @@ impl CellSum {
     ) -> Result<Vec<Pass>> {
         let params = KernelParams { slot, ..self.params };
         let u = b.uniform("cell_params", bytemuck::bytes_of(&params));
-        let sum = kernels::Shader { workgroup: b.kernel_wg, ..kernels::CELL_KERNEL_SUM };
+        let sum = kernels::Shader { workgroup: b.kernel_wg, ..kernels::LOG_KERNEL_SUM_CELLS };
         Ok(vec![
             b.pass_with(
                 &kernels::CELL_MASS,

@@ -73,7 +73,7 @@ pub(crate) struct KernelParams {
     pub unit2: f32,
     /// 1.5·2^23 (see `exp2_fma` in kernel_pair.wgsl).
     pub rounder: f32,
-    /// Cell sums only (see cell_kernel_sum.wgsl; zero otherwise): log₂ δ.
+    /// Cell sums only (see log_kernel_sum_cells.wgsl; zero otherwise): log₂ δ.
     pub log2_tolerance: f32,
     /// The largest truncation bound before the device loop halts.
     pub max_error: f32,

@@ -53,12 +53,12 @@ pub(crate) const LOG_KERNEL_SUM: Shader = Shader {
     workgroup: KERNEL_WG,
     binds: &[U, R, R, W, R],
 };
-pub(crate) const CELL_KERNEL_SUM: Shader = Shader {
-    name: "cell_kernel_sum",
+pub(crate) const LOG_KERNEL_SUM_CELLS: Shader = Shader {
+    name: "log_kernel_sum_cells",
     source: concat!(
         include_str!("../../../shaders/kernel_params.wgsl"),
         include_str!("../../../shaders/kernel_pair.wgsl"),
-        include_str!("../../../shaders/cell_kernel_sum.wgsl")
+        include_str!("../../../shaders/log_kernel_sum_cells.wgsl")
     ),
     workgroup: KERNEL_WG,
     binds: &[U, R, R, W, R, R, R, R, W],
@@ -194,7 +194,7 @@ pub(crate) const NET_BACKWARD: Shader = Shader {
 /// Every shader, for the checks that cover them all.
 pub(crate) const ALL: [&Shader; 22] = [
     &LOG_KERNEL_SUM,
-    &CELL_KERNEL_SUM,
+    &LOG_KERNEL_SUM_CELLS,
     &CELL_MASS,
     &CELL_BOUND,
     &MINIMAL_KERNEL_SUM,
@@ -449,7 +449,7 @@ mod tests {
     fn host_uniform_size(name: &str) -> usize {
         use std::mem::size_of;
         match name {
-            "log_kernel_sum" | "cell_kernel_sum" | "cell_mass" | "cell_bound" => size_of::<KernelParams>(),
+            "log_kernel_sum" | "log_kernel_sum_cells" | "cell_mass" | "cell_bound" => size_of::<KernelParams>(),
             "minimal_kernel_sum" => size_of::<[u32; 4]>(),
             "divergence_derivative" => size_of::<DivParams>(),
             "step_control" => size_of::<StepParams>(),

@@ -32,8 +32,8 @@
 //! | exact | none |
 //!
 //! With a cutoff (see the `cells` module) each of these `log_kernel_sum` passes is `cell_mass`,
-//! `cell_kernel_sum` and `cell_bound` instead: the 3^d neighbour cells of every target only, and
-//! the largest truncation bound, which halts the loop above `max_error`.
+//! `log_kernel_sum_cells` and `cell_bound` instead: the 3^d neighbour cells of every target
+//! only, and the largest truncation bound, which halts the loop above `max_error`.
 //!
 //! followed by `divergence_derivative` (h, g = δF + σh, the divergence's integrand), `summarise`
 //! and `summarise_final` (a deterministic two-level tree reduction of the mass, Σ w g, Σ w², the
