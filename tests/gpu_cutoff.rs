@@ -156,6 +156,11 @@ fn gpu_engine_with_cutoff_matches_cpu_engine_with_cutoff() {
                 eprintln!("{case}: rate error {err:.2e}, bound {bg:.3e} (CPU {bc:.3e})");
                 assert!(err < 1e-4, "{case}: rate error {err:e}");
                 assert!(bc > 0.0 && (bg - bc).abs() <= 1e-3 * bc, "{case}: bound {bg:e} vs {bc:e}");
+                // rates_at on the same grids, at points 0.3 ε from particles (a point far from all
+                // of them has a large bound on both engines: see the next test).
+                let at: Vec<f64> = particles.positions[..57 * d].iter().map(|x| x + 0.3 * eps).collect();
+                let err_at = rate_error(&cpu.rates_at(&at).unwrap(), &gpu.rates_at(&at).unwrap());
+                assert!(err_at < 1e-4, "{case}: rates_at error {err_at:e}");
                 let fraction = gpu.cutoff_fraction().expect("cells on the GPU");
                 assert!(fraction < 1.0 && Some(fraction) == cpu.cutoff_fraction(), "{case}: pairs {fraction}");
                 cpu.advance(5, &stepper, None).unwrap();
@@ -198,6 +203,16 @@ fn gpu_large_far_mass_stops_with_the_named_error() {
         );
         // The state is the one before the failed evaluation.
         assert_eq!(e.state().unwrap().step, 3);
+    }
+    // rates_at at a point whose neighbourhood is empty (its sum is 0, the bound infinite), on both
+    // engines; a point near the cluster is fine.
+    let m = model(space, Variant::Measure, Divergence::Kl, 0.01, cut);
+    let mut cpu = CpuEngine::new(m.clone(), particles.clone()).unwrap();
+    let mut gpu = GpuEngine::new(ctx.clone(), m, particles).unwrap();
+    assert!(gpu.rates_at(&[0.005]).unwrap()[0].is_finite());
+    for e in [&mut cpu as &mut dyn Engine, &mut gpu] {
+        let err = e.rates_at(&[0.5]).unwrap_err().to_string();
+        assert!(err.contains("kernel.cutoff") && err.contains("at target 0 in step 0"), "{err}");
     }
 }
 

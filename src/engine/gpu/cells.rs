@@ -159,6 +159,9 @@ pub(crate) struct EngineCells {
     pub from_particles: CellSum,
     /// D, D′: node sources (a grid over the nodes), at the particles.
     pub from_nodes: Option<CellSum>,
+    /// D, D′: the grid over the nodes.
+    node_grid: Option<CellGrid>,
+    tolerance: f64,
     pub max_error: f64,
     /// (bound bits, target) per cell sum of an evaluation.
     pub truncation: wgpu::Buffer,
@@ -187,18 +190,50 @@ impl EngineCells {
         }
         let radius = Cutoff::radius(&ks.kernel, tolerance);
         let Some(grid) = CellGrid::new(space, positions, radius) else { return Ok(None) };
-        let (from_particles, from_nodes) = if nodes.is_empty() {
-            (CellSum::new(b, ks, &grid, positions, n, tolerance, max_error)?, None)
+        let node_grid = if nodes.is_empty() {
+            None
         } else {
             let Some(node_grid) = CellGrid::new(space, nodes, radius) else { return Ok(None) };
-            let nq = nodes.len() / space.dim;
-            (
-                CellSum::new(b, ks, &grid, nodes, n, tolerance, max_error)?,
-                Some(CellSum::new(b, ks, &node_grid, positions, nq, tolerance, max_error)?),
-            )
+            Some(node_grid)
         };
+        let (from_particles, from_nodes) =
+            Self::sums(b, ks, &grid, node_grid.as_ref(), (tolerance, max_error), positions, nodes)?;
         let truncation = b.zeros("truncation", slots * 8);
-        Ok(Some(EngineCells { grid, from_particles, from_nodes, max_error, truncation, slots }))
+        Ok(Some(EngineCells { grid, from_particles, from_nodes, node_grid, tolerance, max_error, truncation, slots }))
+    }
+
+    /// The sums at `points` (and for D and D′ at their quadrature `nodes`) over the evaluation's
+    /// sources, for `rates_at` (see [`EngineCells::sums`]).
+    pub fn at(
+        &self,
+        b: &Builder,
+        ks: &KernelSpace,
+        points: &[f64],
+        nodes: &[f64],
+    ) -> Result<(CellSum, Option<CellSum>)> {
+        let limits = (self.tolerance, self.max_error);
+        Self::sums(b, ks, &self.grid, self.node_grid.as_ref(), limits, points, nodes)
+    }
+
+    /// (Particle sources at `points`, or at their `nodes` for D and D′; for D and D′ node
+    /// sources at `points`.)
+    fn sums(
+        b: &Builder,
+        ks: &KernelSpace,
+        grid: &CellGrid,
+        node_grid: Option<&CellGrid>,
+        (tolerance, max_error): (f64, f64),
+        points: &[f64],
+        nodes: &[f64],
+    ) -> Result<(CellSum, Option<CellSum>)> {
+        let n = grid.order().len();
+        Ok(match node_grid {
+            None => (CellSum::new(b, ks, grid, points, n, tolerance, max_error)?, None),
+            Some(node_grid) => (
+                CellSum::new(b, ks, grid, nodes, n, tolerance, max_error)?,
+                Some(CellSum::new(b, ks, node_grid, points, node_grid.order().len(), tolerance, max_error)?),
+            ),
+        })
     }
 
     /// The `kernel.cutoff` error when the device loop halted on a bound above max_error (`c`:

@@ -281,7 +281,7 @@ impl GpuEngine {
         let ctl = &bufs.control;
 
         // The ε-kernel's sums (A, B: one; C, D, D′: two) by cells where the cutoff asks for
-        // them; the energies' kernels and `rates_at` sum all pairs.
+        // them (and so does `rates_at`); the energies' kernels sum all pairs.
         let slots = match model.variant {
             Variant::Measure | Variant::MeasureTarget if has_div => 1,
             Variant::Blob | Variant::Smoothed | Variant::SmoothedTarget if has_div => 2,
