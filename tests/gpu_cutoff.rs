@@ -282,3 +282,39 @@ fn gpu_bench_reports_the_cutoff_step_beside_capped_all_pairs_rows() {
     assert!(bound > 0.0 && bound < 1e-4, "{bound}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The energies' kernel sums (interaction, MMD: their own widths, so their own grids) use cells
+/// on the GPU too: against the CPU engine with the same cutoff, rates (also at other points)
+/// agree to f32 accuracy, the bound (the largest over the ε-kernel's and the energies' sums) to
+/// 1e-3, and both evaluate the same share of pairs; with only an energy kernel (the exact
+/// variant), its grid gives the share.
+#[test]
+fn gpu_energy_kernel_sums_use_cells() {
+    use frflow::model::{Energy, Points};
+    use std::sync::Arc;
+    let Some(ctx) = context() else { return };
+    let space = space(2, true);
+    let particles = Particles::sample(space, &Initial::Uniform { low: 0.0, high: 1.0 }, 801, 9).unwrap();
+    let sample = Arc::new(Points { dim: 2, values: points(&space, 60, &mut ChaCha8Rng::seed_from_u64(4)) });
+    let energy = vec![Energy::Interaction { strength: 0.4, width: 0.02 }, Energy::Mmd { width: 0.03, sample }];
+    let cut = Cutoff::Tolerance { tolerance: 1e-5, max_error: 1.0 };
+    for variant in [Variant::Measure, Variant::Exact] {
+        let m = Model { energy: energy.clone(), ..model(space, variant, Divergence::Kl, 0.02, cut) };
+        let mut cpu = CpuEngine::new(m.clone(), particles.clone()).unwrap();
+        let mut gpu = GpuEngine::new(ctx.clone(), m, particles.clone()).unwrap();
+        let err = rate_error(&cpu.rates().unwrap(), &gpu.rates().unwrap());
+        let (bc, bg) = (cpu.evaluate().unwrap().truncation_bound, gpu.evaluate().unwrap().truncation_bound);
+        eprintln!(
+            "{variant:?}: rate error {err:.2e}, bound {bg:.3e} (CPU {bc:.3e}), pairs {:?}",
+            gpu.cutoff_fraction()
+        );
+        assert!(err < 1e-4, "{variant:?}: rate error {err:e}");
+        assert!(bc > 0.0 && (bg - bc).abs() <= 1e-3 * bc, "{variant:?}: bound {bg:e} vs {bc:e}");
+        assert!(gpu.cutoff_fraction().is_some_and(|f| f < 0.2) && gpu.cutoff_fraction() == cpu.cutoff_fraction());
+        if variant == Variant::Measure {
+            let at: Vec<f64> = particles.positions[..40].iter().map(|x| x + 0.006).collect();
+            let err_at = rate_error(&cpu.rates_at(&at).unwrap(), &gpu.rates_at(&at).unwrap());
+            assert!(err_at < 1e-4, "rates_at error {err_at:e}");
+        }
+    }
+}

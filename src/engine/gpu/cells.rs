@@ -162,7 +162,7 @@ pub(crate) struct EngineCells {
     /// D, D′: the grid over the nodes.
     node_grid: Option<CellGrid>,
     tolerance: f64,
-    pub max_error: f64,
+    max_error: f64,
     /// (bound bits, target) per cell sum of an evaluation.
     pub truncation: wgpu::Buffer,
     pub slots: usize,
@@ -183,17 +183,18 @@ impl EngineCells {
         nodes: &[f64],
         slots: usize,
     ) -> Result<Option<Self>> {
-        let Some((tolerance, max_error)) = cutoff.parameters() else { return Ok(None) };
-        let n = positions.len() / space.dim;
-        if slots == 0 || (cutoff == Cutoff::Auto && n <= AUTO_CELLS_ABOVE) {
+        if slots == 0 {
             return Ok(None);
         }
-        let radius = Cutoff::radius(&ks.kernel, tolerance);
-        let Some(grid) = CellGrid::new(space, positions, radius) else { return Ok(None) };
+        let Some((grid, tolerance, max_error)) = particle_grid(&ks.kernel, cutoff, space, positions) else {
+            return Ok(None);
+        };
         let node_grid = if nodes.is_empty() {
             None
         } else {
-            let Some(node_grid) = CellGrid::new(space, nodes, radius) else { return Ok(None) };
+            let Some(node_grid) = CellGrid::new(space, nodes, Cutoff::radius(&ks.kernel, tolerance)) else {
+                return Ok(None);
+            };
             Some(node_grid)
         };
         let (from_particles, from_nodes) =
@@ -236,20 +237,68 @@ impl EngineCells {
         })
     }
 
-    /// The `kernel.cutoff` error when the device loop halted on a bound above max_error (`c`:
-    /// the control block read back; `step`: the step of the evaluated state).
-    pub fn check(&self, c: &[u32], step: u64) -> Result<()> {
-        if c[control::HALTED] != control::ERR_CUTOFF {
-            return Ok(());
-        }
-        let bound = f64::from(f32::from_bits(c[control::VALUE]));
-        Err(crate::engine::cells::truncation_error(bound, c[control::PARTICLE] as usize, step, self.max_error))
-    }
-
     /// The largest bound of the last evaluation's cell sums.
     pub fn largest(&self, ctx: &GpuContext) -> Result<f64> {
-        let words = super::build::read_f32(ctx, &self.truncation, 2 * self.slots)?;
-        Ok(words.iter().step_by(2).map(|b| f64::from(*b)).fold(0.0, f64::max))
+        largest(ctx, &self.truncation, self.slots)
+    }
+}
+
+/// The largest of the first `slots` bounds in a truncation buffer.
+pub(crate) fn largest(ctx: &GpuContext, truncation: &wgpu::Buffer, slots: usize) -> Result<f64> {
+    let words = super::build::read_f32(ctx, truncation, 2 * slots)?;
+    Ok(words.iter().step_by(2).map(|b| f64::from(*b)).fold(0.0, f64::max))
+}
+
+/// The `kernel.cutoff` error when a device loop halted on a bound above max_error (`c`: its
+/// control block read back; `step`: the step of the evaluated state).
+pub(crate) fn check_halt(c: &[u32], cutoff: Cutoff, step: u64) -> Result<()> {
+    if c[control::HALTED] != control::ERR_CUTOFF {
+        return Ok(());
+    }
+    let bound = f64::from(f32::from_bits(c[control::VALUE]));
+    let max_error = cutoff.parameters().map_or(0.0, |p| p.1);
+    Err(crate::engine::cells::truncation_error(bound, c[control::PARTICLE] as usize, step, max_error))
+}
+
+/// The grid over the particles for `kernel`'s sums with (δ, max_error), where `cutoff` asks for
+/// cells (`Auto`: above [`AUTO_CELLS_ABOVE`] particles) and the grid saves work.
+fn particle_grid(kernel: &Gaussian, cutoff: Cutoff, space: &Space, positions: &[f64]) -> Option<(CellGrid, f64, f64)> {
+    let (tolerance, max_error) = cutoff.parameters()?;
+    if cutoff == Cutoff::Auto && positions.len() / space.dim <= AUTO_CELLS_ABOVE {
+        return None;
+    }
+    Some((CellGrid::new(space, positions, Cutoff::radius(kernel, tolerance))?, tolerance, max_error))
+}
+
+/// An energy kernel's cell sums over the particles (its own width, so its own grid, as on the
+/// CPU): at the particles in each evaluation, and at `rates_at`'s points.
+pub(crate) struct KernelCells {
+    pub grid: CellGrid,
+    pub sum: CellSum,
+    tolerance: f64,
+    max_error: f64,
+}
+
+impl KernelCells {
+    /// The cells of `ks`'s particle × particle sums where `cutoff` asks for them.
+    pub fn new(
+        b: &Builder,
+        ks: &KernelSpace,
+        cutoff: Cutoff,
+        space: &Space,
+        positions: &[f64],
+    ) -> Result<Option<Self>> {
+        let Some((grid, tolerance, max_error)) = particle_grid(&ks.kernel, cutoff, space, positions) else {
+            return Ok(None);
+        };
+        let n = grid.order().len();
+        let sum = CellSum::new(b, ks, &grid, positions, n, tolerance, max_error)?;
+        Ok(Some(KernelCells { grid, sum, tolerance, max_error }))
+    }
+
+    /// The sum at `points` over the particles.
+    pub fn at(&self, b: &Builder, ks: &KernelSpace, points: &[f64]) -> Result<CellSum> {
+        CellSum::new(b, ks, &self.grid, points, self.grid.order().len(), self.tolerance, self.max_error)
     }
 }
 

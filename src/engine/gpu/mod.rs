@@ -281,7 +281,7 @@ impl GpuEngine {
         let ctl = &bufs.control;
 
         // The ε-kernel's sums (A, B: one; C, D, D′: two) by cells where the cutoff asks for
-        // them (and so does `rates_at`); the energies' kernels sum all pairs.
+        // them (and so does `rates_at`; the energies' kernels have their own).
         let slots = match model.variant {
             Variant::Measure | Variant::MeasureTarget if has_div => 1,
             Variant::Blob | Variant::Smoothed | Variant::SmoothedTarget if has_div => 2,
@@ -537,7 +537,7 @@ impl GpuEngine {
 
     /// The `kernel.cutoff` error if the device halted on a truncation bound above max_error.
     fn check_cutoff(&self, c: &[u32]) -> Result<()> {
-        self.cells.as_ref().map_or(Ok(()), |cells| cells.check(c, self.step))
+        cells::check_halt(c, self.model.cutoff, self.step)
     }
 
     /// Error::NonFinite if the evaluation found a non-finite rate (as the CPU engine reports it).
@@ -784,9 +784,10 @@ impl Engine for GpuEngine {
     }
 
     fn cutoff_fraction(&self) -> Option<f64> {
-        let cells = self.cells.as_ref()?;
+        // The ε-kernel's grid, else the first energy kernel's, as on the CPU.
+        let grid = self.cells.as_ref().map(|c| &c.grid).or_else(|| self.energies.first_grid())?;
         let pos = &self.particles.positions;
-        Some(cells.grid.pairs(pos) as f64 / (self.n as f64).powi(2))
+        Some(grid.pairs(pos) as f64 / (self.n as f64).powi(2))
     }
 
     fn evaluate(&mut self) -> Result<Diagnostics> {
@@ -796,6 +797,7 @@ impl Engine for GpuEngine {
         if let Some(cells) = &self.cells {
             d.truncation_bound = cells.largest(&self.ctx)?;
         }
+        d.truncation_bound = d.truncation_bound.max(self.energies.largest_bound(&self.ctx)?);
         Ok(d)
     }
 
