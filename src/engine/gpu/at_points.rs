@@ -76,7 +76,7 @@ impl GpuEngine {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("rates at {t} points: {e}")));
         }
-        if self.model.cutoff.parameters().is_some() {
+        if self.cells.is_some() || self.energies.has_cells() {
             let c = build::read_f32(&self.ctx, &at.control, control::LEN)?;
             self.check_cutoff(&c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>())?;
         }

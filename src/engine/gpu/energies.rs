@@ -217,6 +217,11 @@ impl Energies {
         Ok(Energies { terms, data_f, m_data, f_const, l1, l2, truncation, slots })
     }
 
+    /// Whether any term sums by cells.
+    pub fn has_cells(&self) -> bool {
+        self.slots > 0
+    }
+
     /// The largest truncation bound of the last evaluation's cell sums (0 without any).
     pub fn largest_bound(&self, ctx: &GpuContext) -> Result<f64> {
         if self.slots == 0 { Ok(0.0) } else { largest(ctx, &self.truncation, self.slots) }
