@@ -12,8 +12,8 @@ use crate::model::{Gaussian, Space};
 
 /// Above this N, `Cutoff::Auto` uses cells on the GPU (where [`CellGrid::new`] says they save
 /// work). Below it all pairs take a few milliseconds on a large GPU and are exact, and the cell
-/// sum's fixed costs (three passes, partly filled tiles: about a third of the pairs it evaluates
-/// are wasted at ~200 sources per cell) eat much of what the cutoff saves.
+/// sum's fixed costs (three passes; partly filled blocks and tiles, so that on lavapipe a cell
+/// step evaluates pairs at 70% of the all-pairs step's rate) eat much of what the cutoff saves.
 pub(crate) const AUTO_CELLS_ABOVE: usize = 1 << 16;
 
 /// One cell grid over a set of sources, with blocks of targets, uploaded for the passes of
@@ -165,7 +165,7 @@ pub(crate) struct EngineCells {
     max_error: f64,
     /// (bound bits, target) per cell sum of an evaluation.
     pub truncation: wgpu::Buffer,
-    pub slots: usize,
+    slots: usize,
 }
 
 impl EngineCells {
