@@ -20,6 +20,7 @@ const DONE: u32 = 1u;
 const ERR_POSITIVITY: u32 = 2u;
 const ERR_RATE: u32 = 3u;
 const ERR_LOG_WEIGHT: u32 = 4u;
+const ERR_CUTOFF: u32 = 5u;
 
 // Word offsets in the control buffer (array<u32>), mirrored by `Control` on the host.
 const C_HALTED: u32 = 0u;

@@ -100,6 +100,11 @@ pub struct BenchOptions {
 /// N are the all-pairs yardstick for the cutoff steps at larger N.
 pub const CPU_ALL_PAIRS_MAX_N: usize = 8192;
 
+/// The same bound on a software GPU adapter (lavapipe, ~3e7 pairs/s on two cores: one pass at
+/// N = 2^20 would take half a day), so that cutoff steps at large N can be timed there with
+/// their all-pairs yardstick in the same run.
+pub const SOFTWARE_ALL_PAIRS_MAX_N: usize = 4096;
+
 /// What a row of the benchmark timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -407,11 +412,16 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
             dispatches_per_step: None,
         };
         // The yardstick first, then every kernel path against it (on the CPU at most at
-        // CPU_ALL_PAIRS_MAX_N, those rows carrying their own N).
-        let nk = if ctx.is_some() { n } else { n.min(CPU_ALL_PAIRS_MAX_N) };
+        // CPU_ALL_PAIRS_MAX_N, on a software adapter at most at SOFTWARE_ALL_PAIRS_MAX_N, those
+        // rows carrying their own N).
+        let nk = match &ctx {
+            Some(c) if c.is_software() => n.min(SOFTWARE_ALL_PAIRS_MAX_N),
+            Some(_) => n,
+            None => n.min(CPU_ALL_PAIRS_MAX_N),
+        };
         let nkf = nk as f64;
         let minimal_seconds = match &ctx {
-            Some(ctx) => time_gpu_kernel(ctx, opts, n, None)?.1,
+            Some(ctx) => time_gpu_kernel(ctx, opts, nk, None)?.1,
             None => time_cpu_kernel(opts, nk, true)?,
         };
         let minimal = nkf * nkf / minimal_seconds;
@@ -419,8 +429,8 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
         match &ctx {
             Some(ctx) => {
                 for path in KernelPath::ALL {
-                    let (name, seconds) = time_gpu_kernel(ctx, opts, n, Some(path))?;
-                    rows.push(row(BenchKind::Kernel, name, nf * nf, seconds, minimal));
+                    let (name, seconds) = time_gpu_kernel(ctx, opts, nk, Some(path))?;
+                    rows.push(BenchRow { n: nk, ..row(BenchKind::Kernel, name, nkf * nkf, seconds, minimal) });
                 }
             }
             None => {

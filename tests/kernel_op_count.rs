@@ -5,8 +5,9 @@
 //! floor, int↔float conversions, divisions and further exponentials issue on the same slow unit
 //! (DESIGN.md, "Cost per pair"). This test builds engines for every kernel path (R^d and torus,
 //! f32 and fixed point, periodic images with and without the farther image; d = 1, 3, 8), every
-//! variant, every energy with a kernel sum, `rates_at` and the Sinkhorn pass, collects every
-//! `log_kernel_sum` source they compiled (`GpuContext::shader_sources`), and counts, per pair,
+//! variant, every energy with a kernel sum, `rates_at`, the Sinkhorn pass and the cutoff's cell
+//! sum (d = 1, 3), collects every `log_kernel_sum` and `log_kernel_sum_cells` source they compiled
+//! (`GpuContext::shader_sources`), and counts, per pair,
 //! the slow lane-operations in the loop over the source tile: its body is one call of
 //! `accumulate`, which takes four sources. It fails if any path needs more than one.
 //!
@@ -18,8 +19,11 @@ mod common;
 
 use common::context;
 use frflow::engine::Engine;
+use frflow::engine::cells::{CellGrid, Cutoff};
 use frflow::engine::gpu::{GpuEngine, SinkhornLogSum};
-use frflow::model::{Divergence, Domain, Energy, ModelSpec, Points, QuadratureSpec, Reference, Space, Variant};
+use frflow::model::{
+    Divergence, Domain, Energy, Gaussian, ModelSpec, Points, QuadratureSpec, Reference, Space, Variant,
+};
 use frflow::particles::{Initial, Particles};
 use frflow::transport::Cost;
 use naga::{Block, Expression, Handle, MathFunction, Module, ScalarKind, Statement, TypeInner};
@@ -397,6 +401,15 @@ fn every_kernel_sum_path_needs_one_slow_op_per_pair() {
             // rates_at: the reference system's kernel sums at other points.
             let at = particles(space, 7, spread);
             engine.rates_at(&at.positions).unwrap();
+            // The cell sum on the same path: δ = 0.9 keeps the radius small enough for a grid
+            // even at the widest ε (accuracy is not the point here).
+            if d <= 4 {
+                let kernel = Gaussian::new(&space, eps, true, "epsilon").unwrap();
+                let x = particles(space, n, spread).positions;
+                let grid = CellGrid::new(&space, &x, Cutoff::radius(&kernel, 0.9)).expect("a grid");
+                frflow::engine::gpu::log_kernel_sum_cells(&ctx, &space, &kernel, &grid, 0.9, &x, &x, &vec![0.0; n])
+                    .unwrap();
+            }
         }
         // The Sinkhorn pass of W₂ (always fixed point).
         let x = particles(Space::new(d, Domain::Euclidean).unwrap(), 33, 1.0).positions;
@@ -425,11 +438,11 @@ fn every_kernel_sum_path_needs_one_slow_op_per_pair() {
 
     let mut seen: BTreeMap<String, (Ops, usize)> = BTreeMap::new();
     for (name, source) in ctx.shader_sources() {
-        if name != "log_kernel_sum" {
+        if name != "log_kernel_sum" && name != "log_kernel_sum_cells" {
             continue;
         }
         let (per_pair, rescale) = count(&source);
-        let p = path(&source);
+        let p = format!("{name} {}", path(&source));
         assert_eq!(rescale.slow, 1.0, "{p}: `rescale` should be one exp2, is {rescale:?}");
         assert!(per_pair.slow <= 1.0, "{p}: {} slow-unit ops per pair (allowed: 1)", per_pair.slow);
         // The exp2 of the pair itself cannot be missing: a count of 0 means the counter lost it.
@@ -440,14 +453,16 @@ fn every_kernel_sum_path_needs_one_slow_op_per_pair() {
     }
     // "other" is an upper bound: switches count their costliest case and index arithmetic counts
     // as if the driver's compiler did not unroll and fold it.
-    eprintln!("path                      slow/pair  other/pair  sources");
+    eprintln!("shader and path                            slow/pair  other/pair  sources");
     for (p, (ops, k)) in &seen {
-        eprintln!("{p:<25} {:>9.2} {:>11.2} {k:>8}", ops.slow, ops.other);
+        eprintln!("{p:<41} {:>9.2} {:>11.2} {k:>8}", ops.slow, ops.other);
     }
     for kind in ["euclidean-f32", "euclidean-fixed", "torus-f32", "torus-fixed", "torus-images", "torus-images-far"] {
-        for d in [1, 3, 8] {
-            let p = format!("{kind} d={d}");
-            assert!(seen.contains_key(&p), "no {p} kernel sum was compiled; seen: {:?}", seen.keys());
+        for (shader, dims) in [("log_kernel_sum", &[1, 3, 8][..]), ("log_kernel_sum_cells", &[1, 3][..])] {
+            for d in dims {
+                let p = format!("{shader} {kind} d={d}");
+                assert!(seen.contains_key(&p), "no {p} kernel sum was compiled; seen: {:?}", seen.keys());
+            }
         }
     }
 }

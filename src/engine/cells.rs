@@ -32,7 +32,8 @@ pub enum Cutoff {
     /// Every pair, always.
     None,
     /// Cells with the default tolerance where they save work and the engine has no cheaper
-    /// exact path (the CPU engine keeps the N×N matrix up to N = 16384).
+    /// exact path (the CPU engine keeps the N×N matrix up to N = 16384; the GPU engine sums all
+    /// pairs up to N = 2^16).
     Auto,
     /// Cells wherever they save work, dropping pairs with K < tolerance·K(0); a run stops when a
     /// relative truncation bound exceeds `max_error`.
@@ -79,6 +80,19 @@ impl Cutoff {
     pub fn radius(kernel: &Gaussian, tolerance: f64) -> f64 {
         kernel.width * (2.0 * (1.0 / tolerance).ln()).sqrt()
     }
+}
+
+/// The `kernel.cutoff` error of a relative truncation bound above `max_error`, as both engines
+/// report it.
+pub(crate) fn truncation_error(bound: f64, target: usize, step: u64, max_error: f64) -> Error {
+    Error::invalid(
+        "kernel.cutoff",
+        format!("a relative truncation bound of {bound:.3e} at target {target} in step {step}"),
+        format!(
+            "at most max_error = {max_error:e}: the target's cell neighbourhood holds little of the mass while \
+             far mass dominates; use a smaller tolerance, a larger max_error, or cutoff = \"none\""
+        ),
+    )
 }
 
 /// Sources sorted by cell: cell `c` holds `order[starts[c]..starts[c + 1]]`.
@@ -171,7 +185,7 @@ impl CellGrid {
     }
 
     /// The cell coordinates of x (wrapped on the torus; possibly outside the grid on R^d).
-    fn coords(&self, x: &[f64]) -> Vec<isize> {
+    pub(crate) fn coords(&self, x: &[f64]) -> Vec<isize> {
         (0..self.dim)
             .map(|k| {
                 let c = ((x[k] - self.origin[k]) / self.side[k]).floor() as isize;
@@ -186,6 +200,21 @@ impl CellGrid {
 
     fn linear(&self, c: &[isize]) -> usize {
         c.iter().zip(&self.counts).rev().fold(0, |acc, (ck, nk)| acc * nk + *ck as usize)
+    }
+
+    /// Cells per coordinate.
+    pub(crate) fn counts(&self) -> &[usize] {
+        &self.counts
+    }
+
+    /// Where each cell's sources start in [`CellGrid::order`], then the number of sources.
+    pub(crate) fn starts(&self) -> &[u32] {
+        &self.starts
+    }
+
+    /// The sources' indices, cell by cell.
+    pub(crate) fn order(&self) -> &[u32] {
+        &self.order
     }
 
     /// How many (target, source) pairs a cell sum over `targets` evaluates.
@@ -226,10 +255,36 @@ impl CellGrid {
     }
 }
 
+/// log Σ_{s in c} exp(log_coeffs\[s\]) for every cell c of `grid` (−∞ for an empty one): computed
+/// once per sum, so that a target's neighbourhood mass costs 3^d merges rather than an
+/// exponential per pair (the CPU twin of cell_mass.wgsl).
+pub fn cell_mass(grid: &CellGrid, log_coeffs: &[f64]) -> Vec<f64> {
+    (0..grid.starts.len() - 1)
+        .into_par_iter()
+        .map(|c| log_sum_merge(grid.cell(c).iter().map(|j| (log_coeffs[*j as usize], 1.0))))
+        .collect()
+}
+
+/// A target's relative truncation bound δ·K(0)·(total − near)/value from the logs of the total
+/// mass, its neighbourhood's mass and its sum, with `log_drop` = log(δ·K(0)): 0 when no mass is
+/// outside, ∞ when the sum is empty (the CPU twin of cell_bound.wgsl, which takes the largest).
+pub fn cell_bound(log_drop: f64, total: f64, near: f64, value: f64) -> f64 {
+    // log(total − near), computed without cancellation.
+    let far = if near >= total { f64::NEG_INFINITY } else { total + (-(near - total).exp()).ln_1p() };
+    if far == f64::NEG_INFINITY {
+        0.0
+    } else if value == f64::NEG_INFINITY {
+        f64::INFINITY
+    } else {
+        (log_drop + far - value).exp()
+    }
+}
+
 /// log Σ_{s near t} exp(log_coeffs\[s\]) K(t, y_s) for every target t, over the sources within the
 /// 3^d cells of `grid` (built on `sources` for the kernel's cutoff radius at `tolerance`), and
 /// each target's relative truncation bound (see the module's documentation): the cutoff twin of
-/// [`super::cpu::log_kernel_sum`].
+/// [`super::cpu::log_kernel_sum`], and the CPU twin of log_kernel_sum_cells.wgsl (with
+/// [`cell_mass`] and [`cell_bound`]).
 pub fn log_kernel_sum_cells(
     space: &Space,
     kernel: &Gaussian,
@@ -241,16 +296,8 @@ pub fn log_kernel_sum_cells(
 ) -> (Vec<f64>, Vec<f64>) {
     let exponent = KernelExponent::new(space, kernel);
     let d = space.dim;
-    // Each cell's mass log Σ exp(c_s) once per call, so that a target's neighbourhood mass costs
-    // 3^d merges rather than an exponential per pair.
-    let cell_mass: Vec<(f64, f64)> = (0..grid.starts.len() - 1)
-        .into_par_iter()
-        .map(|c| {
-            let cs = grid.cell(c).iter().map(|j| log_coeffs[*j as usize]);
-            (log_sum_merge(cs.map(|v| (v, 1.0))), 1.0)
-        })
-        .collect();
-    let total = log_sum_merge(cell_mass.iter().copied());
+    let cell_mass = cell_mass(grid, log_coeffs);
+    let total = log_sum_merge(cell_mass.iter().map(|m| (*m, 1.0)));
     let log_drop = kernel.log_norm + tolerance.ln();
     targets
         .par_chunks_exact(d)
@@ -272,20 +319,11 @@ pub fn log_kernel_sum_cells(
                     if shift > f64::NEG_INFINITY {
                         partials.push((shift, e.iter().map(|x| (x - shift).exp()).sum::<f64>()));
                     }
-                    near.push(cell_mass[c]);
+                    near.push((cell_mass[c], 1.0));
                 });
                 let value = log_sum_merge(partials.iter().copied()) + exponent.log_norm;
                 let near = log_sum_merge(near.iter().copied());
-                // log(total − near), computed without cancellation; no mass outside: no bound.
-                let far = if near >= total { f64::NEG_INFINITY } else { total + (-(near - total).exp()).ln_1p() };
-                let bound = if far == f64::NEG_INFINITY {
-                    0.0
-                } else if value == f64::NEG_INFINITY {
-                    f64::INFINITY
-                } else {
-                    (log_drop + far - value).exp()
-                };
-                (value, bound)
+                (value, cell_bound(log_drop, total, near, value))
             },
         )
         .unzip()

@@ -518,15 +518,7 @@ impl CpuEngine {
             if bound <= cells.max_error && !bound.is_nan() {
                 continue;
             }
-            return Err(Error::invalid(
-                "kernel.cutoff",
-                format!("a relative truncation bound of {bound:.3e} at target {target} in step {}", self.state.step),
-                format!(
-                    "at most max_error = {:e}: the target's cell neighbourhood holds little of the mass while \
-                     far mass dominates; use a smaller tolerance, a larger max_error, or cutoff = \"none\"",
-                    cells.max_error
-                ),
-            ));
+            return Err(super::cells::truncation_error(bound, target, self.state.step, cells.max_error));
         }
         Ok(largest)
     }

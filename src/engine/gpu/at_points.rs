@@ -4,8 +4,10 @@
 //! evaluation of the current state left on the device (the particles with log w, C's second-pass
 //! sources, D's node sources, the network's residuals, the NPMLE's coefficients), then the same
 //! `energy_accumulate` shader and `divergence_derivative` function as at the particles give g(x),
-//! in `rates_at`, which subtracts the evaluation's mean Σ w g / Σ w. So a large interacting system can drive a
-//! small reference system (SPEC §4) with no readback but the T rates.
+//! in `rates_at`, which subtracts the evaluation's mean Σ w g / Σ w. So a large interacting system
+//! can drive a small reference system (SPEC §4) with no readback but the T rates. With a cutoff
+//! the ε-kernel's sums at the points use the evaluation's cell grids, and a truncation bound above
+//! max_error is the evaluation's `kernel.cutoff` error.
 //!
 //! On R^d in fixed point a layout only covers a box; points outside it would overflow the integer
 //! differences, so the engine is rebuilt once with the box grown to hold them (the state is kept).
@@ -26,6 +28,8 @@ pub(super) struct AtPoints {
     host: Vec<super::energies::HostAt>,
     rates: wgpu::Buffer,
     staging: wgpu::Buffer,
+    /// The passes' own control block (a cutoff's bound may halt them).
+    control: wgpu::Buffer,
 }
 
 impl GpuEngine {
@@ -79,10 +83,15 @@ impl GpuEngine {
         }
         let at = self.at_points.as_ref().expect("just recorded");
         let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        self.ctx.queue.write_buffer(&at.control, 0, bytemuck::cast_slice(&control::fresh()));
         submit(&self.ctx, &at.passes);
         let data = build::read_bytes(&self.ctx, &at.rates, &at.staging, (t * 4) as u64)?;
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("rates at {t} points: {e}")));
+        }
+        if self.cells.is_some() || self.energies.has_cells() {
+            let c = build::read_f32(&self.ctx, &at.control, control::LEN)?;
+            self.check_cutoff(&c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>())?;
         }
         let a: Vec<f32> = bytemuck::pod_collect_to_vec(&data);
         Ok(a.into_iter().map(f64::from).collect())
@@ -171,18 +180,38 @@ impl GpuEngine {
         if m.has_divergence() {
             let eps = &self.eps;
             let pts = b.init("at_points", bytemuck::cast_slice(&eps.pack(&points)));
+            // By cells where the evaluation's sums are (see `EngineCells::at`).
+            let cut = match &self.cells {
+                Some(c) => Some(c.at(&b, eps, &points, &fixed.nodes)?),
+                None => None,
+            };
+            let truncation = b.zeros("at_truncation", 16);
+            let eps_sum = |targets: &wgpu::Buffer,
+                           nt: usize,
+                           sources: &wgpu::Buffer,
+                           ns: usize,
+                           out: &wgpu::Buffer,
+                           from_nodes: bool,
+                           slot: u32| match &cut {
+                Some((from_particles, from_node_sources)) => {
+                    let sum =
+                        if from_nodes { from_node_sources.as_ref().expect("D's node grid") } else { from_particles };
+                    sum.passes(&b, header, targets, sources, out, &ctl, &truncation, slot)
+                }
+                None => b.kernel_sum(eps, targets, nt, sources, ns, out, &ctl),
+            };
             match m.variant {
                 Variant::Measure | Variant::MeasureTarget => {
-                    passes.extend(b.kernel_sum(eps, &pts, t, &bufs.src, n, &logs, &ctl)?);
+                    passes.extend(eps_sum(&pts, t, &bufs.src, n, &logs, false, 0)?);
                 }
                 Variant::Blob => {
-                    passes.extend(b.kernel_sum(eps, &pts, t, &bufs.src, n, &logs, &ctl)?);
-                    passes.extend(b.kernel_sum(eps, &pts, t, &bufs.src2, n, &logs2, &ctl)?);
+                    passes.extend(eps_sum(&pts, t, &bufs.src, n, &logs, false, 0)?);
+                    passes.extend(eps_sum(&pts, t, &bufs.src2, n, &logs2, false, 1)?);
                 }
                 Variant::Smoothed | Variant::SmoothedTarget => {
                     let nodes = b.init("at_nodes", bytemuck::cast_slice(&eps.pack(&fixed.nodes)));
-                    passes.extend(b.kernel_sum(eps, &nodes, t * q, &bufs.src, n, &node_logs, &ctl)?);
-                    passes.extend(b.kernel_sum(eps, &pts, t, &bufs.node_src, n * q, &logs2, &ctl)?);
+                    passes.extend(eps_sum(&nodes, t * q, &bufs.src, n, &node_logs, false, 0)?);
+                    passes.extend(eps_sum(&pts, t, &bufs.node_src, n * q, &logs2, true, 1)?);
                 }
                 Variant::Exact => unreachable!("refused by rates_at"),
             }
@@ -217,7 +246,7 @@ impl GpuEngine {
             ],
             b.elements(t),
         )?);
-        Ok(AtPoints { points, passes, host, rates, staging: staging(&self.ctx, "at_staging", t * 4) })
+        Ok(AtPoints { points, passes, host, rates, staging: staging(&self.ctx, "at_staging", t * 4), control: ctl })
     }
 
     /// δF/δm at the particles and F(μᴺ) of the current weights (see `GpuEngine::energy_derivative`).

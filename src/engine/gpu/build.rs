@@ -49,7 +49,7 @@ impl KernelSpace {
         packed
     }
 
-    fn params(&self, nt: usize, ns: usize, split: Option<Split>) -> KernelParams {
+    pub fn params(&self, nt: usize, ns: usize, split: Option<Split>) -> KernelParams {
         let (chunk_len, target_groups) = split.map_or((0, 0), |s| (s.chunk_len as u32, s.target_groups as u32));
         KernelParams::new(&self.kernel, &self.layout, nt, ns, chunk_len, target_groups)
     }

@@ -86,7 +86,11 @@ impl GpuEngine {
             let continues = self.chain.as_ref().is_some_and(|c| c.request == request && c.can_continue());
             if !continues {
                 self.settle()?;
-                let speculative = self.options.run_ahead && !host && self.clean && self.last_request == Some(request);
+                // With cutoff kernels `evaluate` reads the truncation bounds from the device after
+                // the loop, which must then hold the host's state: no running ahead.
+                let cutoff = self.cells.is_some() || self.energies.has_cells();
+                let speculative =
+                    self.options.run_ahead && !host && !cutoff && self.clean && self.last_request == Some(request);
                 if !self.start_chain(request, speculative)? {
                     break;
                 }
@@ -381,6 +385,10 @@ impl GpuEngine {
             control::ERR_RATE => {
                 self.cache = Cache::Stale;
                 Err(Error::NonFinite { step: self.step, particle, quantity: "rate", value })
+            }
+            control::ERR_CUTOFF => {
+                self.cache = Cache::Stale;
+                self.check_cutoff(&c).map(|()| taken)
             }
             _ => {
                 self.cache = Cache::Current(s);

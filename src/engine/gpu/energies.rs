@@ -14,9 +14,12 @@
 //! each followed by `energy_accumulate`. Kernel terms have their own width, so each packs the
 //! particles (and its data) in its own scaled layout; `pack_coefficients` refreshes the log-weights
 //! in that copy. The MMD's constant (1/M²) Σ_kl k(Y_k, Y_l) is an M × M pass at construction,
-//! summed on the host in f64.
+//! summed on the host in f64. With a cutoff, the interaction's and the MMD's N ← N and T ← N sums
+//! are cell sums on a grid for their own width (see the `cells` module), as on the CPU.
 
 use super::build::{Builder, KernelSpace, Pass, Split, read_f32, split, submit};
+use super::cells::{KernelCells, largest};
+use super::context::GpuContext;
 use super::host::{AccumulateParams, Counts, DataParams, NetParams, pack_inputs, pack_neurons};
 use super::kernels::{self, Header, KERNEL_WG};
 use crate::engine::pairwise_sum;
@@ -44,10 +47,13 @@ enum Term {
         /// The particles packed for this kernel; the coefficient slot holds log w.
         src: wgpu::Buffer,
         strength: f64,
+        /// The cell sums and their truncation slot, where the cutoff uses cells.
+        cells: Option<(KernelCells, u32)>,
     },
     Mmd {
         ks: KernelSpace,
         src: wgpu::Buffer,
+        cells: Option<(KernelCells, u32)>,
         /// The sample packed with coefficient −log M.
         sample: wgpu::Buffer,
         m: usize,
@@ -114,6 +120,9 @@ pub(crate) struct Energies {
     l2: wgpu::Buffer,
     /// Zeros per particle (a host term's share of F is added on the host).
     zeros: wgpu::Buffer,
+    /// (bound bits, target) per term with cell sums.
+    truncation: wgpu::Buffer,
+    slots: usize,
 }
 
 impl Energies {
@@ -133,6 +142,12 @@ impl Energies {
         let (mut m_data, mut f_const) = (0, 0.0);
         let mut fixed_passes = Vec::new();
         let mut cnn_out = Vec::new();
+        let mut slots = 0;
+        let mut cells = |ks: &KernelSpace| -> Result<Option<(KernelCells, u32)>> {
+            let c = KernelCells::new(b, ks, model.cutoff, space, positions)?.map(|c| (c, slots as u32));
+            slots += usize::from(c.is_some());
+            Ok(c)
+        };
         for e in &model.energy {
             match e {
                 Energy::Potential(_) => {}
@@ -140,7 +155,8 @@ impl Energies {
                     let k = Gaussian::new(space, *width, false, "interaction.width")?;
                     let ks = KernelSpace::new(space, k, &[positions, extra], header);
                     let src = b.init("interaction_src", bytemuck::cast_slice(&ks.pack(positions)));
-                    terms.push(Term::Interaction { ks, src, strength: *strength });
+                    let cells = cells(&ks)?;
+                    terms.push(Term::Interaction { ks, src, strength: *strength, cells });
                 }
                 Energy::Mmd { width, sample } => {
                     let k = Gaussian::new(space, *width, false, "mmd.width")?;
@@ -159,7 +175,8 @@ impl Energies {
                     let cnn = b.zeros("mmd_cnn", m * 4);
                     fixed_passes.extend(b.kernel_sum(&ks, &sample_buf, m, &sample_buf, m, &cnn, control)?);
                     cnn_out.push((cnn, m));
-                    terms.push(Term::Mmd { ks, src, sample: sample_buf, m, nu });
+                    let cells = cells(&ks)?;
+                    terms.push(Term::Mmd { ks, src, cells, sample: sample_buf, m, nu });
                 }
                 Energy::TwoLayerNet { inputs, targets, penalty } => {
                     let m = inputs.len();
@@ -228,8 +245,27 @@ impl Energies {
         let data_f = b.zeros("data_f", m_data * 4);
         let l1 = b.zeros("energy_l1", n * 4);
         let l2 = b.zeros("energy_l2", n * 4);
+        let truncation = b.zeros("energy_truncation", slots * 8);
         let zeros = b.zeros("energy_zeros", n * 4);
-        Ok(Energies { terms, data_f, m_data, f_const, l1, l2, zeros })
+        Ok(Energies { terms, data_f, m_data, f_const, l1, l2, zeros, truncation, slots })
+    }
+
+    /// Whether any term sums by cells.
+    pub fn has_cells(&self) -> bool {
+        self.slots > 0
+    }
+
+    /// The largest truncation bound of the last evaluation's cell sums (0 without any).
+    pub fn largest_bound(&self, ctx: &GpuContext) -> Result<f64> {
+        if self.slots == 0 { Ok(0.0) } else { largest(ctx, &self.truncation, self.slots) }
+    }
+
+    /// The first kernel term's grid, where it has one.
+    pub fn first_grid(&self) -> Option<&crate::engine::cells::CellGrid> {
+        self.terms.iter().find_map(|t| match t {
+            Term::Interaction { cells: Some((c, _)), .. } | Term::Mmd { cells: Some((c, _)), .. } => Some(&c.grid),
+            _ => None,
+        })
     }
 
     /// The names of the terms the host evaluates at every evaluation (the user's whole terms).
@@ -295,20 +331,27 @@ impl Energies {
             };
             // Σ_j w_j k(X_i, X_j) into l1: the current weights into the term's packed copy of
             // the particles, then its kernel sum (interaction and MMD share this part).
-            let weighted_sum = |out: &mut Vec<Pass>, ks: &KernelSpace, src: &wgpu::Buffer| -> Result<()> {
+            let weighted_sum = |out: &mut Vec<Pass>,
+                                ks: &KernelSpace,
+                                src: &wgpu::Buffer,
+                                cells: &Option<(KernelCells, u32)>|
+             -> Result<()> {
                 let pack =
                     b.pass(&kernels::PACK_COEFFICIENTS, &ks.header, &n_params, &[lw, src, control], b.elements(n))?;
                 out.push(pack);
-                out.extend(b.kernel_sum(ks, src, n, src, n, l1, control)?);
+                out.extend(match cells {
+                    Some((c, slot)) => c.sum.passes(b, &ks.header, src, src, l1, control, &self.truncation, *slot)?,
+                    None => b.kernel_sum(ks, src, n, src, n, l1, control)?,
+                });
                 Ok(())
             };
             match term {
-                Term::Interaction { ks, src, strength } => {
-                    weighted_sum(&mut out, ks, src)?;
+                Term::Interaction { ks, src, strength, cells } => {
+                    weighted_sum(&mut out, ks, src, cells)?;
                     out.push(acc(INTERACTION, *strength, l1)?);
                 }
-                Term::Mmd { ks, src, nu, .. } => {
-                    weighted_sum(&mut out, ks, src)?;
+                Term::Mmd { ks, src, nu, cells, .. } => {
+                    weighted_sum(&mut out, ks, src, cells)?;
                     out.push(acc(MMD, 1.0, nu)?);
                 }
                 Term::Network { neurons, inputs, y, resid, partials, split, m, penalty, offset } => {
@@ -412,6 +455,14 @@ impl Energies {
         let l1 = b.zeros("at_l1", t * 4);
         let l2 = b.zeros("at_l2", t * 4);
         let zeros = b.zeros("at_zeros", t * 4);
+        // The cell sums' bounds at the points: the control block carries one above max_error.
+        let truncation = b.zeros("at_energy_truncation", 8);
+        // Σ_j w_j k(x_t, X_j) into l1, by cells where the evaluation's sum uses them.
+        let weighted_sum =
+            |ks: &KernelSpace, tp: &wgpu::Buffer, src: &wgpu::Buffer, cells: &Option<(KernelCells, u32)>| match cells {
+                Some((c, _)) => c.at(b, ks, points)?.passes(b, &ks.header, tp, src, &l1, control, &truncation, 0),
+                None => b.kernel_sum(ks, tp, t, src, n, &l1, control),
+            };
         let mut out = Vec::new();
         let mut host = Vec::new();
         for (idx, term) in self.terms.iter().enumerate() {
@@ -419,14 +470,14 @@ impl Energies {
                 accumulate(b, header, t, idx == 0, kind, strength, [fixed, &l1, &l2, energy, control])
             };
             match term {
-                Term::Interaction { ks, src, strength } => {
+                Term::Interaction { ks, src, strength, cells } => {
                     let tp = b.init("at_points", bytemuck::cast_slice(&ks.pack(points)));
-                    out.extend(b.kernel_sum(ks, &tp, t, src, n, &l1, control)?);
+                    out.extend(weighted_sum(ks, &tp, src, cells)?);
                     out.push(acc(INTERACTION, *strength)?);
                 }
-                Term::Mmd { ks, src, sample, m, .. } => {
+                Term::Mmd { ks, src, sample, m, cells, .. } => {
                     let tp = b.init("at_points", bytemuck::cast_slice(&ks.pack(points)));
-                    out.extend(b.kernel_sum(ks, &tp, t, src, n, &l1, control)?);
+                    out.extend(weighted_sum(ks, &tp, src, cells)?);
                     out.extend(b.kernel_sum(ks, &tp, t, sample, *m, &l2, control)?);
                     out.push(acc(MMD, 1.0)?);
                 }

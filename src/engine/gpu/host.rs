@@ -44,6 +44,7 @@ pub(crate) mod control {
     pub const RUNNING: u32 = 0;
     pub const ERR_POSITIVITY: u32 = 2;
     pub const ERR_RATE: u32 = 3;
+    pub const ERR_CUTOFF: u32 = 5;
     // DONE (1) and ERR_LOG_WEIGHT (4) need no host handling: the first ends a loop normally, the
     // second is recognised by the BAD_LOG_WEIGHT word.
 
@@ -55,7 +56,7 @@ pub(crate) mod control {
     }
 }
 
-/// The kernel sum's parameters (mirrors `KernelParams` in log_kernel_sum.wgsl).
+/// The kernel sums' parameters (mirrors `KernelParams` in kernel_params.wgsl).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct KernelParams {
@@ -71,9 +72,20 @@ pub(crate) struct KernelParams {
     /// Scaled length of one tile unit (see [`Layout::tile_units`]).
     pub unit: f32,
     pub unit2: f32,
-    /// 1.5·2^23 (see `exp2_fma` in log_kernel_sum.wgsl).
+    /// 1.5·2^23 (see `exp2_fma` in kernel_pair.wgsl).
     pub rounder: f32,
-    pub pad: [f32; 3],
+    /// Cell sums only (see log_kernel_sum_cells.wgsl; zero otherwise): log₂ δ.
+    pub log2_tolerance: f32,
+    /// The largest truncation bound before the device loop halts.
+    pub max_error: f32,
+    pub n_cells: u32,
+    /// Blocks of at most one workgroup's targets in one cell.
+    pub n_blocks: u32,
+    /// The slot of the truncation buffer this sum's bound goes to.
+    pub slot: u32,
+    pub pad: [u32; 2],
+    /// Cells per coordinate (1 beyond d).
+    pub counts: [u32; 4],
 }
 
 impl KernelParams {
@@ -90,7 +102,13 @@ impl KernelParams {
             unit: unit as f32,
             unit2: (unit * unit) as f32,
             rounder: 12582912.0,
-            pad: [0.0; 3],
+            log2_tolerance: 0.0,
+            max_error: 0.0,
+            n_cells: 0,
+            n_blocks: 0,
+            slot: 0,
+            pad: [0; 2],
+            counts: [1; 4],
         }
     }
 }
@@ -263,7 +281,7 @@ impl Layout {
 
     /// The kernel shader's tile units: (torus side in them, 0 on R^d; their scaled length). f32
     /// coordinates are staged as they are (unit 1); fixed point is staged as whole multiples of
-    /// 2^16 steps plus a fraction (see log_kernel_sum.wgsl), so the unit is 2^16 steps and the
+    /// 2^16 steps plus a fraction (see kernel_pair.wgsl), so the unit is 2^16 steps and the
     /// torus, 2^32 steps around, is 2^16 units.
     pub fn tile_units(&self) -> (f64, f64) {
         let side = self.side.map_or(0.0, |l| l * self.scale);

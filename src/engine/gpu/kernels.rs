@@ -45,9 +45,41 @@ pub(crate) const REDUCE_GROUPS: u32 = 256;
 
 pub(crate) const LOG_KERNEL_SUM: Shader = Shader {
     name: "log_kernel_sum",
-    source: include_str!("../../../shaders/log_kernel_sum.wgsl"),
+    source: concat!(
+        include_str!("../../../shaders/kernel_params.wgsl"),
+        include_str!("../../../shaders/kernel_pair.wgsl"),
+        include_str!("../../../shaders/log_kernel_sum.wgsl")
+    ),
     workgroup: KERNEL_WG,
     binds: &[U, R, R, W, R],
+};
+pub(crate) const LOG_KERNEL_SUM_CELLS: Shader = Shader {
+    name: "log_kernel_sum_cells",
+    source: concat!(
+        include_str!("../../../shaders/kernel_params.wgsl"),
+        include_str!("../../../shaders/kernel_pair.wgsl"),
+        include_str!("../../../shaders/log_kernel_sum_cells.wgsl")
+    ),
+    workgroup: KERNEL_WG,
+    binds: &[U, R, R, W, R, R, R, R, W],
+};
+pub(crate) const CELL_MASS: Shader = Shader {
+    name: "cell_mass",
+    source: concat!(
+        include_str!("../../../shaders/kernel_params.wgsl"),
+        include_str!("../../../shaders/cell_mass.wgsl")
+    ),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, R, W, R],
+};
+pub(crate) const CELL_BOUND: Shader = Shader {
+    name: "cell_bound",
+    source: concat!(
+        include_str!("../../../shaders/kernel_params.wgsl"),
+        include_str!("../../../shaders/cell_bound.wgsl")
+    ),
+    workgroup: ELEMENT_WG,
+    binds: &[U, R, R, W, W],
 };
 pub(crate) const MINIMAL_KERNEL_SUM: Shader = Shader {
     name: "minimal_kernel_sum",
@@ -175,8 +207,11 @@ pub(crate) const NET_BACKWARD: Shader = Shader {
 };
 
 /// Every shader, for the checks that cover them all.
-pub(crate) const ALL: [&Shader; 20] = [
+pub(crate) const ALL: [&Shader; 23] = [
     &LOG_KERNEL_SUM,
+    &LOG_KERNEL_SUM_CELLS,
+    &CELL_MASS,
+    &CELL_BOUND,
     &MINIMAL_KERNEL_SUM,
     &BLOB_COEFFICIENTS,
     &NODE_COEFFICIENTS,
@@ -440,7 +475,7 @@ mod tests {
     fn host_uniform_sizes(name: &str) -> Vec<usize> {
         use std::mem::size_of;
         match name {
-            "log_kernel_sum" => vec![size_of::<KernelParams>()],
+            "log_kernel_sum" | "log_kernel_sum_cells" | "cell_mass" | "cell_bound" => vec![size_of::<KernelParams>()],
             "minimal_kernel_sum" => vec![size_of::<[u32; 4]>()],
             "summarise" => vec![size_of::<DivParams>(), size_of::<Counts>()],
             "rates_at" => vec![size_of::<DivParams>()],

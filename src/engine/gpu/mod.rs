@@ -41,7 +41,10 @@
 //! it at the final time, checks finiteness and positivity, and halts the device loop on failure),
 //! then comes `euler_update`, or `exponential_update` + `normalise`: a variant-A or B Euler step
 //! with a potential is four dispatches (`log_kernel_sum`, `summarise`, `summarise_final`,
-//! `euler_update`). Every pass of the loop reads the halt
+//! `euler_update`). With a cutoff (see the `cells` module) each `log_kernel_sum` pass of the
+//! ε-kernel is `cell_mass`, `log_kernel_sum_cells` and `cell_bound` instead: the 3^d neighbour
+//! cells of every target only, and the largest truncation bound, which halts the loop above
+//! `max_error` (a split A/B sum's merge then stays its own pass). Every pass of the loop reads the halt
 //! word, so once a step fails or the final time is reached the remaining encoded steps do
 //! nothing and the weights stay those after the last good step; the host reads the control block
 //! once per [`GpuOptions::steps_per_readback`] steps and turns it into the CPU engine's errors, with the
@@ -55,6 +58,7 @@
 
 mod at_points;
 mod build;
+mod cells;
 mod chain;
 pub mod context;
 mod energies;
@@ -63,6 +67,7 @@ mod kernels;
 mod sinkhorn;
 mod standalone;
 
+pub use cells::log_kernel_sum_cells;
 pub use context::{AdapterReport, DEVICE_ENV, GpuContext, hardware_adapter_available, list_adapters};
 pub use sinkhorn::{SinkhornLogSum, sinkhorn_log_sum};
 pub use standalone::{
@@ -184,6 +189,8 @@ pub struct GpuEngine {
     clean: bool,
     /// F(μᴺ) of the user's whole terms at the current evaluation (computed on the host).
     host_f: f64,
+    /// The ε-kernel's cell sums, where the cutoff uses them.
+    cells: Option<cells::EngineCells>,
 }
 
 /// Size of the small readback: stats then control.
@@ -211,14 +218,6 @@ impl GpuEngine {
         super::check_problem(&model, &particles)?;
         context.check_lost()?;
         context.check_limits_for(&model, particles.len())?;
-        if matches!(model.cutoff, crate::engine::cells::Cutoff::Tolerance { .. }) {
-            return Err(Error::invalid(
-                "kernel.cutoff",
-                "a tolerance",
-                "\"none\" or \"auto\" on the GPU engine, which sums all pairs (its cutoff kernels are not \
-                 written yet; the CPU engine has them)",
-            ));
-        }
         let ctx = context;
         let (n, d) = (particles.len(), model.space.dim);
         let p = kernels::packed_len(d);
@@ -305,17 +304,48 @@ impl GpuEngine {
         let elements = b.elements(n);
         let ctl = &bufs.control;
 
+        // The ε-kernel's sums (A, B: one; C, D, D′: two) by cells where the cutoff asks for
+        // them (and so does `rates_at`; the energies' kernels have their own).
+        let slots = match model.variant {
+            Variant::Measure | Variant::MeasureTarget if has_div => 1,
+            Variant::Blob | Variant::Smoothed | Variant::SmoothedTarget if has_div => 2,
+            _ => 0,
+        };
+        let cell_nodes: &[f64] = if quad { &fixed.nodes } else { &[] };
+        let cells =
+            cells::EngineCells::new(&b, &eps, model.cutoff, &model.space, &particles.positions, cell_nodes, slots)?;
+        // One ε-kernel sum (the `slot`-th of the evaluation); `from_nodes`: the sources are the
+        // quadrature nodes.
+        let eps_sum = |targets: &wgpu::Buffer,
+                       nt: usize,
+                       sources: &wgpu::Buffer,
+                       ns: usize,
+                       out: &wgpu::Buffer,
+                       from_nodes: bool,
+                       slot: u32| match &cells {
+            Some(c) => {
+                let sum =
+                    if from_nodes { c.from_nodes.as_ref().expect("built with the nodes") } else { &c.from_particles };
+                sum.passes(&b, &header, targets, sources, out, ctl, &c.truncation, slot)
+            }
+            None => b.kernel_sum(&eps, targets, nt, sources, ns, out, ctl),
+        };
+        let pair_sum = |src: &wgpu::Buffer, out: &wgpu::Buffer, slot: u32| eps_sum(src, n, src, n, out, false, slot);
         let mut eval = energies.passes(&b, &header, n, &bufs.lw, &fixed_buf, &bufs.energy, ctl)?;
         if has_div {
             match model.variant {
                 Variant::Measure | Variant::MeasureTarget => {
-                    // `summarise` merges a split sum's chunks itself: one dispatch fewer.
-                    let (pass, out, chunks) = b.kernel_sum_unmerged(&eps, &bufs.src, n, &bufs.src, n, ctl)?;
-                    eval.push(pass);
-                    (logs, logs_chunks) = (out, chunks);
+                    if cells.is_some() {
+                        eval.extend(pair_sum(&bufs.src, &logs, 0)?);
+                    } else {
+                        // `summarise` merges a split sum's chunks itself: one dispatch fewer.
+                        let (pass, out, chunks) = b.kernel_sum_unmerged(&eps, &bufs.src, n, &bufs.src, n, ctl)?;
+                        eval.push(pass);
+                        (logs, logs_chunks) = (out, chunks);
+                    }
                 }
                 Variant::Blob => {
-                    eval.extend(b.kernel_sum(&eps, &bufs.src, n, &bufs.src, n, &logs, ctl)?);
+                    eval.extend(pair_sum(&bufs.src, &logs, 0)?);
                     eval.push(b.pass(
                         &kernels::BLOB_COEFFICIENTS,
                         &header,
@@ -323,10 +353,10 @@ impl GpuEngine {
                         &[&bufs.lw, &logs, &fixed_buf, &pos, &bufs.src2, ctl],
                         elements,
                     )?);
-                    eval.extend(b.kernel_sum(&eps, &bufs.src2, n, &bufs.src2, n, &logs2, ctl)?);
+                    eval.extend(pair_sum(&bufs.src2, &logs2, 1)?);
                 }
                 Variant::Smoothed | Variant::SmoothedTarget => {
-                    eval.extend(b.kernel_sum(&eps, &nodes, nq, &bufs.src, n, &node_logs, ctl)?);
+                    eval.extend(eps_sum(&nodes, nq, &bufs.src, n, &node_logs, false, 0)?);
                     eval.push(b.pass(
                         &kernels::NODE_COEFFICIENTS,
                         &header,
@@ -334,7 +364,7 @@ impl GpuEngine {
                         &[&bufs.lw, &node_logs, &node_ref, &bufs.quad, &nodes, &bufs.node_src, ctl],
                         b.elements(nq),
                     )?);
-                    eval.extend(b.kernel_sum(&eps, &pos, n, &bufs.node_src, nq, &logs2, ctl)?);
+                    eval.extend(eps_sum(&pos, n, &bufs.node_src, nq, &logs2, true, 1)?);
                 }
                 Variant::Exact => {}
             }
@@ -438,6 +468,7 @@ impl GpuEngine {
             last_request: None,
             clean: false,
             host_f: 0.0,
+            cells,
         })
     }
 
@@ -585,12 +616,18 @@ impl GpuEngine {
             build::record(&mut cpass, &self.eval);
             build::record(&mut cpass, std::slice::from_ref(&self.eval_final));
         }
-        let (s, _) = self.finish_small(encoder)?;
+        let (s, c) = self.finish_small(encoder)?;
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("evaluating: {e}")));
         }
+        self.check_cutoff(&c)?;
         self.cache = Cache::Current(s.clone());
         Ok(s)
+    }
+
+    /// The `kernel.cutoff` error if the device halted on a truncation bound above max_error.
+    fn check_cutoff(&self, c: &[u32]) -> Result<()> {
+        cells::check_halt(c, self.model.cutoff, self.step)
     }
 
     /// Error::NonFinite if the evaluation found a non-finite rate (as the CPU engine reports it).
@@ -697,10 +734,22 @@ impl Engine for GpuEngine {
         self.n
     }
 
+    fn cutoff_fraction(&self) -> Option<f64> {
+        // The ε-kernel's grid, else the first energy kernel's, as on the CPU.
+        let grid = self.cells.as_ref().map(|c| &c.grid).or_else(|| self.energies.first_grid())?;
+        let pos = &self.particles.positions;
+        Some(grid.pairs(pos) as f64 / (self.n as f64).powi(2))
+    }
+
     fn evaluate(&mut self) -> Result<Diagnostics> {
         let s = self.evaluated()?;
         self.check_rates(&s)?;
-        Ok(self.diagnostics(&s))
+        let mut d = self.diagnostics(&s);
+        if let Some(cells) = &self.cells {
+            d.truncation_bound = cells.largest(&self.ctx)?;
+        }
+        d.truncation_bound = d.truncation_bound.max(self.energies.largest_bound(&self.ctx)?);
+        Ok(d)
     }
 
     fn rates(&mut self) -> Result<Vec<f64>> {
