@@ -30,23 +30,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-create_exception!(_frflow, FrflowError, PyValueError, "Base class of every error frflow raises (a ValueError).");
+create_exception!(frflow, FrflowError, PyValueError, "Base class of every error frflow raises (a ValueError).");
 create_exception!(
-    _frflow,
+    frflow,
     InvalidValueError,
     FrflowError,
     "A value outside what the method allows; `field`, `value` and `allowed` say which and what would do."
 );
-create_exception!(_frflow, ConfigError, FrflowError, "TOML text that does not parse, or has unknown keys.");
-create_exception!(_frflow, DataError, FrflowError, "A data file that is missing, unreadable or of the wrong shape.");
+create_exception!(frflow, ConfigError, FrflowError, "TOML text that does not parse, or has unknown keys.");
+create_exception!(frflow, DataError, FrflowError, "A data file that is missing, unreadable or of the wrong shape.");
 create_exception!(
-    _frflow,
+    frflow,
     NumericalError,
     FrflowError,
     "A step that would make a weight non-positive, or a rate, weight or diagnostic that is not finite."
 );
-create_exception!(_frflow, GpuError, FrflowError, "No GPU adapter could be opened or used, or the problem does not fit.");
-create_exception!(_frflow, FileError, FrflowError, "Reading or writing a file (or an output directory) failed.");
+create_exception!(frflow, GpuError, FrflowError, "No GPU adapter could be opened or used, or the problem does not fit.");
+create_exception!(frflow, FileError, FrflowError, "Reading or writing a file (or an output directory) failed.");
 
 /// The Python exception of an frflow error: the same message, and the error's fields as attributes.
 fn to_py(e: Error) -> PyErr {
@@ -177,9 +177,12 @@ impl ProblemCore {
                 .map_err(|e| invalid("problem", e, "keywords with TOML values (no None)"))?;
             ::toml::to_string(&value).map_err(|e| invalid("problem", e, "keywords with TOML values"))?
         };
-        let config = Config::from_str(&text, origin).map_err(to_py)?;
-        let has_time = toml
-            && (config.time.steps.is_some() || config.time.final_time.is_some() || config.time.tolerance.is_some());
+        let mut config = Config::from_str(&text, origin).map_err(to_py)?;
+        let has_time = config.time.steps.is_some() || config.time.final_time.is_some() || config.time.tolerance.is_some();
+        if !has_time {
+            // `run` then needs steps, final_time or tolerance (see `run_options`).
+            config.time.steps = Some(0);
+        }
         let base = Path::new(base_dir).to_path_buf();
         let mut problem = py.detach(|| config.build(&base)).map_err(to_py)?;
         let d = problem.model.space.dim;
