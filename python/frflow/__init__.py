@@ -203,6 +203,8 @@ class Problem:
             if positions.ndim == 1 and domain.get("dim") == 1:
                 positions = positions.reshape(-1, 1)
             particles_table = {"n": max(1, positions.shape[0]) if positions.ndim == 2 else 1}
+            if init is None:  # draws that the given positions replace: any valid μ₀ will do
+                init = {"kind": "gaussian", "mean": 0.0, "std": 1.0}
         if init is not None:
             particles_table["init"] = init
         kernel = {"epsilon": epsilon, "variant": variant, "quadrature": quadrature, "cutoff": cutoff}
