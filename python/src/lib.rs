@@ -45,7 +45,12 @@ create_exception!(
     FrflowError,
     "A step that would make a weight non-positive, or a rate, weight or diagnostic that is not finite."
 );
-create_exception!(frflow, GpuError, FrflowError, "No GPU adapter could be opened or used, or the problem does not fit.");
+create_exception!(
+    frflow,
+    GpuError,
+    FrflowError,
+    "No GPU adapter could be opened or used, or the problem does not fit."
+);
 create_exception!(frflow, FileError, FrflowError, "Reading or writing a file (or an output directory) failed.");
 
 /// The Python exception of an frflow error: the same message, and the error's fields as attributes.
@@ -74,10 +79,9 @@ fn to_py(e: Error) -> PyErr {
                     ("particle", particle.into_pyobject(py).unwrap().into_any().unbind()),
                 ],
             ),
-            Error::NonFiniteResult { step, .. } => (
-                py.get_type::<NumericalError>(),
-                vec![("step", step.into_pyobject(py).unwrap().into_any().unbind())],
-            ),
+            Error::NonFiniteResult { step, .. } => {
+                (py.get_type::<NumericalError>(), vec![("step", step.into_pyobject(py).unwrap().into_any().unbind())])
+            }
             Error::Gpu(_) | Error::TooLarge { .. } => (py.get_type::<GpuError>(), vec![]),
             Error::Io { .. } | Error::Checkpoint { .. } | Error::Output { .. } => (py.get_type::<FileError>(), vec![]),
             _ => (py.get_type::<FrflowError>(), vec![]),
@@ -124,7 +128,13 @@ fn call_potential(py: Python<'_>, f: &Py<PyAny>, x: &[f64], d: usize, field: &st
 /// A Python function U(x: (N, d)) -> (N,) as a [`CustomPotential`]: called once, vectorised, on
 /// the particles (whose positions never move); at any other point (the quadrature nodes of a
 /// smoothed Gibbs reference) it is called on that one point, taking the GIL.
-fn python_potential(py: Python<'_>, f: Py<PyAny>, positions: &[f64], d: usize, field: &str) -> PyResult<CustomPotential> {
+fn python_potential(
+    py: Python<'_>,
+    f: Py<PyAny>,
+    positions: &[f64],
+    d: usize,
+    field: &str,
+) -> PyResult<CustomPotential> {
     let values = call_potential(py, &f, positions, d, field)?;
     let table: HashMap<Vec<u64>, f64> = positions.chunks_exact(d).map(key).zip(values).collect();
     let name = f
@@ -178,7 +188,8 @@ impl ProblemCore {
             ::toml::to_string(&value).map_err(|e| invalid("problem", e, "keywords with TOML values"))?
         };
         let mut config = Config::from_str(&text, origin).map_err(to_py)?;
-        let has_time = config.time.steps.is_some() || config.time.final_time.is_some() || config.time.tolerance.is_some();
+        let has_time =
+            config.time.steps.is_some() || config.time.final_time.is_some() || config.time.tolerance.is_some();
         if !has_time {
             // `run` then needs steps, final_time or tolerance (see `run_options`).
             config.time.steps = Some(0);
@@ -219,7 +230,7 @@ impl ProblemCore {
     #[getter]
     fn positions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let p = &self.problem.particles;
-        Ok(PyArray1::from_slice(py, &p.positions).reshape([p.len(), p.space.dim])?)
+        PyArray1::from_slice(py, &p.positions).reshape([p.len(), p.space.dim])
     }
 
     /// N.
@@ -464,20 +475,15 @@ fn run<'py>(
     };
     let rows = Arc::new(Mutex::new(Vec::new()));
     let callback_error = Arc::new(Mutex::new(None));
-    let recorder = Recorder {
-        every: options.every,
-        rows: rows.clone(),
-        callback,
-        error: callback_error.clone(),
-        stop: false,
-    };
+    let recorder =
+        Recorder { every: options.every, rows: rows.clone(), callback, error: callback_error.clone(), stop: false };
     let interrupt = Arc::new(AtomicBool::new(false));
     let problem = &core.problem;
     let mut signal: Option<PyErr> = None;
     let outcome = std::thread::scope(|s| {
         let flag = interrupt.clone();
         let worker = s.spawn(move || {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> frflow::Result<Finished> {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> frflow::Result<Finished> {
                 let mut engine = build_engine(choice, device.as_deref(), problem)?;
                 if let Some(state) = resume {
                     engine.set_state(state)?;
@@ -485,8 +491,7 @@ fn run<'py>(
                 let mut observers: Vec<Box<dyn Observer>> = vec![Box::new(recorder)];
                 let summary = frflow::flow::run(engine.as_mut(), &options, &mut observers, Some(flag))?;
                 Ok(Finished { summary, state: engine.state()? })
-            }));
-            result
+            }))
         });
         // Wait without the GIL, looking at the signals (only the main thread sees them) meanwhile.
         loop {
@@ -560,6 +565,7 @@ fn trace_columns<'py>(py: Python<'py>, rows: &[Diagnostics], d: usize) -> PyResu
 /// W₂² between Σ wx_i δ_{x_i} and Σ wy_j δ_{y_j} (x: n × d, y: m × d), without the GIL.
 #[pyfunction]
 #[pyo3(signature = (x, wx, y, wy, method, side=None, epsilon=None))]
+#[allow(clippy::too_many_arguments)]
 fn w2_squared(
     py: Python<'_>,
     x: PyReadonlyArray2<'_, f64>,
@@ -580,7 +586,12 @@ fn w2_squared(
             return Err(invalid(name, format!("{} weights", w.len()), &format!("{n} weights (one per point)")));
         }
     }
-    let (x, wx, y, wy) = (x.as_array().iter().copied().collect::<Vec<f64>>(), wx.to_vec()?, y.as_array().iter().copied().collect::<Vec<f64>>(), wy.to_vec()?);
+    let (x, wx, y, wy) = (
+        x.as_array().iter().copied().collect::<Vec<f64>>(),
+        wx.to_vec()?,
+        y.as_array().iter().copied().collect::<Vec<f64>>(),
+        wy.to_vec()?,
+    );
     let cost = match side {
         None => Cost::euclidean(d),
         Some(side) => Cost::torus(d, side),
