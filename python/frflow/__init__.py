@@ -132,7 +132,9 @@ class Problem:
         "potential": "quadratic", "strength": 2.0, "center": 1.5}``, ``{"kind": "mmd", ...}``,
         …), or a Python function ``U(x: ndarray (N, d)) -> ndarray (N,)`` for ∫U dm (also as
         ``{"kind": "potential", "potential": U}``). A Python U is called once, on all N
-        positions at once (they never move), and works on both engines.
+        positions at once (they never move), and works on both engines. As a Gibbs reference's
+        potential with variants B and D′ it is also needed at the quadrature nodes around each
+        particle, where it is called one point at a time (slow for large N).
     particles : int, array_like (N, d) or dict
         N particles drawn from μ₀ = ``init`` with ``seed``, or the positions themselves (an N × d
         array, kept in its order; on a torus wrapped into the cell), or the config's
