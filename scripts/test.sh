@@ -35,3 +35,22 @@ if cargo tree -e normal --no-default-features --prefix none | grep -E '^(clap|pl
   exit 1
 fi
 cargo test --release
+
+# The Python package (python/): lint its crate, build its wheel with maturin into a virtual
+# environment (reusing target/, so the frflow crate compiled above is not rebuilt from scratch),
+# and run its pytest suite; its GPU tests, too, fail rather than skip without an adapter.
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  echo "test.sh: installing python3 with venv and pip"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends python3 python3-venv python3-pip >/dev/null
+fi
+VENV=target/python-venv
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check 'maturin>=1.8,<2' pytest numpy
+export PYO3_PYTHON="$PWD/$VENV/bin/python"
+cargo clippy --release -p frflow-python --all-targets -- -D warnings
+CARGO_TARGET_DIR="$PWD/target" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+  --no-build-isolation --force-reinstall --no-deps ./python
+# Run from outside the source tree, so that the installed package (not python/frflow) is imported.
+(cd python/tests && "$PWD/../../$VENV/bin/python" -m pytest -q -p no:cacheprovider .)
