@@ -318,3 +318,30 @@ fn gpu_energy_kernel_sums_use_cells() {
         }
     }
 }
+
+/// The NPMLE's two sums use cells on the GPU as on the CPU (the particles' grid for its
+/// observations, a grid over its observations for the particles and `rates_at`'s points): the
+/// rates agree with the CPU engine's under the same cutoff to f32 accuracy, and so does the bound.
+#[test]
+fn gpu_npmle_sums_use_cells() {
+    use frflow::model::{Energy, Points};
+    use std::sync::Arc;
+    let Some(ctx) = context() else { return };
+    let space = space(1, false);
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let particles = Particles::from_positions(space, points(&space, 901, &mut rng)).unwrap();
+    let observations = Arc::new(Points { dim: 1, values: points(&space, 307, &mut rng) });
+    let energy = vec![Energy::Npmle { observations, noise: 0.02 }];
+    let cut = Cutoff::Tolerance { tolerance: 1e-6, max_error: 1.0 };
+    let m = Model { energy, ..model(space, Variant::Measure, Divergence::Kl, 0.3, cut) };
+    let mut cpu = CpuEngine::new(m.clone(), particles.clone()).unwrap();
+    let mut gpu = GpuEngine::new(ctx, m, particles.clone()).unwrap();
+    let err = rate_error(&cpu.rates().unwrap(), &gpu.rates().unwrap());
+    let (bc, bg) = (cpu.evaluate().unwrap().truncation_bound, gpu.evaluate().unwrap().truncation_bound);
+    eprintln!("NPMLE: rate error {err:.2e}, bound {bg:.3e} (CPU {bc:.3e})");
+    assert!(err < 1e-4, "rate error {err:e}");
+    assert!(bc > 0.0 && (bg - bc).abs() <= 1e-3 * bc, "bound {bg:e} vs {bc:e}");
+    let at: Vec<f64> = particles.positions[..40].iter().map(|x| x + 0.003).collect();
+    let err_at = rate_error(&cpu.rates_at(&at).unwrap(), &gpu.rates_at(&at).unwrap());
+    assert!(err_at < 1e-4, "rates_at error {err_at:e}");
+}

@@ -302,6 +302,49 @@ impl KernelCells {
     }
 }
 
+/// A data term's cell sums (the NPMLE's, as on the CPU): its data points as targets of the
+/// particles (on the particles' grid) and the particles, or `rates_at`'s points, as targets of
+/// its data points (on a grid over them). `None` from [`DataCells::new`] where either grid would
+/// not save work: both sums then take all pairs.
+pub(crate) struct DataCells {
+    /// The data points ← the particles.
+    pub to_data: CellSum,
+    /// The particles ← the data points.
+    pub from_data: CellSum,
+    data_grid: CellGrid,
+    tolerance: f64,
+    max_error: f64,
+}
+
+impl DataCells {
+    /// The cells of `ks`'s sums between the particles at `positions` and the points `data`.
+    pub fn new(
+        b: &Builder,
+        ks: &KernelSpace,
+        cutoff: Cutoff,
+        space: &Space,
+        positions: &[f64],
+        data: &[f64],
+    ) -> Result<Option<Self>> {
+        let Some((grid, tolerance, max_error)) = particle_grid(&ks.kernel, cutoff, space, positions) else {
+            return Ok(None);
+        };
+        let Some(data_grid) = CellGrid::new(space, data, Cutoff::radius(&ks.kernel, tolerance)) else {
+            return Ok(None);
+        };
+        let (n, m) = (grid.order().len(), data_grid.order().len());
+        let to_data = CellSum::new(b, ks, &grid, data, n, tolerance, max_error)?;
+        let from_data = CellSum::new(b, ks, &data_grid, positions, m, tolerance, max_error)?;
+        Ok(Some(DataCells { to_data, from_data, data_grid, tolerance, max_error }))
+    }
+
+    /// The sum at `points` over the data points.
+    pub fn at(&self, b: &Builder, ks: &KernelSpace, points: &[f64]) -> Result<CellSum> {
+        let m = self.data_grid.order().len();
+        CellSum::new(b, ks, &self.data_grid, points, m, self.tolerance, self.max_error)
+    }
+}
+
 /// The cell sum on its own, on the GPU in f32: the twin of
 /// [`crate::engine::cells::log_kernel_sum_cells`] with the same arguments plus the device. Returns
 /// log Σ_{s near t} exp(log_coeffs\[s\]) K(t, y_s) for every target, and the largest relative

@@ -18,7 +18,7 @@
 //! are cell sums on a grid for their own width (see the `cells` module), as on the CPU.
 
 use super::build::{Builder, KernelSpace, Pass, Split, read_f32, split, submit};
-use super::cells::{KernelCells, largest};
+use super::cells::{DataCells, KernelCells, largest};
 use super::context::GpuContext;
 use super::host::{AccumulateParams, Counts, DataParams, NetParams, pack_inputs, pack_neurons};
 use super::kernels::{self, Header, KERNEL_WG};
@@ -91,6 +91,9 @@ enum Term {
         log_p: wgpu::Buffer,
         m: usize,
         offset: usize,
+        /// Its cell sums and the first of their two truncation slots, where the cutoff uses them
+        /// (boxed: two grids' worth of buffers, against the other terms' few).
+        cells: Option<Box<(DataCells, u32)>>,
     },
     Pair {
         /// The engine's constants with the user's `pair_kernel`.
@@ -143,9 +146,10 @@ impl Energies {
         let mut fixed_passes = Vec::new();
         let mut cnn_out = Vec::new();
         let mut slots = 0;
-        let mut cells = |ks: &KernelSpace| -> Result<Option<(KernelCells, u32)>> {
-            let c = KernelCells::new(b, ks, model.cutoff, space, positions)?.map(|c| (c, slots as u32));
-            slots += usize::from(c.is_some());
+        // A kernel term's cells and its truncation slot, where the cutoff uses them.
+        let cells = |ks: &KernelSpace, slots: &mut usize| -> Result<Option<(KernelCells, u32)>> {
+            let c = KernelCells::new(b, ks, model.cutoff, space, positions)?.map(|c| (c, *slots as u32));
+            *slots += usize::from(c.is_some());
             Ok(c)
         };
         for e in &model.energy {
@@ -155,7 +159,7 @@ impl Energies {
                     let k = Gaussian::new(space, *width, false, "interaction.width")?;
                     let ks = KernelSpace::new(space, k, &[positions, extra], header);
                     let src = b.init("interaction_src", bytemuck::cast_slice(&ks.pack(positions)));
-                    let cells = cells(&ks)?;
+                    let cells = cells(&ks, &mut slots)?;
                     terms.push(Term::Interaction { ks, src, strength: *strength, cells });
                 }
                 Energy::Mmd { width, sample } => {
@@ -175,7 +179,7 @@ impl Energies {
                     let cnn = b.zeros("mmd_cnn", m * 4);
                     fixed_passes.extend(b.kernel_sum(&ks, &sample_buf, m, &sample_buf, m, &cnn, control)?);
                     cnn_out.push((cnn, m));
-                    let cells = cells(&ks)?;
+                    let cells = cells(&ks, &mut slots)?;
                     terms.push(Term::Mmd { ks, src, cells, sample: sample_buf, m, nu });
                 }
                 Energy::TwoLayerNet { inputs, targets, penalty } => {
@@ -220,7 +224,10 @@ impl Energies {
                     let obs = b.init("npmle_obs", bytemuck::cast_slice(&packed));
                     let obs_src = b.init("npmle_obs_src", bytemuck::cast_slice(&packed));
                     let log_p = b.zeros("npmle_log_p", m * 4);
-                    terms.push(Term::Npmle { ks, pos, src, obs, obs_src, log_p, m, offset: m_data });
+                    let cells = DataCells::new(b, &ks, model.cutoff, space, positions, &observations.values)?
+                        .map(|c| Box::new((c, slots as u32)));
+                    slots += 2 * usize::from(cells.is_some());
+                    terms.push(Term::Npmle { ks, pos, src, obs, obs_src, log_p, m, offset: m_data, cells });
                     m_data += m;
                 }
                 Energy::Pair(kernel) => {
@@ -388,7 +395,7 @@ impl Energies {
                     out.push(net_backward(b, header, n, *m, *penalty, [neurons, inputs, resid, l1, l2, control])?);
                     out.push(acc(LINEAR, 1.0, l2)?);
                 }
-                Term::Npmle { ks, pos, src, obs, obs_src, log_p, m, offset } => {
+                Term::Npmle { ks, pos, src, obs, obs_src, log_p, m, offset, cells } => {
                     out.push(b.pass(
                         &kernels::PACK_COEFFICIENTS,
                         &ks.header,
@@ -396,7 +403,12 @@ impl Energies {
                         &[lw, src, control],
                         b.elements(n),
                     )?);
-                    out.extend(b.kernel_sum(ks, obs, *m, src, n, log_p, control)?);
+                    out.extend(match cells.as_deref() {
+                        Some((c, slot)) => {
+                            c.to_data.passes(b, &ks.header, obs, src, log_p, control, &self.truncation, *slot)?
+                        }
+                        None => b.kernel_sum(ks, obs, *m, src, n, log_p, control)?,
+                    });
                     let params = DataParams {
                         m: *m as u32,
                         offset: *offset as u32,
@@ -411,7 +423,12 @@ impl Energies {
                         &[log_p, obs_src, &self.data_f, control],
                         b.elements(*m),
                     )?);
-                    out.extend(b.kernel_sum(ks, pos, n, obs_src, *m, l1, control)?);
+                    out.extend(match cells.as_deref() {
+                        Some((c, slot)) => {
+                            c.from_data.passes(b, &ks.header, pos, obs_src, l1, control, &self.truncation, slot + 1)?
+                        }
+                        None => b.kernel_sum(ks, pos, n, obs_src, *m, l1, control)?,
+                    });
                     out.push(acc(NPMLE, 1.0, l1)?);
                 }
                 Term::Pair { header, pos } => {
@@ -486,9 +503,14 @@ impl Energies {
                     out.push(net_backward(b, header, t, *m, *penalty, [&tp, inputs, resid, &l1, &l2, control])?);
                     out.push(acc(LINEAR, 1.0)?);
                 }
-                Term::Npmle { ks, obs_src, m, .. } => {
+                Term::Npmle { ks, obs_src, m, cells, .. } => {
                     let tp = b.init("at_points", bytemuck::cast_slice(&ks.pack(points)));
-                    out.extend(b.kernel_sum(ks, &tp, t, obs_src, *m, &l1, control)?);
+                    out.extend(match cells.as_deref() {
+                        Some((c, _)) => {
+                            c.at(b, ks, points)?.passes(b, &ks.header, &tp, obs_src, &l1, control, &truncation, 0)?
+                        }
+                        None => b.kernel_sum(ks, &tp, t, obs_src, *m, &l1, control)?,
+                    });
                     out.push(acc(NPMLE, 1.0)?);
                 }
                 Term::Pair { header, pos } => {
