@@ -55,8 +55,8 @@ pub(super) struct Chain {
     recorded: u64,
     /// The device's step count (cumulative in the chain) at the last readback.
     landed_steps: u64,
-    /// The slot of the last readback: its log-weights are the host's state.
-    landed_slot: Option<usize>,
+    /// The slot and submission of the last readback: its log-weights are the host's state.
+    landed: Option<(usize, wgpu::SubmissionIndex)>,
     next_slot: usize,
     in_flight: VecDeque<Round>,
 }
@@ -177,7 +177,7 @@ impl GpuEngine {
             limit,
             recorded: 0,
             landed_steps: 0,
-            landed_slot: None,
+            landed: None,
             next_slot: 0,
             in_flight: VecDeque::new(),
         });
@@ -257,7 +257,7 @@ impl GpuEngine {
         let chain = self.chain.as_mut().expect("a chain");
         let round = chain.in_flight.pop_front().expect("a round in flight");
         let small = &self.slots.as_ref().expect("made with the chain").small[round.slot];
-        let words = wait_and_read(&self.ctx, &round, small, SMALL_BYTES);
+        let words = wait_and_read(&self.ctx, &round, small, SMALL_BYTES, SMALL_BYTES);
         let words: Vec<u32> = match words {
             Ok(w) => bytemuck::pod_collect_to_vec(&w),
             Err(e) => {
@@ -267,7 +267,7 @@ impl GpuEngine {
             }
         };
         let (s, c) = words.split_at(stats::LEN);
-        chain.landed_slot = Some(round.slot);
+        chain.landed = Some((round.slot, round.submission.clone()));
         let cumulative = u64::from(c[control::STEPS]);
         let taken = cumulative - chain.landed_steps;
         chain.landed_steps = cumulative;
@@ -286,7 +286,7 @@ impl GpuEngine {
         let slots = self.slots.as_ref().expect("made with the chain");
         let mut first_error = None;
         for round in chain.in_flight.drain(..) {
-            if let Err(e) = wait_and_read(&self.ctx, &round, &slots.small[round.slot], 0) {
+            if let Err(e) = wait_and_read(&self.ctx, &round, &slots.small[round.slot], SMALL_BYTES, 0) {
                 first_error.get_or_insert(e);
             }
         }
@@ -298,10 +298,10 @@ impl GpuEngine {
     pub(super) fn settle(&mut self) -> Result<()> {
         let Some(chain) = &self.chain else { return Ok(()) };
         let ahead = chain.is_ahead();
-        let landed = chain.landed_slot;
+        let landed = chain.landed.clone();
         self.end_chain()?;
-        if let (true, Some(slot)) = (ahead, landed) {
-            let lw = self.landed_log_weights(slot)?;
+        if let (true, Some(landed)) = (ahead, landed) {
+            let lw = self.landed_log_weights(&landed)?;
             self.upload_log_weights(&lw);
         }
         Ok(())
@@ -311,15 +311,24 @@ impl GpuEngine {
     pub(super) fn log_weights_behind(&self) -> Result<Option<Vec<f32>>> {
         match &self.chain {
             Some(c) if c.is_ahead() => {
-                Ok(Some(self.landed_log_weights(c.landed_slot.expect("a round was read back"))?))
+                Ok(Some(self.landed_log_weights(c.landed.as_ref().expect("a round was read back"))?))
             }
             _ => Ok(None),
         }
     }
 
-    fn landed_log_weights(&self, slot: usize) -> Result<Vec<f32>> {
-        let lw = &self.slots.as_ref().expect("made with the chain").lw[slot];
-        Ok(bytemuck::pod_collect_to_vec(&build::map_read(&self.ctx, lw, (self.n * 4) as u64)?))
+    /// The log-weights a read-back round copied into its slot, waiting for that round only (not
+    /// for the rounds running ahead of it).
+    fn landed_log_weights(&self, (slot, submission): &(usize, wgpu::SubmissionIndex)) -> Result<Vec<f32>> {
+        let lw = &self.slots.as_ref().expect("made with the chain").lw[*slot];
+        let bytes = (self.n * 4) as u64;
+        let (tx, rx) = mpsc::channel();
+        lw.slice(..bytes).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        let round = Round { slot: *slot, submission: submission.clone(), mapped: rx };
+        let data = wait_and_read(&self.ctx, &round, lw, bytes, bytes)?;
+        Ok(bytemuck::pod_collect_to_vec(&data))
     }
 
     /// Turns the control block of a round into the host's step, time, cache and the CPU engine's
@@ -410,23 +419,37 @@ impl Chain {
     }
 }
 
-/// Waits for `round` and reads the first `bytes` bytes of its slot `small`, then unmaps it.
-fn wait_and_read(ctx: &super::GpuContext, round: &Round, small: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-    ctx.device
-        .poll(wgpu::PollType::Wait { submission_index: Some(round.submission.clone()), timeout: None })
-        .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+/// Waits for `round` and reads the first `bytes` bytes of the first `mapped` bytes of its slot
+/// `buffer` (the range its `map_async` asked for), then unmaps it.
+fn wait_and_read(
+    ctx: &super::GpuContext,
+    round: &Round,
+    buffer: &wgpu::Buffer,
+    mapped: u64,
+    bytes: u64,
+) -> Result<Vec<u8>> {
+    let wait = |submission_index| {
+        ctx.device
+            .poll(wgpu::PollType::Wait { submission_index, timeout: None })
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))
+    };
+    wait(Some(round.submission.clone()))?;
     ctx.check_lost()?;
-    let mapped = round
-        .mapped
-        .recv()
-        .map_err(|_| Error::Gpu("the readback was dropped".into()))?
-        .map_err(|e| Error::Gpu(format!("reading back: {e}")));
-    mapped?;
-    let data = small
-        .slice(..SMALL_BYTES)
+    // The map's callback runs in that poll when wgpu has processed it; should it not have, wait
+    // for the whole queue rather than block on the channel.
+    let result = match round.mapped.try_recv() {
+        Ok(r) => r,
+        Err(_) => {
+            wait(None)?;
+            round.mapped.recv().map_err(|_| Error::Gpu("the readback was dropped".into()))?
+        }
+    };
+    result.map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
+    let data = buffer
+        .slice(..mapped)
         .get_mapped_range()
         .map(|view| view[..bytes as usize].to_vec())
         .map_err(|e| Error::Gpu(format!("reading back: {e}")));
-    small.unmap();
+    buffer.unmap();
     data
 }
