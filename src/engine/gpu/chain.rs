@@ -18,7 +18,7 @@
 
 use super::build;
 use super::host::{NONE, StepParams, control, stats};
-use super::{Cache, GpuEngine};
+use super::{Cache, GpuEngine, SMALL_BYTES};
 use crate::engine::remaining_time;
 use crate::error::{Error, Result};
 use crate::stepper::{Scheme, StepSize, Stepper};
@@ -66,9 +66,6 @@ pub(super) struct Slots {
     small: Vec<wgpu::Buffer>,
     lw: Vec<wgpu::Buffer>,
 }
-
-/// Bytes of a slot's stats and control block.
-const SMALL_BYTES: u64 = ((stats::LEN + control::LEN) * 4) as u64;
 
 impl GpuEngine {
     /// See [`crate::engine::Engine::advance`].

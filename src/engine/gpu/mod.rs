@@ -193,7 +193,7 @@ pub struct GpuEngine {
     cells: Option<cells::EngineCells>,
 }
 
-/// Size of the small readback: stats then control.
+/// Size of the small readback (and of a chain's slot): stats then control.
 const SMALL_BYTES: u64 = ((stats::LEN + control::LEN) * 4) as u64;
 
 impl GpuEngine {
