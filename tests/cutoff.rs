@@ -1,21 +1,17 @@
 //! Cutoff kernel sums on a cell grid (CPU engine): against all pairs, within the bound they
 //! report; the case where the bound is large stops with a named error.
 
+#[path = "common/cutoff_problems.rs"]
+mod problems;
+
 use frflow::engine::Engine;
 use frflow::engine::cells::{CellGrid, Cutoff, log_kernel_sum_cells};
 use frflow::engine::cpu::{CpuEngine, log_kernel_sum};
-use frflow::model::{Divergence, Domain, Gaussian, Model, ModelSpec, QuadratureSpec, Reference, Space, Variant};
+use frflow::model::{Divergence, Domain, Gaussian, Model, Variant};
 use frflow::particles::{Initial, Particles, State};
+use problems::{model, npmle_case, points, space};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-fn space(d: usize, torus: bool) -> Space {
-    Space::new(d, if torus { Domain::Torus { side: 1.0 } } else { Domain::Euclidean }).unwrap()
-}
-
-fn points(space: &Space, n: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
-    (0..n * space.dim).map(|_| rng.random::<f64>() * if space.side().is_some() { 1.0 } else { 1.7 }).collect()
-}
 
 /// The cell sum against the all-pairs sum for every target: the truncation it makes is within
 /// the bound it reports (plus f64 rounding, 1e-12 relative), the bound is small where the mass is
@@ -67,25 +63,6 @@ fn cell_sums_are_within_their_bound_of_all_pairs() {
         }
     }
     assert!(seen_truncation, "no case truncated anything measurable");
-}
-
-fn model(space: Space, variant: Variant, divergence: Divergence, epsilon: f64, cutoff: Cutoff) -> Model {
-    let model = ModelSpec {
-        space,
-        reference: match space.domain {
-            Domain::Torus { .. } => Reference::Uniform,
-            Domain::Euclidean => Reference::Gaussian { mean: vec![0.8; space.dim], std: 1.0 },
-        },
-        divergence,
-        sigma: 0.7,
-        epsilon,
-        variant,
-        energy: vec![],
-        quadrature: QuadratureSpec { order: 3, samples: 16, ..Default::default() },
-    }
-    .build()
-    .unwrap();
-    Model { cutoff, ..model }
 }
 
 /// The CPU engine with a cutoff against all pairs, every variant, KL and χ²: the rates agree
@@ -222,17 +199,11 @@ fn the_trace_records_the_truncation_bound() {
 /// bound (relative to 1 + |rate|), and some pairs were dropped.
 #[test]
 fn npmle_sums_use_cells_within_the_bound() {
-    use frflow::model::{Energy, Points};
-    use std::sync::Arc;
-    let space = space(1, false);
     let mut rng = ChaCha8Rng::seed_from_u64(21);
-    let particles = Particles::from_positions(space, points(&space, 901, &mut rng)).unwrap();
-    let observations = Arc::new(Points { dim: 1, values: points(&space, 307, &mut rng) });
-    let energy = vec![Energy::Npmle { observations, noise: 0.02 }];
-    let build =
-        |cutoff| Model { energy: energy.clone(), ..model(space, Variant::Measure, Divergence::Kl, 0.3, cutoff) };
-    let mut a = CpuEngine::new(build(Cutoff::None), particles.clone()).unwrap();
-    let mut b = CpuEngine::new(build(Cutoff::Tolerance { tolerance: 1e-6, max_error: 1.0 }), particles).unwrap();
+    let (none, particles) = npmle_case(&mut rng, Cutoff::None);
+    let cut = Model { cutoff: Cutoff::Tolerance { tolerance: 1e-6, max_error: 1.0 }, ..none.clone() };
+    let mut a = CpuEngine::new(none, particles.clone()).unwrap();
+    let mut b = CpuEngine::new(cut, particles).unwrap();
     let lw: Vec<f64> = (0..901).map(|_| -2.0 * rng.random::<f64>()).collect();
     let z = lw.iter().map(|l| l.exp()).sum::<f64>().ln();
     let state = State { log_weights: lw.iter().map(|l| l - z).collect(), step: 0, time: 0.0 };

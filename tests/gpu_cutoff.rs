@@ -3,25 +3,20 @@
 //! the truncation bound is too large.
 
 mod common;
+#[path = "common/cutoff_problems.rs"]
+mod problems;
 
 use common::context;
 use frflow::engine::Engine;
 use frflow::engine::cells::{CellGrid, Cutoff};
 use frflow::engine::cpu::CpuEngine;
 use frflow::engine::gpu::GpuEngine;
-use frflow::model::{Divergence, Domain, Gaussian, Model, ModelSpec, QuadratureSpec, Reference, Space, Variant};
+use frflow::model::{Divergence, Domain, Gaussian, Model, Variant};
 use frflow::particles::{Initial, Particles, State};
 use frflow::stepper::{Scheme, StepSize, Stepper};
+use problems::{model, npmle_case, points, space};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-fn space(d: usize, torus: bool) -> Space {
-    Space::new(d, if torus { Domain::Torus { side: 1.0 } } else { Domain::Euclidean }).unwrap()
-}
-
-fn points(space: &Space, n: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
-    (0..n * space.dim).map(|_| rng.random::<f64>() * if space.side().is_some() { 1.0 } else { 1.7 }).collect()
-}
 
 /// The GPU cell sum against `engine::cells::log_kernel_sum_cells` (f64) on fresh random inputs:
 /// torus and R^d, d = 1 … 4, ε from 1e-3 to 0.08, awkward N, weights spanning 1e-30 … 1, targets
@@ -93,25 +88,6 @@ fn gpu_cell_sums_match_their_f64_twin() {
             }
         }
     }
-}
-
-fn model(space: Space, variant: Variant, divergence: Divergence, epsilon: f64, cutoff: Cutoff) -> Model {
-    let model = ModelSpec {
-        space,
-        reference: match space.domain {
-            Domain::Torus { .. } => Reference::Uniform,
-            Domain::Euclidean => Reference::Gaussian { mean: vec![0.8; space.dim], std: 1.0 },
-        },
-        divergence,
-        sigma: 0.7,
-        epsilon,
-        variant,
-        energy: vec![],
-        quadrature: QuadratureSpec { order: 3, samples: 16, ..Default::default() },
-    }
-    .build()
-    .unwrap();
-    Model { cutoff, ..model }
 }
 
 fn rate_error(cpu: &[f64], gpu: &[f64]) -> f64 {
@@ -324,16 +300,9 @@ fn gpu_energy_kernel_sums_use_cells() {
 /// rates agree with the CPU engine's under the same cutoff to f32 accuracy, and so does the bound.
 #[test]
 fn gpu_npmle_sums_use_cells() {
-    use frflow::model::{Energy, Points};
-    use std::sync::Arc;
     let Some(ctx) = context() else { return };
-    let space = space(1, false);
     let mut rng = ChaCha8Rng::seed_from_u64(21);
-    let particles = Particles::from_positions(space, points(&space, 901, &mut rng)).unwrap();
-    let observations = Arc::new(Points { dim: 1, values: points(&space, 307, &mut rng) });
-    let energy = vec![Energy::Npmle { observations, noise: 0.02 }];
-    let cut = Cutoff::Tolerance { tolerance: 1e-6, max_error: 1.0 };
-    let m = Model { energy, ..model(space, Variant::Measure, Divergence::Kl, 0.3, cut) };
+    let (m, particles) = npmle_case(&mut rng, Cutoff::Tolerance { tolerance: 1e-6, max_error: 1.0 });
     let mut cpu = CpuEngine::new(m.clone(), particles.clone()).unwrap();
     let mut gpu = GpuEngine::new(ctx, m, particles.clone()).unwrap();
     let err = rate_error(&cpu.rates().unwrap(), &gpu.rates().unwrap());
