@@ -13,6 +13,7 @@
 //! differences, so the engine is rebuilt once with the box grown to hold them (the state is kept).
 
 use super::build::{self, Builder, Pass, staging, submit};
+use super::energies::upload_host_term;
 use super::host::{DivParams, control};
 use super::kernels;
 use super::{Cache, GpuEngine};
@@ -72,13 +73,10 @@ impl GpuEngine {
         }
         let at = self.at_points.as_ref().expect("just recorded");
         if !at.host.is_empty() {
-            let state = crate::engine::Engine::state(self)?;
-            let w: Vec<f64> = state.log_weights.iter().map(|l| l.exp()).collect();
+            let w = self.device_weights()?;
             let at = self.at_points.as_ref().expect("just recorded");
             for (term, values) in &at.host {
-                let (_, dfdm) = term.evaluate(&self.particles.positions, &w, &at.points, d)?;
-                let v: Vec<f32> = dfdm.iter().map(|x| *x as f32).collect();
-                self.ctx.queue.write_buffer(values, 0, bytemuck::cast_slice(&v));
+                upload_host_term(&self.ctx.queue, term, values, &self.particles.positions, &w, &at.points, d)?;
             }
         }
         let at = self.at_points.as_ref().expect("just recorded");

@@ -233,7 +233,7 @@ impl Energies {
                 Energy::Pair(kernel) => {
                     let header = pair_header(header, kernel, space.side());
                     check_pair_kernel(b, &header, kernel, positions, d)?;
-                    let pos = b.init("pair_pos", bytemuck::cast_slice(&raw(positions)));
+                    let pos = b.init("pair_pos", bytemuck::cast_slice(&to_f32(positions)));
                     terms.push(Term::Pair { header, pos });
                 }
                 Energy::Custom(term) => {
@@ -298,9 +298,7 @@ impl Energies {
         let mut f = 0.0;
         for t in &self.terms {
             if let Term::Host { term, values } = t {
-                let (value, dfdm) = term.evaluate(positions, weights, positions, dim)?;
-                f += value;
-                queue.write_buffer(values, 0, bytemuck::cast_slice(&to_f32(&dfdm)));
+                f += upload_host_term(queue, term, values, positions, weights, positions, dim)?;
             }
         }
         Ok(f)
@@ -514,7 +512,7 @@ impl Energies {
                     out.push(acc(NPMLE, 1.0)?);
                 }
                 Term::Pair { header, pos } => {
-                    let tp = b.init("at_pair_points", bytemuck::cast_slice(&raw(points)));
+                    let tp = b.init("at_pair_points", bytemuck::cast_slice(&to_f32(points)));
                     out.push(pair_sum(b, header, t, n, [&tp, pos, lw, &l1, &l2, control])?);
                     out.push(acc(LINEAR, 1.0)?);
                 }
@@ -574,9 +572,20 @@ fn to_f32(v: &[f64]) -> Vec<f32> {
     v.iter().map(|x| *x as f32).collect()
 }
 
-/// Raw coordinates as f32, d per point (the pair kernel's layout).
-fn raw(points: &[f64]) -> Vec<f32> {
-    to_f32(points)
+/// Evaluates the user's whole `term` at `targets` for the particles at `positions` with
+/// `weights`, writes its δF/δm there into `values` and returns its F(μᴺ).
+pub(crate) fn upload_host_term(
+    queue: &wgpu::Queue,
+    term: &CustomTerm,
+    values: &wgpu::Buffer,
+    positions: &[f64],
+    weights: &[f64],
+    targets: &[f64],
+    dim: usize,
+) -> Result<f64> {
+    let (f, dfdm) = term.evaluate(positions, weights, targets, dim)?;
+    queue.write_buffer(values, 0, bytemuck::cast_slice(&to_f32(&dfdm)));
+    Ok(f)
 }
 
 /// The engine's constants with `kernel`'s WGSL and the torus' side (0 on R^d) after them.
@@ -608,8 +617,8 @@ fn check_pair_kernel(b: &Builder, header: &Header, kernel: &PairKernel, position
     let c: Vec<f64> = pairs.iter().flat_map(|p| row(p.1).to_vec()).collect();
     let k = pairs.len();
     let (a_buf, c_buf) = (
-        b.init("pair_check_a", bytemuck::cast_slice(&raw(&a))),
-        b.init("pair_check_b", bytemuck::cast_slice(&raw(&c))),
+        b.init("pair_check_a", bytemuck::cast_slice(&to_f32(&a))),
+        b.init("pair_check_b", bytemuck::cast_slice(&to_f32(&c))),
     );
     let out = b.zeros("pair_check_out", k * 4);
     let params = Counts { n: k as u32, aux: 0, m_data: 0, unit: 0.0 };

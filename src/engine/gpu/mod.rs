@@ -541,11 +541,15 @@ impl GpuEngine {
         !self.energies.host_terms().is_empty()
     }
 
+    /// The weights the device holds (the host's state once the device is settled).
+    fn device_weights(&self) -> Result<Vec<f64>> {
+        Ok(self.read_f32(&self.buffers.lw, 0, self.n)?.into_iter().map(|l| from_lw(l).exp()).collect())
+    }
+
     /// Evaluates the host's terms at the device's current weights and uploads their δF/δm.
     fn upload_host_terms(&mut self) -> Result<()> {
         if self.has_host_terms() {
-            let lw = self.read_f32(&self.buffers.lw, 0, self.n)?;
-            let w: Vec<f64> = lw.into_iter().map(|l| from_lw(l).exp()).collect();
+            let w = self.device_weights()?;
             let d = self.model.space.dim;
             self.host_f = self.energies.upload_host_terms(&self.ctx.queue, &self.particles.positions, &w, d)?;
         }
