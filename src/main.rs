@@ -71,7 +71,7 @@ enum Command {
     },
     /// Print the version and the GPU adapters this machine offers.
     Info,
-    /// Measure pair throughput: the N×N kernel-sum pass alone and whole steps (median of repeats).
+    /// Measure pair throughput: the N×N kernel-sum pass alone and whole explicit Euler steps (median of repeats).
     Bench {
         /// Particle counts, comma separated (e.g. 65536,1048576).
         #[arg(long, value_delimiter = ',', default_value = "4096")]
