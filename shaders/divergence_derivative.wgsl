@@ -1,5 +1,6 @@
 // h_i for the model's variant and divergence, then g_i = δF_i + σ h_i (CPU twin:
-// engine::cpu::divergence_derivative and the first line of engine::cpu::rates).
+// engine::cpu::divergence_derivative and the first line of engine::cpu::rates). The variant's part
+// is its own file (shaders/variant_*.wgsl, CPU twins in the `variant` modules).
 //
 // A function, not a pass: `summarise` calls it for every particle (so a step needs no separate
 // element-wise dispatch and g's integrand never goes through memory), and `rates_at` for other
@@ -41,13 +42,6 @@ struct DivParams {
 @group(0) @binding(8) var<storage, read> energy: array<vec2<f32>>;
 @group(0) @binding(9) var<storage, read> control: array<u32>;
 
-const MEASURE: u32 = 0u;
-const MEASURE_TARGET: u32 = 1u;
-const BLOB: u32 = 2u;
-const SMOOTHED: u32 = 3u;
-const SMOOTHED_TARGET: u32 = 4u;
-const EXACT: u32 = 5u;
-
 // δD/δm from the log density ratio: log r (KL) or 2 r (χ²).
 fn finish(log_ratio: f32) -> f32 {
     if KL {
@@ -71,42 +65,15 @@ fn log_sum_at(i: u32) -> f32 {
     return (acc.x + log2(acc.y)) * LN2 + div.log_norm;
 }
 
+// The variant's `fn variant_h(i: u32, f: vec4<f32>) -> vec2<f32>` (h_i, e_i) from
+// shaders/variant_*.wgsl, inserted here by the host (see `kernels::source`):
+//#variant_h
+
 // (g_i, e_i) of point i.
 fn divergence_derivative(i: u32) -> vec2<f32> {
-    let f = fixed[i];
-    var h = 0.0;
-    var e = 0.0;
+    var he = vec2<f32>(0.0, 0.0);
     if div.has_divergence != 0u {
-        if VARIANT == MEASURE || VARIANT == MEASURE_TARGET {
-            h = finish(log_sum_at(i) - f.y);
-        } else if VARIANT == BLOB {
-            let ratio = logs[i] - f.y;
-            if KL {
-                e = ratio;
-            } else {
-                e = exp(ratio);
-            }
-            h = e + exp(logs2[i]);
-        } else if VARIANT == SMOOTHED || VARIANT == SMOOTHED_TARGET {
-            var first = 0.0;
-            for (var q = 0u; q < div.q; q++) {
-                let r = node_logs[i * div.q + q] - node_ref[i * div.q + q];
-                if KL {
-                    first += quad[q].x * r;
-                } else {
-                    first += quad[q].x * exp(r);
-                }
-            }
-            e = first;
-            h = first + exp(logs2[i]);
-        } else {
-            h = finish(div.ln_n + lw[i] + f.z - f.y);
-            if KL {
-                e = h;
-            } else {
-                e = 0.5 * h;
-            }
-        }
+        he = variant_h(i, fixed[i]);
     }
-    return vec2<f32>(energy[i].x + div.sigma * h, e);
+    return vec2<f32>(energy[i].x + div.sigma * he.x, he.y);
 }

@@ -1,5 +1,5 @@
 // Adds one energy term's δF/δm and its share of F to the per-target running total (CPU twin:
-// engine::cpu::energy_accumulate). The first term starts from the fixed
+// energy::energy_accumulate). The first term starts from the fixed
 // potential part U (fixed.x); the total then feeds `divergence_derivative` (g = δF + σ h) and
 // `summarise` (F = Σ_i w_i f_i + the data terms + constants).
 //

@@ -1,6 +1,6 @@
 // The network's δF/δm at each target x = (a, b, c): −(1/M) Σ_k r_k φ(x, z_k) + λ/2 |x|², written
 // as l1, and the penalty λ/2 |x|² alone as l2, F's per-particle part (CPU twin:
-// engine::cpu::net_backward). Data points are staged through a
+// energy::net_backward). Data points are staged through a
 // workgroup tile; each tile is summed before it joins the running total, in a fixed order.
 
 struct NetParams {

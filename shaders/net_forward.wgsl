@@ -1,5 +1,5 @@
 // The network's output at the data points, first level: partial_c(z_k) = Σ_{i in chunk c} w_i φ(x_i, z_k)
-// with φ(x, z) = c · tanh(a·z + b), x = (a, b, c) (CPU twin: engine::cpu::net_forward;
+// with φ(x, z) = c · tanh(a·z + b), x = (a, b, c) (CPU twin: energy::net_forward;
 // `net_residuals` finishes it).
 //
 // The grid is target_groups × chunks: each invocation owns one data point, each workgroup one

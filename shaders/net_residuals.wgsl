@@ -1,6 +1,6 @@
 // Second level of `net_forward`: f_m(z_k) = Σ_c partial_c(z_k) in chunk order, the residual
 // r_k = y_k − f_m(z_k), and the data term r_k² / 2M of F (CPU twin:
-// engine::cpu::net_residuals).
+// energy::net_residuals).
 
 struct Params {
     m: u32,

@@ -1,7 +1,7 @@
 // The NPMLE's second-pass coefficients, packed with the observations: log of 1 / (M p(z_k)),
 // so that the next kernel sum gives (1/M) Σ_k φ_s(z_k − x) / p(z_k); and the data term
 // −log p(z_k) / M of F (CPU twin:
-// engine::cpu::npmle_coefficients).
+// energy::npmle_coefficients).
 
 struct Params {
     m: u32,

@@ -1,7 +1,7 @@
 // Writes log w_i (in log2 units) into the coefficient slot of a packed copy of the particles, so
 // that a kernel of another width (an interaction, MMD or NPMLE term) sums against the current
 // weights. The coordinates were packed once on the host. (CPU twin: the `lw` argument that
-// engine::cpu::energy_derivative passes to each kernel sum.)
+// the energy terms pass to each kernel sum.)
 
 struct Params {
     n: u32,

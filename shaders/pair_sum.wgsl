@@ -1,6 +1,6 @@
 // l1_t = Σ_j w_j W(x_t, X_j) and l2_t = ½ l1_t for every target t, with the user's W
 // (`pair_kernel`, spliced in after the constants): a pair kernel's δF/δm and its share of F,
-// added by `energy_accumulate` (CPU twin: engine::cpu::pair_sum). Sources and their weights are
+// added by `energy_accumulate` (CPU twin: energy::pair_sum). Sources and their weights are
 // staged through a workgroup tile; coordinates are the raw ones, d per point.
 
 struct Params {

@@ -16,8 +16,8 @@ use crate::engine::gpu::{GpuEngine, KernelPath, SinkhornLogSum, bench_log_kernel
 use crate::error::{Error, Result};
 use crate::io::data::{bumps_regression, gaussian_mixture_sample};
 use crate::model::{
-    Divergence, Domain, Energy, Gaussian, Model, ModelSpec, Points, Potential, QuadratureSpec, Reference, Space,
-    Variant,
+    Divergence, Domain, Energy, Gaussian, Interaction, Mmd, Model, ModelSpec, Npmle, Points, Potential, QuadratureSpec,
+    Reference, Space, TwoLayerNet, Variant,
 };
 use crate::particles::{Component, Initial, Particles};
 use crate::stepper::{Scheme, StepSize, Stepper};
@@ -213,8 +213,8 @@ pub fn bench_problem(
         BenchEnergy::Potential => {
             vec![Energy::Potential(Potential::Quadratic { strength: 1.0, center: vec![0.5; dim] })]
         }
-        BenchEnergy::Interaction => vec![Energy::Interaction { strength: 0.5, width: 0.2 }],
-        BenchEnergy::Mmd => vec![Energy::Mmd { width: 0.2, sample: sample(0.1)? }],
+        BenchEnergy::Interaction => vec![Energy::Interaction(Interaction { strength: 0.5, width: 0.2 })],
+        BenchEnergy::Mmd => vec![Energy::Mmd(Mmd { width: 0.2, sample: sample(0.1)? })],
         BenchEnergy::TwoLayerNet => {
             if dim < 3 {
                 return Err(Error::invalid("--d", dim, "at least 3 for the two-layer network (x = (a, b, c))"));
@@ -223,13 +223,13 @@ pub fn bench_problem(
             // Inputs of dimension d − 2: the bumps input in the first column, copies after it.
             let p = dim - 2;
             let values = z1.values.iter().flat_map(|z| std::iter::repeat_n(*z, p)).collect();
-            vec![Energy::TwoLayerNet {
+            vec![Energy::TwoLayerNet(TwoLayerNet {
                 inputs: Arc::new(Points { dim: p, values }),
                 targets: Arc::new(y),
                 penalty: 1e-3,
-            }]
+            })]
         }
-        BenchEnergy::Npmle => vec![Energy::Npmle { observations: sample(1.0)?, noise: 0.3 }],
+        BenchEnergy::Npmle => vec![Energy::Npmle(Npmle { observations: sample(1.0)?, noise: 0.3 })],
     };
     let model = ModelSpec {
         space,
@@ -251,26 +251,11 @@ pub fn bench_problem(
 }
 
 /// Kernel pairs one step evaluates: the divergence's passes plus the energy's.
-pub fn pairs_per_step(model: &Model, n: usize) -> f64 {
-    let n = n as f64;
+pub fn pairs_per_step(model: &Model, particles: usize) -> f64 {
+    let n = particles as f64;
     let q = model.quadrature.len() as f64;
-    let divergence = match model.variant {
-        Variant::Measure | Variant::MeasureTarget => n * n,
-        Variant::Blob => 2.0 * n * n,
-        Variant::Smoothed | Variant::SmoothedTarget => 2.0 * q * n * n,
-        Variant::Exact => 0.0,
-    };
-    let energy: f64 = model
-        .energy
-        .iter()
-        .map(|e| match e {
-            Energy::Potential(_) => 0.0,
-            Energy::Interaction { .. } | Energy::Mmd { .. } | Energy::Pair(_) => n * n,
-            Energy::Custom(_) => 0.0,
-            Energy::TwoLayerNet { inputs, .. } => 2.0 * n * inputs.len() as f64,
-            Energy::Npmle { observations, .. } => 2.0 * n * observations.len() as f64,
-        })
-        .sum();
+    let divergence = model.variant.pairs_per_evaluation(n, q);
+    let energy: f64 = model.energy.iter().map(|e| e.pairs_per_evaluation(particles)).sum();
     divergence + energy
 }
 

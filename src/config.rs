@@ -33,18 +33,18 @@
 //! # Ok::<(), frflow::Error>(())
 //! ```
 
+pub use crate::energy::EnergyConfig;
 use crate::error::{Error, Result};
 use crate::flow::RunOptions;
-use crate::io::data::{MAX_GENERATED_ROWS, bumps_regression, gaussian_mixture_sample, load_points};
+use crate::io::data::{MAX_GENERATED_ROWS, gaussian_mixture_sample, load_points};
 use crate::model::{
-    CustomPotential, Divergence, Domain, Energy, MAX_DIM, Model, ModelSpec, Points, Potential, QuadratureSpec,
-    Reference, Space, Variant,
+    CustomPotential, Divergence, Domain, MAX_DIM, Model, ModelSpec, Points, Potential, QuadratureSpec, Reference,
+    Space, Variant,
 };
 use crate::particles::{Component, Initial, Particles};
 use crate::stepper::{Scheme, StepSize, Stepper};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// The largest particle count a config may ask for (a guard against a mistyped `particles.n`).
 pub const MAX_PARTICLES: usize = 1 << 26;
@@ -414,50 +414,6 @@ impl From<&EnergyPotentialConfig> for PotentialConfig {
     }
 }
 
-/// One `[[energy]]` term, tagged by `kind`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum EnergyConfig {
-    /// ∫ U dm.
-    Potential(EnergyPotentialConfig),
-    /// ½ ∬ W(x − y) m(dx) m(dy), W(r) = strength · exp(−|r|²/(2 width²)).
-    Interaction {
-        /// Scale of W.
-        strength: f64,
-        /// Width of W (> 0; at most L on the torus).
-        width: f64,
-    },
-    /// ½ ‖K m − K ν‖² to a sample ν.
-    Mmd {
-        /// Width of k (> 0; at most L on the torus).
-        width: f64,
-        /// The sample: a file with d columns or a generated mixture.
-        sample: DataConfig,
-    },
-    /// The mean-field two-layer network (d ≥ 3).
-    TwoLayerNet {
-        /// λ ≥ 0 (default 0).
-        #[serde(default)]
-        penalty: f64,
-        /// One file of d − 1 columns (inputs, then the target), or `generate = "bumps"`.
-        #[serde(default)]
-        data: Option<Box<DataConfig>>,
-        /// The inputs (d − 2 columns), with `targets`, instead of `data`.
-        #[serde(default)]
-        inputs: Option<Box<DataConfig>>,
-        /// The targets (1 column), with `inputs`.
-        #[serde(default)]
-        targets: Option<Box<DataConfig>>,
-    },
-    /// The Gaussian-mixture NPMLE.
-    Npmle {
-        /// Observation noise s > 0 (at most L on the torus).
-        noise: f64,
-        /// The observations: a file with d columns or a generated mixture.
-        observations: DataConfig,
-    },
-}
-
 /// Which data generator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -819,7 +775,7 @@ fn integer(field: &str, v: i64, min: u64, max: u64) -> Result<u64> {
 }
 
 /// Prefixes the field of an [`Error::Invalid`] with the key it came from.
-fn under(prefix: &str, e: Error) -> Error {
+pub(crate) fn under(prefix: &str, e: Error) -> Error {
     match e {
         Error::Invalid { field, value, allowed } => {
             Error::Invalid { field: format!("{prefix}.{field}"), value, allowed }
@@ -859,15 +815,8 @@ impl Config {
                     files.push((format!("energy[{i}].{key}.file"), f.clone()));
                 }
             };
-            match e {
-                EnergyConfig::Mmd { sample, .. } => add("sample", Some(sample)),
-                EnergyConfig::Npmle { observations, .. } => add("observations", Some(observations)),
-                EnergyConfig::TwoLayerNet { data, inputs, targets, .. } => {
-                    add("data", data.as_deref());
-                    add("inputs", inputs.as_deref());
-                    add("targets", targets.as_deref());
-                }
-                EnergyConfig::Potential(_) | EnergyConfig::Interaction { .. } => {}
+            for (key, data) in e.data() {
+                add(key, Some(data));
             }
         }
         files
@@ -994,7 +943,7 @@ impl ReferenceConfig {
 }
 
 impl PotentialConfig {
-    fn build(&self, dim: usize, field: &str) -> Result<Potential> {
+    pub(crate) fn build(&self, dim: usize, field: &str) -> Result<Potential> {
         Ok(match self {
             PotentialConfig::Quadratic(c) => Potential::Quadratic {
                 strength: c.strength,
@@ -1014,118 +963,9 @@ impl PotentialConfig {
     }
 }
 
-impl EnergyConfig {
-    /// Where the data of a term that built came from, if it has data.
-    fn origin(&self, dim: usize) -> Option<DataOrigin> {
-        match self {
-            EnergyConfig::Potential(_) | EnergyConfig::Interaction { .. } => None,
-            EnergyConfig::Mmd { sample: data, .. } | EnergyConfig::Npmle { observations: data, .. } => {
-                Some(data.origin(dim))
-            }
-            EnergyConfig::TwoLayerNet { data: Some(data), .. } => Some(data.origin(dim)),
-            EnergyConfig::TwoLayerNet { data: None, .. } => Some(DataOrigin::File),
-        }
-    }
-
-    fn build(&self, field: &str, space: &Space, base_dir: &Path, seed: u64) -> Result<Energy> {
-        let d = space.dim;
-        let energy = match self {
-            EnergyConfig::Potential(p) => {
-                let potential = PotentialConfig::from(p).build(d, field)?;
-                // Flat keys: `energy[0].strength`, not `energy[0].potential.strength`.
-                potential.validate(space, field)?;
-                Energy::Potential(potential)
-            }
-            EnergyConfig::Interaction { strength, width } => {
-                let e = Energy::Interaction { strength: *strength, width: *width };
-                e.validate(space, field)?;
-                e
-            }
-            EnergyConfig::Mmd { width, sample } => {
-                let sample = sample.points(&format!("{field}.sample"), d, base_dir, seed)?;
-                let e = Energy::Mmd { width: *width, sample: Arc::new(sample) };
-                e.validate(space, field)?;
-                e
-            }
-            EnergyConfig::Npmle { noise, observations } => {
-                let obs = observations.points(&format!("{field}.observations"), d, base_dir, seed)?;
-                let e = Energy::Npmle { observations: Arc::new(obs), noise: *noise };
-                e.validate(space, field)?;
-                e
-            }
-            EnergyConfig::TwoLayerNet { penalty, data, inputs, targets } => {
-                if d < 3 {
-                    return Err(Error::invalid(
-                        "domain.dim",
-                        d,
-                        "at least 3 for a two-layer network (x = (a, b, c) with a of the input dimension d − 2)",
-                    ));
-                }
-                let (inputs, targets) = match (data, inputs, targets) {
-                    (Some(data), None, None) => net_data(data, &format!("{field}.data"), d, base_dir, seed)?,
-                    (None, Some(i), Some(t)) => {
-                        let inputs = i.file_points(&format!("{field}.inputs"), d - 2, base_dir)?;
-                        let targets = t.file_points(&format!("{field}.targets"), 1, base_dir)?;
-                        if targets.len() != inputs.len() {
-                            return Err(Error::invalid(
-                                format!("{field}.targets"),
-                                format!("{} rows", targets.len()),
-                                format!("one target per input row ({} rows)", inputs.len()),
-                            ));
-                        }
-                        (inputs, targets.values)
-                    }
-                    _ => {
-                        return Err(Error::invalid(
-                            field,
-                            "two-layer-net",
-                            "either data = { … } or both inputs = { file = … } and targets = { file = … }",
-                        ));
-                    }
-                };
-                let e = Energy::TwoLayerNet { inputs: Arc::new(inputs), targets: Arc::new(targets), penalty: *penalty };
-                e.validate(space, field)?;
-                e
-            }
-        };
-        Ok(energy)
-    }
-}
-
-/// The two-layer network's `data`: a file of d − 1 columns (inputs, then the target) or bumps.
-fn net_data(data: &DataConfig, field: &str, d: usize, base_dir: &Path, seed: u64) -> Result<(Points, Vec<f64>)> {
-    match (&data.file, data.generate) {
-        (None, Some(Generator::Bumps)) => {
-            data.only(field, &["generate", "m", "noise", "seed"])?;
-            if d != 3 {
-                return Err(Error::invalid("domain.dim", d, "3 for the bumps data (one input z, so x = (a, b, c))"));
-            }
-            let m = data.rows(field)?;
-            bumps_regression(m, data.noise.unwrap_or(0.0), data.seed.unwrap_or(seed)).map_err(|e| under(field, e))
-        }
-        (Some(_), None) => {
-            let table = data.file_points(field, d - 1, base_dir)?;
-            let (p, rows) = (d - 2, table.len());
-            let mut inputs = Vec::with_capacity(rows * p);
-            let mut targets = Vec::with_capacity(rows);
-            for k in 0..rows {
-                let row = table.row(k);
-                inputs.extend_from_slice(&row[..p]);
-                targets.push(row[p]);
-            }
-            Ok((Points { dim: p, values: inputs }, targets))
-        }
-        _ => Err(Error::invalid(
-            field,
-            data.describe(),
-            "{ file = \"…\" } (inputs, then the target, in d − 1 columns) or { generate = \"bumps\", m = … }",
-        )),
-    }
-}
-
 impl DataConfig {
     /// Where a checked data set comes from; mixture means have `columns` entries.
-    fn origin(&self, columns: usize) -> DataOrigin {
+    pub(crate) fn origin(&self, columns: usize) -> DataOrigin {
         match (self.generate, &self.components) {
             (Some(Generator::Mixture), Some(cs)) => DataOrigin::Mixture(components(cs, columns)),
             (Some(Generator::Bumps), _) => DataOrigin::Bumps,
@@ -1133,7 +973,7 @@ impl DataConfig {
         }
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match (&self.file, self.generate) {
             (Some(f), Some(g)) => format!("file = {:?} and generate = {g:?}", f.display().to_string()),
             (Some(f), None) => format!("file = {:?}", f.display().to_string()),
@@ -1143,7 +983,7 @@ impl DataConfig {
     }
 
     /// Rejects the keys that do not belong to this kind of source.
-    fn only(&self, field: &str, allowed: &[&str]) -> Result<()> {
+    pub(crate) fn only(&self, field: &str, allowed: &[&str]) -> Result<()> {
         let present = [
             ("file", self.file.is_some()),
             ("generate", self.generate.is_some()),
@@ -1164,7 +1004,7 @@ impl DataConfig {
         Ok(())
     }
 
-    fn rows(&self, field: &str) -> Result<usize> {
+    pub(crate) fn rows(&self, field: &str) -> Result<usize> {
         match self.m {
             Some(m) => Ok(integer(&format!("{field}.m"), m, 1, MAX_GENERATED_ROWS as u64)? as usize),
             None => Err(Error::invalid(format!("{field}.m"), "missing", "the number of rows to generate")),
@@ -1172,7 +1012,7 @@ impl DataConfig {
     }
 
     /// A table read from `file`, with `columns` columns.
-    fn file_points(&self, field: &str, columns: usize, base_dir: &Path) -> Result<Points> {
+    pub(crate) fn file_points(&self, field: &str, columns: usize, base_dir: &Path) -> Result<Points> {
         self.only(field, &["file"])?;
         let Some(file) = &self.file else {
             return Err(Error::invalid(field, self.describe(), "{ file = \"….npy\" } or { file = \"….csv\" }"));
@@ -1188,7 +1028,7 @@ impl DataConfig {
     }
 
     /// A table of `columns` columns from a file or the mixture generator.
-    fn points(&self, field: &str, columns: usize, base_dir: &Path, seed: u64) -> Result<Points> {
+    pub(crate) fn points(&self, field: &str, columns: usize, base_dir: &Path, seed: u64) -> Result<Points> {
         match (&self.file, self.generate) {
             (Some(_), None) => self.file_points(field, columns, base_dir),
             (None, Some(Generator::Mixture)) => {
@@ -1267,6 +1107,7 @@ impl InitConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Energy, Mmd};
 
     const BASE: &str = r#"
         seed = 2
@@ -1339,7 +1180,7 @@ mod tests {
             "[[energy]]\nkind = \"mmd\"\nwidth = 0.2\nsample = { generate = \"mixture\", m = 50, components = [{ mean = 0.5, std = 0.1 }] }\n[particles]",
         );
         let a = build(&text).unwrap();
-        let Energy::Mmd { sample, .. } = &a.model.energy[1] else { panic!() };
+        let Energy::Mmd(Mmd { sample, .. }) = &a.model.energy[1] else { panic!() };
         let expected =
             gaussian_mixture_sample(&[Component { weight: 1.0, mean: vec![0.5, 0.5], std: 0.1 }], 50, 0.0, 2 + 1 + 1)
                 .unwrap();

@@ -4,8 +4,11 @@
 //! positions fixed and moves their weights by dw_i/dt = −w_i a_ε(μᴺ, X_i), where a_ε is the
 //! kernelized first variation of V centred under μᴺ (Lazić, Liu, Majka, AISTATS 2026).
 //!
-//! The crate separates *what is minimised* ([`model`]) from *who computes* ([`engine`]): the
-//! f64 CPU reference [`engine::cpu::CpuEngine`] and the wgpu GPU engine compute the same rates.
+//! The crate separates *what is minimised* ([`model`]: plain data, checked once) from *who
+//! computes* ([`engine`]): the f64 CPU reference [`engine::cpu::CpuEngine`] and the wgpu GPU
+//! engine compute the same rates. The two meet in one module per piece of the method: each term
+//! of F in [`energy`] and each kernelization in [`variant`] holds its spec type beside its CPU
+//! part, its GPU part and the shaders it names, and the engines loop over them.
 //! [`stepper`] turns rates into weight updates, [`flow::run`] drives steps and observers.
 //!
 //! ```
@@ -48,6 +51,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod energy;
 pub mod engine;
 pub mod error;
 #[cfg(feature = "cli")]
@@ -66,6 +70,7 @@ pub mod plot;
 pub mod runner;
 pub mod stepper;
 pub mod transport;
+pub mod variant;
 
 pub use error::{Error, Result};
 /// The wgpu frflow is built on, so that a host application passing its own device

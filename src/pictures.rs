@@ -18,7 +18,7 @@
 use crate::config::{Config, DataOrigin, Problem};
 use crate::error::{Error, Result};
 use crate::io::data::{bumps_function, load_npy};
-use crate::model::{Energy, Points};
+use crate::model::{Energy, Mmd, Npmle, Points, TwoLayerNet};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
@@ -56,7 +56,7 @@ pub fn read_trace(path: &Path) -> Result<Vec<TraceRow>> {
 /// x_i = (a_i, b_i, c_i) (row-major, d = z.len() + 2 columns) with weights w_i.
 pub fn network_output(positions: &[f64], weights: &[f64], z: &[f64]) -> f64 {
     let d = z.len() + 2;
-    positions.chunks_exact(d).zip(weights).map(|(x, w)| w * Energy::neuron(x, z)).sum()
+    positions.chunks_exact(d).zip(weights).map(|(x, w)| w * TwoLayerNet::neuron(x, z)).sum()
 }
 
 /// One component of a 1-D mixing distribution: an atom when `std` = 0.
@@ -78,7 +78,7 @@ pub fn npmle_truth(problem: &Problem) -> Option<Vec<Atom>> {
         return None;
     }
     problem.model.energy.iter().zip(&problem.data).find_map(|(e, origin)| match (e, origin) {
-        (Energy::Npmle { .. }, Some(DataOrigin::Mixture(cs))) => {
+        (Energy::Npmle(_), Some(DataOrigin::Mixture(cs))) => {
             let total: f64 = cs.iter().map(|c| c.weight).sum();
             Some(cs.iter().map(|c| Atom { location: c.mean[0], weight: c.weight / total, std: c.std }).collect())
         }
@@ -174,12 +174,12 @@ pub fn draw_run(out: &Path) -> Result<Vec<PathBuf>> {
     };
     for (i, term) in problem.model.energy.iter().enumerate() {
         match term {
-            Energy::TwoLayerNet { inputs, targets, .. } if inputs.dim == 1 => {
+            Energy::TwoLayerNet(TwoLayerNet { inputs, targets, .. }) if inputs.dim == 1 => {
                 let bumps = problem.data[i] == Some(DataOrigin::Bumps);
                 let fig = NetworkFigure { inputs, targets, positions, weights: &weights, bumps, trace: &trace };
                 emit("two_layer_net", &|png, svg| render(&fig, png, svg))?;
             }
-            Energy::Npmle { observations, noise } if d == 1 => {
+            Energy::Npmle(Npmle { observations, noise }) if d == 1 => {
                 let truth = npmle_truth(&problem);
                 let fig = NpmleFigure {
                     observations: &observations.values,
@@ -190,7 +190,7 @@ pub fn draw_run(out: &Path) -> Result<Vec<PathBuf>> {
                 };
                 emit("npmle", &|png, svg| render(&fig, png, svg))?;
             }
-            Energy::Mmd { sample, .. } if d == 2 => {
+            Energy::Mmd(Mmd { sample, .. }) if d == 2 => {
                 let fig = MmdFigure { sample, positions, weights: &weights, trace: &trace };
                 emit("mmd", &|png, svg| render(&fig, png, svg))?;
             }

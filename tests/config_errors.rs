@@ -3,6 +3,7 @@
 
 use frflow::Error;
 use frflow::config::{Config, EngineChoice, Problem};
+use frflow::energy::Npmle;
 use frflow::model::{Energy, Reference, Variant};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -236,7 +237,7 @@ fn data_file_with_the_wrong_number_of_columns_is_rejected() {
     // The same file with two columns builds, and relative paths resolve against base_dir.
     std::fs::write(dir.join("obs.csv"), "z0,z1\n0.1,0.2\n0.4,0.5\n").unwrap();
     let p = build_in(&text, &dir).unwrap();
-    let Energy::Npmle { observations, .. } = &p.model.energy[1] else { panic!("not an NPMLE term") };
+    let Energy::Npmle(Npmle { observations, .. }) = &p.model.energy[1] else { panic!("not an NPMLE term") };
     assert_eq!(observations.values, vec![0.1, 0.2, 0.4, 0.5]);
 }
 

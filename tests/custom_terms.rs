@@ -11,6 +11,7 @@ mod common;
 
 use common::context;
 use frflow::Error;
+use frflow::energy::Interaction;
 use frflow::engine::Engine;
 use frflow::engine::cpu::CpuEngine;
 use frflow::engine::gpu::GpuEngine;
@@ -98,7 +99,7 @@ impl EnergyTerm for HostInteraction {
 }
 
 fn builtin() -> Energy {
-    Energy::Interaction { strength: STRENGTH, width: WIDTH }
+    Energy::Interaction(Interaction { strength: STRENGTH, width: WIDTH })
 }
 
 fn random_state(n: usize, seed: u64) -> State {

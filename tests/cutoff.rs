@@ -4,6 +4,7 @@
 #[path = "common/cutoff_problems.rs"]
 mod problems;
 
+use frflow::energy::{Interaction, Mmd};
 use frflow::engine::Engine;
 use frflow::engine::cells::{CellGrid, Cutoff, log_kernel_sum_cells};
 use frflow::engine::cpu::{CpuEngine, log_kernel_sum};
@@ -163,7 +164,8 @@ fn energy_kernel_sums_use_cells_within_the_bound() {
     let space = space(2, true);
     let particles = Particles::sample(space, &Initial::Uniform { low: 0.0, high: 1.0 }, 801, 9).unwrap();
     let sample = Arc::new(Points { dim: 2, values: points(&space, 60, &mut ChaCha8Rng::seed_from_u64(4)) });
-    let energy = vec![Energy::Interaction { strength: 0.4, width: 0.02 }, Energy::Mmd { width: 0.03, sample }];
+    let energy =
+        vec![Energy::Interaction(Interaction { strength: 0.4, width: 0.02 }), Energy::Mmd(Mmd { width: 0.03, sample })];
     let build =
         |cutoff| Model { energy: energy.clone(), ..model(space, Variant::Measure, Divergence::Kl, 0.02, cutoff) };
     let mut a = CpuEngine::new(build(Cutoff::None), particles.clone()).unwrap();

@@ -1,6 +1,7 @@
 //! The CPU engine with every energy of SPEC §5: V_ε(μᴺ) never increases along the gradient-flow
 //! variants (the GPU engine's twin of this check is in tests/gpu_energies.rs).
 
+use frflow::energy::{Interaction, Mmd, Npmle, TwoLayerNet};
 use frflow::engine::Engine;
 use frflow::engine::cpu::CpuEngine;
 use frflow::io::data::{bumps_regression, gaussian_mixture_sample};
@@ -20,17 +21,17 @@ fn energies(dim: usize) -> Vec<(&'static str, Vec<Energy>)> {
     };
     let mut out = vec![
         ("potential", vec![Energy::Potential(Potential::Quadratic { strength: 1.5, center: vec![0.4; dim] })]),
-        ("interaction", vec![Energy::Interaction { strength: 0.8, width: 0.6 }]),
-        ("mmd", vec![Energy::Mmd { width: 0.5, sample: sample(0.3, 3) }]),
-        ("npmle", vec![Energy::Npmle { observations: sample(0.8, 4), noise: 0.4 }]),
+        ("interaction", vec![Energy::Interaction(Interaction { strength: 0.8, width: 0.6 })]),
+        ("mmd", vec![Energy::Mmd(Mmd { width: 0.5, sample: sample(0.3, 3) })]),
+        ("npmle", vec![Energy::Npmle(Npmle { observations: sample(0.8, 4), noise: 0.4 })]),
     ];
     if dim == 3 {
         let (z, y) = bumps_regression(80, 0.05, 5).unwrap();
-        let net = Energy::TwoLayerNet {
+        let net = Energy::TwoLayerNet(TwoLayerNet {
             inputs: Arc::new(Points { dim: 1, values: z.values }),
             targets: Arc::new(y),
             penalty: 1e-2,
-        };
+        });
         out.push(("two-layer-net", vec![net]));
     }
     out

@@ -4,6 +4,7 @@
 //! must raise.
 
 use frflow::Error;
+use frflow::energy::Interaction;
 use frflow::engine::cpu::CpuEngine;
 use frflow::engine::{Diagnostics, Engine};
 use frflow::flow::{Coupled, Observer, RunOptions, Summary, Termination, run, run_coupled};
@@ -46,7 +47,7 @@ fn euclidean(d: usize) -> Problem {
         reference: Reference::Gaussian { mean: vec![0.0; d], std: 1.0 },
         energy: vec![
             Energy::Potential(Potential::Quadratic { strength: 0.5, center: vec![-0.5; d] }),
-            Energy::Interaction { strength: 0.3, width: 0.7 },
+            Energy::Interaction(Interaction { strength: 0.3, width: 0.7 }),
         ],
         init: Initial::Gaussian { mean: vec![0.5; d], std: 0.8 },
         epsilon: 0.4,

@@ -7,6 +7,7 @@ mod common;
 mod problems;
 
 use common::context;
+use frflow::energy::{Interaction, Mmd};
 use frflow::engine::Engine;
 use frflow::engine::cells::{CellGrid, Cutoff};
 use frflow::engine::cpu::CpuEngine;
@@ -272,7 +273,8 @@ fn gpu_energy_kernel_sums_use_cells() {
     let space = space(2, true);
     let particles = Particles::sample(space, &Initial::Uniform { low: 0.0, high: 1.0 }, 801, 9).unwrap();
     let sample = Arc::new(Points { dim: 2, values: points(&space, 60, &mut ChaCha8Rng::seed_from_u64(4)) });
-    let energy = vec![Energy::Interaction { strength: 0.4, width: 0.02 }, Energy::Mmd { width: 0.03, sample }];
+    let energy =
+        vec![Energy::Interaction(Interaction { strength: 0.4, width: 0.02 }), Energy::Mmd(Mmd { width: 0.03, sample })];
     let cut = Cutoff::Tolerance { tolerance: 1e-5, max_error: 1.0 };
     for variant in [Variant::Measure, Variant::Exact] {
         let m = Model { energy: energy.clone(), ..model(space, variant, Divergence::Kl, 0.02, cut) };

@@ -16,11 +16,12 @@
 //! that, and F relative to the magnitude of its terms with 1e-4.
 
 use frflow::Error;
-use frflow::engine::Engine;
-use frflow::engine::cpu::{
-    Accumulate, CpuEngine, energy_accumulate, log_kernel_sum, net_backward, net_forward, net_residuals,
+use frflow::energy::{
+    Accumulate, Interaction, Mmd, Npmle, TwoLayerNet, energy_accumulate, net_backward, net_forward, net_residuals,
     npmle_coefficients, pair_sum,
 };
+use frflow::engine::Engine;
+use frflow::engine::cpu::{CpuEngine, log_kernel_sum};
 use frflow::engine::gpu::{GpuContext, GpuEngine};
 use frflow::model::{
     Divergence, Domain, Energy, Gaussian, Model, ModelSpec, Points, Potential, QuadratureSpec, Reference, Space,
@@ -64,12 +65,12 @@ fn energy_derivative(model: &Model, pos: &[f64], lw: &[f64]) -> (Vec<f64>, f64) 
                     e.1 += v;
                 }
             }
-            Energy::Interaction { strength, width } => {
+            Energy::Interaction(Interaction { strength, width }) => {
                 let k = Gaussian::new(space, *width, false, "w").unwrap();
                 let l1 = log_kernel_sum(space, &k, pos, pos, lw);
                 energy_accumulate(Accumulate::Interaction { strength: *strength }, &l1, &[], &mut energy);
             }
-            Energy::Mmd { width, sample } => {
+            Energy::Mmd(Mmd { width, sample }) => {
                 let k = Gaussian::new(space, *width, false, "w").unwrap();
                 let m = sample.len();
                 let lm = vec![-(m as f64).ln(); m];
@@ -79,14 +80,14 @@ fn energy_derivative(model: &Model, pos: &[f64], lw: &[f64]) -> (Vec<f64>, f64) 
                 f_rest += 0.5 * cnn.iter().map(|v| (v - (m as f64).ln()).exp()).sum::<f64>();
                 energy_accumulate(Accumulate::Mmd, &l1, &nu, &mut energy);
             }
-            Energy::TwoLayerNet { inputs, targets, penalty } => {
+            Energy::TwoLayerNet(TwoLayerNet { inputs, targets, penalty }) => {
                 let f = net_forward(pos, d, &w, inputs);
                 let (r, data) = net_residuals(&f, targets);
                 f_rest += data;
                 let (l1, l2) = net_backward(pos, d, inputs, &r, *penalty);
                 energy_accumulate(Accumulate::Linear, &l1, &l2, &mut energy);
             }
-            Energy::Npmle { observations, noise } => {
+            Energy::Npmle(Npmle { observations, noise }) => {
                 let k = Gaussian::new(space, *noise, true, "s").unwrap();
                 let log_p = log_kernel_sum(space, &k, &observations.values, pos, lw);
                 let (coeffs, data) = npmle_coefficients(&log_p);
@@ -168,22 +169,23 @@ impl Problem {
                 Potential::DoubleWell { height: 0.3, scale: 0.8 }
             }),
             // Width 0.45 against L = 2 needs periodic images on the torus.
-            Kind::Interaction => Energy::Interaction { strength: 0.7, width: 0.45 },
+            Kind::Interaction => Energy::Interaction(Interaction { strength: 0.7, width: 0.45 }),
             Kind::Mmd => {
                 let sample = Points { dim: d, values: self.data(rng, self.m, d) };
-                Energy::Mmd { width: 0.5, sample: Arc::new(sample) }
+                Energy::Mmd(Mmd { width: 0.5, sample: Arc::new(sample) })
             }
             Kind::Network => {
                 let p = d - 2;
                 let inputs = Points { dim: p, values: (0..self.m * p).map(|_| standard_normal(rng)).collect() };
                 let teacher: Vec<f64> = (0..d).map(|_| standard_normal(rng)).collect();
-                let targets =
-                    (0..self.m).map(|k| Energy::neuron(&teacher, inputs.row(k)) + 0.1 * standard_normal(rng)).collect();
-                Energy::TwoLayerNet { inputs: Arc::new(inputs), targets: Arc::new(targets), penalty: 0.05 }
+                let targets = (0..self.m)
+                    .map(|k| TwoLayerNet::neuron(&teacher, inputs.row(k)) + 0.1 * standard_normal(rng))
+                    .collect();
+                Energy::TwoLayerNet(TwoLayerNet { inputs: Arc::new(inputs), targets: Arc::new(targets), penalty: 0.05 })
             }
             Kind::Npmle => {
                 let obs = Points { dim: d, values: self.data(rng, self.m, d) };
-                Energy::Npmle { observations: Arc::new(obs), noise: 0.35 }
+                Energy::Npmle(Npmle { observations: Arc::new(obs), noise: 0.35 })
             }
         }
     }
@@ -419,7 +421,10 @@ fn em_problem(n: usize) -> (Model, Particles, Vec<f64>, Vec<f64>) {
         sigma: 0.0,
         epsilon: 0.3,
         variant: Variant::Measure,
-        energy: vec![Energy::Npmle { observations: Arc::new(Points { dim: 1, values: obs.clone() }), noise: 0.35 }],
+        energy: vec![Energy::Npmle(Npmle {
+            observations: Arc::new(Points { dim: 1, values: obs.clone() }),
+            noise: 0.35,
+        })],
         quadrature: QuadratureSpec::default(),
     }
     .build()

@@ -18,6 +18,7 @@
 mod common;
 
 use common::context;
+use frflow::energy::{Interaction, Mmd, Npmle};
 use frflow::engine::Engine;
 use frflow::engine::cells::{CellGrid, Cutoff};
 use frflow::engine::gpu::{GpuEngine, SinkhornLogSum};
@@ -420,8 +421,8 @@ fn every_kernel_sum_path_needs_one_slow_op_per_pair() {
     let space = Space::new(3, Domain::Torus { side: 1.0 }).unwrap();
     let sample = Arc::new(Points { dim: 3, values: particles(space, 9, 0.0).positions });
     let energies = [
-        vec![Energy::Interaction { strength: 0.5, width: 0.2 }],
-        vec![Energy::Mmd { width: 0.05, sample: sample.clone() }],
+        vec![Energy::Interaction(Interaction { strength: 0.5, width: 0.2 })],
+        vec![Energy::Mmd(Mmd { width: 0.05, sample: sample.clone() })],
     ];
     for variant in Variant::ALL {
         let model = spec(space, 0.1, variant, vec![]).build().unwrap();
@@ -433,7 +434,7 @@ fn every_kernel_sum_path_needs_one_slow_op_per_pair() {
     }
     let rd = Space::new(2, Domain::Euclidean).unwrap();
     let obs = Arc::new(Points { dim: 2, values: particles(rd, 50, 4.0).positions });
-    let npmle = spec(rd, 0.2, Variant::SmoothedTarget, vec![Energy::Npmle { observations: obs, noise: 0.3 }]);
+    let npmle = spec(rd, 0.2, Variant::SmoothedTarget, vec![Energy::Npmle(Npmle { observations: obs, noise: 0.3 })]);
     GpuEngine::new(ctx.clone(), npmle.build().unwrap(), particles(rd, n, 4.0)).unwrap();
 
     let mut seen: BTreeMap<String, (Ops, usize)> = BTreeMap::new();

@@ -254,7 +254,7 @@ impl ProblemCore {
         out.set_item("epsilon", m.kernel.width)?;
         out.set_item("divergence", format!("{:?}", m.divergence).to_lowercase())?;
         out.set_item("domain", format!("{:?}", m.space.domain))?;
-        out.set_item("energies", m.energy.iter().map(energy_name).collect::<Vec<_>>())?;
+        out.set_item("energies", m.energy.iter().map(Energy::describe).collect::<Vec<_>>())?;
         out.set_item("engine", p.engine.name())?;
         out.set_item("device", p.device.clone())?;
         out.set_item("seed", p.seed)?;
@@ -265,13 +265,6 @@ impl ProblemCore {
         }
         out.set_item("every", p.output.every)?;
         Ok(out)
-    }
-}
-
-fn energy_name(e: &Energy) -> String {
-    match e {
-        Energy::Potential(u) => format!("potential {}", u.name()),
-        other => format!("{other:?}").split([' ', '{', '(']).next().unwrap_or("energy").to_lowercase(),
     }
 }
 

@@ -6,10 +6,12 @@
 
 use super::cells::{CellGrid, Cutoff, log_kernel_sum_cells};
 use super::{Diagnostics, Engine, pairwise_sum, reached};
+use crate::energy::{CpuEval, CpuTerm};
 use crate::error::{Error, Result};
-use crate::model::{AtPoints, Divergence, Energy, Gaussian, Model, PairKernel, Points, Space, Variant};
+use crate::model::{AtPoints, Divergence, Gaussian, Model, Space};
 use crate::particles::{Particles, State};
 use crate::stepper::Stepper;
+use crate::variant::CpuDiv;
 use rayon::prelude::*;
 use std::sync::Mutex;
 
@@ -232,51 +234,34 @@ struct PointData {
     points: Vec<f64>,
     /// The model's position-only quantities: log π (or log K_ε π), U, the quadrature nodes.
     model: AtPoints,
-    /// Per MMD term: (1/M) Σ_k k(x_t, Y_k).
-    mmd_nu: Vec<Vec<f64>>,
+    /// Per energy term, its own (see [`CpuTerm::fixed_at`]).
+    terms: Vec<Option<Vec<f64>>>,
 }
 
 impl PointData {
-    fn new(m: &Model, points: Vec<f64>) -> Result<Self> {
-        let space = &m.space;
-        let mmd_nu = m
-            .energy
-            .iter()
-            .filter_map(|e| match e {
-                Energy::Mmd { width, sample } => {
-                    let k = Gaussian::new(space, *width, false, "mmd.width").expect("validated");
-                    let coeffs = vec![-(sample.len() as f64).ln(); sample.len()];
-                    Some(
-                        log_kernel_sum(space, &k, &points, &sample.values, &coeffs).into_iter().map(f64::exp).collect(),
-                    )
-                }
-                _ => None,
-            })
-            .collect();
-        Ok(PointData { model: m.at_points(&points)?, points, mmd_nu })
+    fn new(m: &Model, terms: &[Box<dyn CpuTerm>], points: Vec<f64>) -> Result<Self> {
+        let terms = terms.iter().map(|t| t.fixed_at(&m.space, &points)).collect();
+        Ok(PointData { model: m.at_points(&points)?, points, terms })
     }
 }
 
 /// Quantities of the model at the fixed positions, computed once.
 struct Fixed {
+    /// The energy terms' CPU parts (position-only terms are in `at_particles.model`).
+    terms: Vec<Box<dyn CpuTerm>>,
     /// Everything that depends only on the particles' positions.
     at_particles: PointData,
-    /// Per MMD term: (1/M²) Σ_kl k(Y_k, Y_l).
-    mmd_cnn: Vec<f64>,
     /// Particle–particle kernel matrices, when N² is small enough to keep them.
     pairs: Vec<PairMatrix>,
     /// Cutoff sums per kernel (the ε-kernel's, the energies'), where the model's cutoff uses
     /// cells.
     cells: Vec<KernelCells>,
-    /// Per NPMLE term, its cutoff sums between the particles and its observations, where the
-    /// cutoff uses cells.
-    npmle_cells: Vec<Option<KernelCells>>,
 }
 
 /// Cell grids for one kernel's sums (see [`super::cells`]): over the particles, and over a second
 /// set of sources: for the ε-kernel of D and D′ the particles' quadrature nodes (the sources of
 /// their second pass), for an NPMLE term its observations.
-struct KernelCells {
+pub(crate) struct KernelCells {
     kernel: Gaussian,
     tolerance: f64,
     max_error: f64,
@@ -289,78 +274,30 @@ struct KernelCells {
 impl Fixed {
     fn new(m: &Model, p: &Particles) -> Result<Self> {
         let space = &m.space;
-        let mmd_cnn = m
-            .energy
-            .iter()
-            .filter_map(|e| match e {
-                Energy::Mmd { width, sample } => {
-                    let k = Gaussian::new(space, *width, false, "mmd.width").expect("validated");
-                    let lm = -(sample.len() as f64).ln();
-                    let nn = log_kernel_sum(space, &k, &sample.values, &sample.values, &vec![lm; sample.len()]);
-                    Some(pairwise_sum(&nn.iter().map(|v| (v + lm).exp()).collect::<Vec<_>>()))
-                }
-                _ => None,
-            })
-            .collect();
-        let mut kernels: Vec<Gaussian> = m
-            .energy
-            .iter()
-            .filter_map(|e| match e {
-                Energy::Interaction { width, .. } | Energy::Mmd { width, .. } => {
-                    Some(Gaussian::new(space, *width, false, "width").expect("validated"))
-                }
-                _ => None,
-            })
-            .collect();
-        let at_particles = PointData::new(m, p.positions.clone())?;
+        let mut terms = Vec::new();
+        for e in &m.energy {
+            terms.extend(e.term().cpu(m, &p.positions)?);
+        }
+        let mut kernels: Vec<Gaussian> = terms.iter().filter_map(|t| t.kernel()).collect();
+        let at_particles = PointData::new(m, &terms, p.positions.clone())?;
         let mut cells: Vec<KernelCells> =
             kernels.iter().filter_map(|k| KernelCells::new(m, *k, &p.positions, &[])).collect();
-        if m.has_divergence() && m.variant != Variant::Exact {
+        let variant = m.variant.kernelization();
+        if m.has_divergence() && variant.kernel_sums() > 0 {
             cells.extend(KernelCells::new(m, m.kernel, &p.positions, &at_particles.model.nodes));
-            if matches!(m.variant, Variant::Measure | Variant::MeasureTarget | Variant::Blob) {
+            if variant.particle_sums_only() {
                 kernels.push(m.kernel);
             }
         }
         // A kept matrix only for the kernels summed over all pairs.
         kernels.retain(|k| !cells.iter().any(|c| c.kernel == *k));
         let pairs = kernels.iter().filter_map(|k| PairMatrix::new(space, k, &p.positions)).collect();
-        let npmle_cells = m
-            .energy
-            .iter()
-            .filter_map(|e| match e {
-                Energy::Npmle { observations, noise } => {
-                    let k = Gaussian::new(space, *noise, true, "npmle.noise").expect("validated");
-                    Some(KernelCells::new(m, k, &p.positions, &observations.values))
-                }
-                _ => None,
-            })
-            .collect();
-        Ok(Fixed { at_particles, mmd_cnn, pairs, cells, npmle_cells })
+        Ok(Fixed { terms, at_particles, pairs, cells })
     }
 
-    /// Every cutoff sum's grids.
+    /// Every cutoff sum's grids: the kernels' and the terms' own.
     fn all_cells(&self) -> impl Iterator<Item = &KernelCells> {
-        self.cells.iter().chain(self.npmle_cells.iter().flatten())
-    }
-
-    /// The NPMLE term `index`'s log Σ_s exp(log_coeffs[s]) φ(t − y_s): from the particles to
-    /// `targets` (the observations) or, with `observations`, from the observations to `targets`
-    /// (the particles or other points); by cells where the cutoff uses them.
-    #[allow(clippy::too_many_arguments)]
-    fn npmle_sum(
-        &self,
-        space: &Space,
-        index: usize,
-        kernel: &Gaussian,
-        targets: &[f64],
-        sources: &[f64],
-        observations: bool,
-        log_coeffs: &[f64],
-    ) -> Vec<f64> {
-        match &self.npmle_cells[index] {
-            Some(c) => c.sum(space, targets, sources, observations, log_coeffs),
-            None => log_kernel_sum(space, kernel, targets, sources, log_coeffs),
-        }
+        self.cells.iter().chain(self.terms.iter().filter_map(|t| t.cells()))
     }
 
     /// log Σ_j exp(log_coeffs[j]) K(X_i, X_j) for every particle: from a kept matrix when there
@@ -410,7 +347,7 @@ impl KernelCells {
     /// The grids for `kernel` (with `nodes` as a second set of sources, or none) when `m`'s
     /// cutoff asks for cells and they save work: `Auto` only where the N×N matrix is too large to
     /// keep (N > 16384), a tolerance wherever a grid helps.
-    fn new(m: &Model, kernel: Gaussian, positions: &[f64], nodes: &[f64]) -> Option<Self> {
+    pub(crate) fn new(m: &Model, kernel: Gaussian, positions: &[f64], nodes: &[f64]) -> Option<Self> {
         let (tolerance, max_error) = m.cutoff.parameters()?;
         let n = positions.len() / m.space.dim;
         if m.cutoff == Cutoff::Auto && n * n <= PAIR_CACHE_ENTRIES {
@@ -424,7 +361,14 @@ impl KernelCells {
 
     /// A cutoff sum over `sources` (the particles, or with `nodes` their quadrature nodes),
     /// recording the largest truncation bound.
-    fn sum(&self, space: &Space, targets: &[f64], sources: &[f64], nodes: bool, log_coeffs: &[f64]) -> Vec<f64> {
+    pub(crate) fn sum(
+        &self,
+        space: &Space,
+        targets: &[f64],
+        sources: &[f64],
+        nodes: bool,
+        log_coeffs: &[f64],
+    ) -> Vec<f64> {
         let grid = if nodes { self.nodes.as_ref().expect("built with the nodes") } else { &self.particles };
         let (values, bounds) =
             log_kernel_sum_cells(space, &self.kernel, grid, self.tolerance, targets, sources, log_coeffs);
@@ -541,148 +485,30 @@ impl CpuEngine {
     }
 }
 
-/// f_m(z_k) = Σ_i w_i φ(X_i, z_k) for every input z_k (the CPU twin of `net_forward`).
-pub fn net_forward(pos: &[f64], d: usize, w: &[f64], inputs: &Points) -> Vec<f64> {
-    (0..inputs.len())
-        .into_par_iter()
-        .map(|k| {
-            let z = inputs.row(k);
-            pairwise_sum(&pos.chunks_exact(d).zip(w).map(|(x, wi)| wi * Energy::neuron(x, z)).collect::<Vec<_>>())
-        })
-        .collect()
-}
-
-/// r_k = y_k − f_m(z_k) and F's data part Σ_k r_k² / 2M (the CPU twin of `net_residuals`).
-pub fn net_residuals(f: &[f64], y: &[f64]) -> (Vec<f64>, f64) {
-    let r: Vec<f64> = y.iter().zip(f).map(|(y, f)| y - f).collect();
-    let data = pairwise_sum(&r.iter().map(|r| r * r).collect::<Vec<_>>()) / (2.0 * y.len() as f64);
-    (r, data)
-}
-
-/// Per target x: (−(1/M) Σ_k r_k φ(x, z_k) + λ/2 |x|², λ/2 |x|²) (the CPU twin of `net_backward`);
-/// with no residuals only the penalty.
-pub fn net_backward(targets: &[f64], d: usize, inputs: &Points, r: &[f64], penalty: f64) -> (Vec<f64>, Vec<f64>) {
-    let m = inputs.len() as f64;
-    targets
-        .par_chunks_exact(d)
-        .map(|x| {
-            let pull = if r.is_empty() {
-                0.0
-            } else {
-                pairwise_sum(&(0..inputs.len()).map(|k| r[k] * Energy::neuron(x, inputs.row(k))).collect::<Vec<_>>())
-            };
-            let pen = 0.5 * penalty * x.iter().map(|v| v * v).sum::<f64>();
-            (-pull / m + pen, pen)
-        })
-        .unzip()
-}
-
-/// The NPMLE's second-pass coefficients log(1 / (M p_k)) and F's value −Σ_k log p_k / M (the CPU
-/// twin of `npmle_coefficients`).
-pub fn npmle_coefficients(log_p: &[f64]) -> (Vec<f64>, f64) {
-    let m = log_p.len() as f64;
-    (log_p.iter().map(|lp| -lp - m.ln()).collect(), -pairwise_sum(log_p) / m)
-}
-
-/// One term of F as [`energy_accumulate`] adds it, named after what its kernel sums l1, l2 hold.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Accumulate {
-    /// l1 = log Σ_j w_j W(x, X_j): δF += strength e^l1, f += ½ strength e^l1.
-    Interaction {
-        /// The interaction's strength.
-        strength: f64,
-    },
-    /// l1 = log k*μᴺ, l2 = log k*ν: δF += e^l1 − e^l2, f += ½ e^l1 − e^l2.
-    Mmd,
-    /// l1 = δF, l2 = f, added as they are: the network's (l1 its pull plus penalty, l2 the
-    /// penalty λ/2 |x|²) and a user pair kernel's (l1 = Σ_j w_j W(x, X_j), l2 = ½ l1).
-    Linear,
-    /// l1 = log (1/M) Σ_k φ(z_k − x)/p(z_k): δF −= e^l1, f += 0.
-    Npmle,
-}
-
-/// Adds one energy term's δF/δm and its per-target share f of F to `energy` = (δF, f) per
-/// target: the twin of `energy_accumulate.wgsl`. F(μᴺ) = Σ_i w_i f_i plus the terms' data and
-/// constant parts when the targets are the particles.
-pub fn energy_accumulate(term: Accumulate, l1: &[f64], l2: &[f64], energy: &mut [(f64, f64)]) {
-    for (i, e) in energy.iter_mut().enumerate() {
-        match term {
-            Accumulate::Interaction { strength } => {
-                let s = strength * l1[i].exp();
-                e.0 += s;
-                e.1 += 0.5 * s;
-            }
-            Accumulate::Mmd => {
-                let (s, nu) = (l1[i].exp(), l2[i].exp());
-                e.0 += s - nu;
-                e.1 += 0.5 * s - nu;
-            }
-            Accumulate::Linear => {
-                e.0 += l1[i];
-                e.1 += l2[i];
-            }
-            Accumulate::Npmle => e.0 -= l1[i].exp(),
-        }
-    }
-}
-
 /// δF/δm at the targets and, when the targets are the particles, F(μᴺ) (else NaN): the fixed
-/// potential U, then each other term through [`energy_accumulate`], as the GPU composes its
-/// passes (a user's whole term adds its own δF/δm and F).
+/// potential U, then each other term's CPU part (see [`crate::energy`]), as the GPU composes its
+/// passes.
 fn energy_derivative(m: &Model, fixed: &Fixed, targets: &Targets, lw: &[f64], w: &[f64]) -> Result<(Vec<f64>, f64)> {
-    let (space, d) = (&m.space, m.space.dim);
-    let pos = &fixed.at_particles.points;
+    let space = &m.space;
     let at = match targets {
         Targets::Particles => &fixed.at_particles,
         Targets::Points(t) => t,
     };
+    let particle_sum = |k: &Gaussian, coeffs: &[f64]| fixed.log_sum_to(space, k, targets, coeffs);
     let mut energy: Vec<(f64, f64)> = at.model.potential.iter().map(|u| (*u, *u)).collect();
     // F's parts that are not a weighted sum over the particles.
     let mut rest = 0.0;
-    let (mut mmd, mut npmle) = (0, 0);
-    for e in &m.energy {
-        match e {
-            Energy::Potential(_) => {}
-            Energy::Interaction { strength, width } => {
-                let k = Gaussian::new(space, *width, false, "interaction.width").expect("validated");
-                let l1 = fixed.log_sum_to(space, &k, targets, lw);
-                energy_accumulate(Accumulate::Interaction { strength: *strength }, &l1, &[], &mut energy);
-            }
-            Energy::Mmd { width, .. } => {
-                let k = Gaussian::new(space, *width, false, "mmd.width").expect("validated");
-                let l1 = fixed.log_sum_to(space, &k, targets, lw);
-                let l2: Vec<f64> = at.mmd_nu[mmd].iter().map(|nu| nu.ln()).collect();
-                energy_accumulate(Accumulate::Mmd, &l1, &l2, &mut energy);
-                rest += 0.5 * fixed.mmd_cnn[mmd];
-                mmd += 1;
-            }
-            Energy::TwoLayerNet { inputs, targets: y, penalty } => {
-                let (r, data) = net_residuals(&net_forward(pos, d, w, inputs), y);
-                rest += data;
-                let (l1, l2) = net_backward(&at.points, d, inputs, &r, *penalty);
-                energy_accumulate(Accumulate::Linear, &l1, &l2, &mut energy);
-            }
-            Energy::Npmle { observations, noise } => {
-                let k = Gaussian::new(space, *noise, true, "npmle.noise").expect("validated");
-                let z = &observations.values;
-                let log_p = fixed.npmle_sum(space, npmle, &k, z, pos, false, lw);
-                let (coeffs, data) = npmle_coefficients(&log_p);
-                rest += data;
-                let l1 = fixed.npmle_sum(space, npmle, &k, &at.points, z, true, &coeffs);
-                energy_accumulate(Accumulate::Npmle, &l1, &[], &mut energy);
-                npmle += 1;
-            }
-            Energy::Pair(kernel) => {
-                let l1 = pair_sum(kernel, d, &at.points, pos, w);
-                let l2: Vec<f64> = l1.iter().map(|v| 0.5 * v).collect();
-                energy_accumulate(Accumulate::Linear, &l1, &l2, &mut energy);
-            }
-            Energy::Custom(term) => {
-                let (f, dfdm) = term.evaluate(pos, w, &at.points, d)?;
-                energy.iter_mut().zip(dfdm).for_each(|(e, v)| e.0 += v);
-                rest += f;
-            }
-        }
+    for (term, own) in fixed.terms.iter().zip(&at.terms) {
+        let eval = CpuEval {
+            space,
+            positions: &fixed.at_particles.points,
+            weights: w,
+            log_weights: lw,
+            targets: &at.points,
+            fixed: own.as_deref(),
+            particle_sum: &particle_sum,
+        };
+        rest += term.add(&eval, &mut energy)?;
     }
     let f = match targets {
         Targets::Particles => pairwise_sum(&w.iter().zip(&energy).map(|(w, e)| w * e.1).collect::<Vec<_>>()) + rest,
@@ -691,38 +517,10 @@ fn energy_derivative(m: &Model, fixed: &Fixed, targets: &Targets, lw: &[f64], w:
     Ok((energy.into_iter().map(|e| e.0).collect(), f))
 }
 
-/// Σ_j w_j W(t, X_j) for every target t, in f64 by the kernel's Rust twin (the CPU twin of
-/// `pair_sum.wgsl`).
-pub fn pair_sum(kernel: &PairKernel, d: usize, targets: &[f64], sources: &[f64], w: &[f64]) -> Vec<f64> {
-    targets
-        .par_chunks_exact(d)
-        .map(|t| {
-            pairwise_sum(&sources.chunks_exact(d).zip(w).map(|(y, wj)| wj * kernel.value(t, y)).collect::<Vec<_>>())
-        })
-        .collect()
-}
-
-/// Variant C's second-pass coefficients log w_j − log d_j, with d_j = (K μᴺ)(X_j) (KL) or π(X_j)
-/// (χ²), so that the next kernel sum gives Σ_j w_j K(X_j, x) / d_j (the CPU twin of
-/// `blob_coefficients`).
-pub fn blob_coefficients(log_weights: &[f64], log_denominators: &[f64]) -> Vec<f64> {
-    log_weights.iter().zip(log_denominators).map(|(l, d)| l - d).collect()
-}
-
-/// Variants D and D′: second-pass coefficients at the quadrature nodes,
-/// log w_j + log ω_q − log d_{jq} with d = (K μᴺ)(y_{jq}) (KL) or π(y_{jq}) (χ²), nodes ordered
-/// particle-major (the CPU twin of `node_coefficients`).
-pub fn node_coefficients(log_weights: &[f64], quadrature_weights: &[f64], log_denominators: &[f64]) -> Vec<f64> {
-    let q = quadrature_weights.len();
-    (0..log_denominators.len())
-        .map(|jq| log_weights[jq / q] + quadrature_weights[jq % q].ln() - log_denominators[jq])
-        .collect()
-}
-
-/// h_ε(μᴺ, x) at the targets for the model's variant and divergence (SPEC §3), and the
-/// divergence's value where the variant is a gradient flow and the targets are the particles.
-/// For C, D and D′, h is the exact gradient of the discrete divergence with respect to w_i, so
-/// V_ε(μᴺ) cannot increase along the flow for small h.
+/// h_ε(μᴺ, x) at the targets for the model's variant and divergence (SPEC §3; each variant's
+/// `variant_h` in [`crate::variant`]), and the divergence's value where the variant is a gradient
+/// flow and the targets are the particles. For C, D and D′, h is the exact gradient of the
+/// discrete divergence with respect to w_i, so V_ε(μᴺ) cannot increase along the flow for small h.
 fn divergence_derivative(
     m: &Model,
     fixed: &Fixed,
@@ -731,72 +529,28 @@ fn divergence_derivative(
     lw: &[f64],
     w: &[f64],
 ) -> (Vec<f64>, Option<f64>) {
-    let (space, k) = (&m.space, &m.kernel);
     let own = &fixed.at_particles;
-    let (at, at_particles) = match targets {
-        Targets::Particles => (own, true),
-        Targets::Points(t) => (*t, false),
+    let at = match targets {
+        Targets::Particles => own,
+        Targets::Points(t) => t,
     };
-    let kl = m.divergence == Divergence::Kl;
-    let wsum = |v: &[f64]| pairwise_sum(&w.iter().zip(v).map(|(a, b)| a * b).collect::<Vec<_>>());
-    // log of (density ratio): KL uses it as is, χ² as 2·exp(·).
-    let finish = |log_ratio: Vec<f64>| -> Vec<f64> {
-        if kl { log_ratio } else { log_ratio.into_iter().map(|r| 2.0 * r.exp()).collect() }
-    };
-    match m.variant {
-        Variant::Measure | Variant::MeasureTarget => {
-            let s = fixed.log_sum_to(space, k, targets, lw);
-            (finish(s.iter().zip(&at.model.log_ref).map(|(s, r)| s - r).collect()), None)
-        }
-        Variant::Blob => {
-            let s = fixed.log_sum_to(space, k, targets, lw);
-            let ratio: Vec<f64> = s.iter().zip(&at.model.log_ref).map(|(s, r)| s - r).collect();
-            // Second pass: Σ_j w_j K(x_j, x) / S_j (KL) or / π_j (χ²), with S_j = (K μᴺ)(X_j).
-            let coeffs = if kl {
-                let s_own = if at_particles { s.clone() } else { fixed.pair_log_sum(space, k, lw) };
-                blob_coefficients(lw, &s_own)
-            } else {
-                blob_coefficients(lw, &own.model.log_ref)
-            };
-            let second = fixed.log_sum_to(space, k, targets, &coeffs);
-            let first: Vec<f64> = if kl { ratio.clone() } else { ratio.iter().map(|r| r.exp()).collect() };
-            let h = first.iter().zip(&second).map(|(f, s)| f + s.exp()).collect();
-            let value = at_particles.then(|| if kl { wsum(&first) } else { wsum(&first) - 1.0 });
-            (h, value)
-        }
-        Variant::Smoothed | Variant::SmoothedTarget => {
-            let quad = &m.quadrature;
-            let q = quad.len();
-            // (K μᴺ) at the particles' nodes (the second pass's denominators) and at the targets' nodes.
-            let s_own = fixed.eps_sum(m, &own.model.nodes, false, lw);
-            let s_at = if at_particles { s_own.clone() } else { fixed.eps_sum(m, &at.model.nodes, false, lw) };
-            // First term: Σ_q ω_q f(y_{t,q}) with f = log ratio (KL) or ratio (χ²).
-            let first: Vec<f64> = s_at
-                .iter()
-                .zip(&at.model.log_ref_nodes)
-                .map(|(s, r)| s - r)
-                .collect::<Vec<_>>()
-                .chunks_exact(q)
-                .map(|r| r.iter().zip(&quad.weights).map(|(r, om)| om * if kl { *r } else { r.exp() }).sum())
-                .collect();
-            // Second term: Σ_{j,q} w_j ω_q K(y_{j,q}, x) / (K μᴺ)(y_{j,q}) (KL) or / π(y_{j,q}) (χ²).
-            let coeffs = node_coefficients(lw, &quad.weights, if kl { &s_own } else { &own.model.log_ref_nodes });
-            let second = fixed.eps_sum(m, &at.points, true, &coeffs);
-            let h = first.iter().zip(&second).map(|(f, s)| f + s.exp()).collect();
-            let value = at_particles.then(|| if kl { wsum(&first) } else { wsum(&first) - 1.0 });
-            (h, value)
-        }
-        Variant::Exact => {
-            // Only reachable at the particles: rates_at refuses the oracle, which knows no density elsewhere.
-            let mu0 = log_mu0.expect("checked in CpuEngine::new");
-            let ln_n = (w.len() as f64).ln();
-            let log_ratio: Vec<f64> =
-                lw.iter().zip(mu0).zip(&own.model.log_ref).map(|((l, m0), r)| ln_n + l + m0 - r).collect();
-            let h = finish(log_ratio);
-            let value = if kl { wsum(&h) } else { 0.5 * wsum(&h) - 1.0 };
-            (h, Some(value))
-        }
-    }
+    let sum_to_targets = |c: &[f64]| fixed.log_sum_to(&m.space, &m.kernel, targets, c);
+    let sum_to_particles = |c: &[f64]| fixed.pair_log_sum(&m.space, &m.kernel, c);
+    let sum_from = |points: &[f64], nodes: bool, c: &[f64]| fixed.eps_sum(m, points, nodes, c);
+    m.variant.kernelization().variant_h(&CpuDiv {
+        kl: m.divergence == Divergence::Kl,
+        log_weights: lw,
+        weights: w,
+        quadrature: &m.quadrature,
+        log_mu0,
+        at_particles: matches!(targets, Targets::Particles),
+        points: &at.points,
+        at: &at.model,
+        own: &own.model,
+        sum_to_targets: &sum_to_targets,
+        sum_to_particles: &sum_to_particles,
+        sum_from: &sum_from,
+    })
 }
 
 /// The diagnostics of SPEC §6 from weights and rates (the CPU twin of the `reduce` shader).
@@ -874,7 +628,7 @@ impl Engine for CpuEngine {
         if let Some(i) = points.iter().position(|v| !v.is_finite()) {
             return Err(Error::invalid(format!("points[{i}]"), points[i], "finite numbers only"));
         }
-        if self.model.variant == Variant::Exact && self.model.has_divergence() {
+        if !self.model.variant.uses_kernel() && self.model.has_divergence() {
             return Err(Error::invalid(
                 "kernel.variant",
                 "exact",
@@ -884,7 +638,7 @@ impl Engine for CpuEngine {
         let mean_g = self.evaluation()?.mean_g;
         let mut points = points.to_vec();
         points.chunks_exact_mut(space.dim).for_each(|x| space.wrap(x));
-        let targets = PointData::new(&self.model, points)?;
+        let targets = PointData::new(&self.model, &self.fixed.terms, points)?;
         let w = self.state.weights();
         let v = self.variation(&Targets::Points(&targets), &w)?;
         self.check_truncation()?;
@@ -939,7 +693,7 @@ impl Engine for CpuEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Domain;
+    use crate::model::{Domain, Variant};
     use rand::{Rng, SeedableRng};
 
     /// The kept matrix and the streamed sum are two evaluations of the same f64 quantity: they
@@ -994,7 +748,7 @@ mod tests {
 
     #[test]
     fn rates_at_the_particles_equal_the_flows_rates() {
-        use crate::model::{Energy, ModelSpec, Points, Potential, QuadratureSpec, Reference};
+        use crate::model::{Energy, Interaction, Mmd, ModelSpec, Npmle, Points, Potential, QuadratureSpec, Reference};
         use crate::particles::Initial;
         use std::sync::Arc;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
@@ -1013,9 +767,9 @@ mod tests {
                     variant,
                     energy: vec![
                         Energy::Potential(Potential::Cosine { amplitude: 1.0, frequency: 1 }),
-                        Energy::Interaction { strength: 0.3, width: 0.2 },
-                        Energy::Mmd { width: 0.15, sample: sample.clone() },
-                        Energy::Npmle { observations: sample, noise: 0.1 },
+                        Energy::Interaction(Interaction { strength: 0.3, width: 0.2 }),
+                        Energy::Mmd(Mmd { width: 0.15, sample: sample.clone() }),
+                        Energy::Npmle(Npmle { observations: sample, noise: 0.1 }),
                     ],
                     quadrature: QuadratureSpec { order: 3, ..Default::default() },
                 }

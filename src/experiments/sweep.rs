@@ -218,7 +218,6 @@ pub fn csv_num(v: Option<f64>) -> String {
 /// `energy[i]`), so that changing the top-level seed per replicate redraws the positions only and
 /// every replicate solves the same problem.
 pub fn pin_data_seeds(config: &mut Config) {
-    use crate::config::EnergyConfig;
     let base = config.seed;
     for (i, e) in config.energy.iter_mut().enumerate() {
         let seed = base.wrapping_add(1 + i as u64);
@@ -227,16 +226,7 @@ pub fn pin_data_seeds(config: &mut Config) {
                 d.seed = Some(seed);
             }
         };
-        match e {
-            EnergyConfig::Mmd { sample, .. } => pin(sample),
-            EnergyConfig::Npmle { observations, .. } => pin(observations),
-            EnergyConfig::TwoLayerNet { data, inputs, targets, .. } => {
-                for d in [data, inputs, targets].into_iter().flatten() {
-                    pin(d);
-                }
-            }
-            EnergyConfig::Potential(_) | EnergyConfig::Interaction { .. } => {}
-        }
+        e.data_mut().into_iter().for_each(pin);
     }
 }
 

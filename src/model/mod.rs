@@ -2,13 +2,13 @@
 //!
 //! The model is pure data plus validation; the engines in [`crate::engine`] compute with it.
 
-mod energy;
 mod kernel;
 mod potential;
 mod reference;
 mod space;
 
-pub use energy::{CustomTerm, Energy, EnergyTerm, PairKernel, Points};
+pub use crate::energy::{CustomTerm, Energy, EnergyTerm, Interaction, Mmd, Npmle, PairKernel, Points, TwoLayerNet};
+pub use crate::variant::Variant;
 pub use kernel::{Gaussian, PERIODIC_TOLERANCE, Quadrature, QuadratureSpec, gauss_hermite};
 pub use potential::{CustomPotential, Potential};
 pub use reference::{Reference, log_gaussian, log_sum_exp};
@@ -25,68 +25,6 @@ pub enum Divergence {
     /// χ²(m | π) = ∫ (dm/dπ)² dπ − 1; δχ²/δm = 2 dm/dπ. Needs a normalised π.
     #[serde(alias = "chi-squared", alias = "chi_squared")]
     Chi2,
-}
-
-/// How the divergence's density is kernelized (SPEC §3), or the unkernelized oracle (SPEC §4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Variant {
-    /// A: h = log (K_ε m) − log π. The birth–death sampler's rate; not a gradient flow.
-    #[serde(rename = "A", alias = "measure")]
-    Measure,
-    /// B: h = log (K_ε m) − log (K_ε π). Unbiased for Gaussian data; not a gradient flow.
-    #[serde(rename = "B", alias = "measure-target")]
-    MeasureTarget,
-    /// C: gradient flow of F + σ ∫ log(K_ε m / π) dm (two N×N passes).
-    #[serde(rename = "C", alias = "blob")]
-    Blob,
-    /// D: gradient flow of F + σ KL(K_ε m | π) (quadrature over y).
-    #[serde(rename = "D", alias = "smoothed")]
-    Smoothed,
-    /// D′: gradient flow of F + σ KL(K_ε m | K_ε π).
-    #[serde(rename = "D'", alias = "smoothed-target", alias = "Dprime")]
-    SmoothedTarget,
-    /// No kernel: the known-density oracle μ_t(X_i) = N w_i μ₀(X_i) (needs μ₀'s density).
-    #[serde(rename = "exact", alias = "oracle")]
-    Exact,
-}
-
-impl Variant {
-    /// All variants, in SPEC order.
-    pub const ALL: [Variant; 6] = [
-        Variant::Measure,
-        Variant::MeasureTarget,
-        Variant::Blob,
-        Variant::Smoothed,
-        Variant::SmoothedTarget,
-        Variant::Exact,
-    ];
-
-    /// The short name used in configs and outputs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Variant::Measure => "A",
-            Variant::MeasureTarget => "B",
-            Variant::Blob => "C",
-            Variant::Smoothed => "D",
-            Variant::SmoothedTarget => "D'",
-            Variant::Exact => "exact",
-        }
-    }
-
-    /// Whether the flow is the Fisher–Rao gradient flow of an energy that frflow reports.
-    pub fn is_gradient_flow(self) -> bool {
-        !matches!(self, Variant::Measure | Variant::MeasureTarget)
-    }
-
-    /// Whether h needs the quadrature nodes around each particle.
-    pub fn uses_quadrature(self) -> bool {
-        matches!(self, Variant::Smoothed | Variant::SmoothedTarget)
-    }
-
-    /// Whether h compares against K_ε π rather than π.
-    pub fn smooths_reference(self) -> bool {
-        matches!(self, Variant::MeasureTarget | Variant::SmoothedTarget)
-    }
 }
 
 /// The optimisation problem V^σ_ε(m) = F(m) + σ · D_ε(m | π).
@@ -211,23 +149,16 @@ impl Model {
         };
         let potential = points
             .par_chunks_exact(d)
-            .map(|x| {
-                self.energy
-                    .iter()
-                    .map(|e| match e {
-                        Energy::Potential(u) => u.value(space, x),
-                        _ => 0.0,
-                    })
-                    .sum()
-            })
+            .map(|x| self.energy.iter().filter_map(|e| e.term().position_only(space, x)).sum())
             .collect();
         let (mut nodes, mut log_ref_nodes) = (Vec::new(), Vec::new());
         if self.variant.uses_quadrature() && self.has_divergence() {
             nodes = self.quadrature_nodes(points);
-            log_ref_nodes = log_ref_at(&nodes, self.variant == Variant::SmoothedTarget);
+            log_ref_nodes = log_ref_at(&nodes, self.variant.smooths_reference());
         }
         let at = AtPoints {
-            log_ref: log_ref_at(points, self.variant == Variant::MeasureTarget),
+            // D′ smooths π at the nodes; B at the points themselves.
+            log_ref: log_ref_at(points, self.variant.smooths_reference() && !self.variant.uses_quadrature()),
             potential,
             nodes,
             log_ref_nodes,
@@ -236,18 +167,15 @@ impl Model {
             values.iter().position(|v| !v.is_finite()).map(|t| (t, pts[t * d..(t + 1) * d].to_vec()))
         };
         if let Some((t, x)) = bad(&at.potential, points) {
-            let (i, u) = self
+            let (i, e, u) = self
                 .energy
                 .iter()
                 .enumerate()
-                .find_map(|(i, e)| match e {
-                    Energy::Potential(u) if !u.value(space, &x).is_finite() => Some((i, u)),
-                    _ => None,
-                })
+                .find_map(|(i, e)| e.term().position_only(space, &x).filter(|u| !u.is_finite()).map(|u| (i, e, u)))
                 .expect("a potential term is not finite there");
             return Err(Error::invalid(
-                format!("energy[{i}] (potential {})", u.name()),
-                format!("U = {} at point {t}, x = {x:?}", u.value(space, &x)),
+                format!("energy[{i}] ({})", e.describe()),
+                format!("U = {u} at point {t}, x = {x:?}"),
                 "a finite value at every particle and evaluation point",
             ));
         }

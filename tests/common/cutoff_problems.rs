@@ -1,6 +1,7 @@
 //! The problems of the cutoff tests, shared by `cutoff.rs` (CPU) and `gpu_cutoff.rs` (GPU
 //! against CPU), so that both check the same cases.
 
+use frflow::energy::Npmle;
 use frflow::engine::cells::Cutoff;
 use frflow::model::{Divergence, Domain, Energy, Model, ModelSpec, Points, QuadratureSpec, Reference, Space, Variant};
 use frflow::particles::Particles;
@@ -43,6 +44,6 @@ pub fn npmle_case(rng: &mut ChaCha8Rng, cutoff: Cutoff) -> (Model, Particles) {
     let space = space(1, false);
     let particles = Particles::from_positions(space, points(&space, 901, rng)).unwrap();
     let observations = Arc::new(Points { dim: 1, values: points(&space, 307, rng) });
-    let energy = vec![Energy::Npmle { observations, noise: 0.02 }];
+    let energy = vec![Energy::Npmle(Npmle { observations, noise: 0.02 })];
     (Model { energy, ..model(space, Variant::Measure, Divergence::Kl, 0.3, cutoff) }, particles)
 }

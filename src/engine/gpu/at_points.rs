@@ -13,12 +13,12 @@
 //! differences, so the engine is rebuilt once with the box grown to hold them (the state is kept).
 
 use super::build::{self, Builder, Pass, staging, submit};
-use super::energies::upload_host_term;
 use super::host::{DivParams, control};
 use super::kernels;
 use super::{Cache, GpuEngine};
+use crate::energy::{HostAt, upload_host_term};
 use crate::error::{Error, Result};
-use crate::model::Variant;
+use crate::variant::GpuDiv;
 
 /// The recorded passes for one set of points.
 pub(super) struct AtPoints {
@@ -26,7 +26,7 @@ pub(super) struct AtPoints {
     points: Vec<f64>,
     passes: Vec<Pass>,
     /// The user's whole terms, whose δF/δm at the points the host writes before each submission.
-    host: Vec<super::energies::HostAt>,
+    host: Vec<HostAt>,
     rates: wgpu::Buffer,
     staging: wgpu::Buffer,
     /// The passes' own control block (a cutoff's bound may halt them).
@@ -44,7 +44,7 @@ impl GpuEngine {
         if let Some(i) = points.iter().position(|v| !v.is_finite()) {
             return Err(Error::invalid(format!("points[{i}]"), points[i], "finite numbers only"));
         }
-        if self.model.variant == Variant::Exact && self.model.has_divergence() {
+        if !self.model.variant.uses_kernel() && self.model.has_divergence() {
             return Err(Error::invalid(
                 "kernel.variant",
                 "exact",
@@ -198,21 +198,30 @@ impl GpuEngine {
                 }
                 None => b.kernel_sum(eps, targets, nt, sources, ns, out, &ctl),
             };
-            match m.variant {
-                Variant::Measure | Variant::MeasureTarget => {
-                    passes.extend(eps_sum(&pts, t, &bufs.src, n, &logs, false, 0)?);
-                }
-                Variant::Blob => {
-                    passes.extend(eps_sum(&pts, t, &bufs.src, n, &logs, false, 0)?);
-                    passes.extend(eps_sum(&pts, t, &bufs.src2, n, &logs2, false, 1)?);
-                }
-                Variant::Smoothed | Variant::SmoothedTarget => {
-                    let nodes = b.init("at_nodes", bytemuck::cast_slice(&eps.pack(&fixed.nodes)));
-                    passes.extend(eps_sum(&nodes, t * q, &bufs.src, n, &node_logs, false, 0)?);
-                    passes.extend(eps_sum(&pts, t, &bufs.node_src, n * q, &logs2, true, 1)?);
-                }
-                Variant::Exact => unreachable!("refused by rates_at"),
-            }
+            let nodes = b.init("at_nodes", bytemuck::cast_slice(&eps.pack(&fixed.nodes)));
+            passes.extend(m.variant.kernelization().passes_at(&GpuDiv {
+                b: &b,
+                header,
+                eps,
+                n,
+                targets: t,
+                q,
+                cells: cut.is_some(),
+                eps_sum: &eps_sum,
+                points: &pts,
+                nodes: &nodes,
+                src: &bufs.src,
+                src2: &bufs.src2,
+                node_src: &bufs.node_src,
+                lw: &bufs.lw,
+                fixed: &fixed_buf,
+                logs: &logs,
+                logs2: &logs2,
+                node_logs: &node_logs,
+                node_ref: &node_ref,
+                quad: &bufs.quad,
+                control: &ctl,
+            })?);
         }
         let div_params = DivParams {
             n: t as u32,

@@ -134,31 +134,6 @@ pub(crate) struct MergeParams {
     pub log_norm: f32,
 }
 
-/// Mirrors `Params` in energy_accumulate.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct AccumulateParams {
-    pub n: u32,
-    pub kind: u32,
-    pub first: u32,
-    pub pad0: u32,
-    pub strength: f32,
-    pub pad1: [f32; 3],
-}
-
-/// Mirrors `NetParams` in net_forward.wgsl and net_backward.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct NetParams {
-    pub n: u32,
-    pub m: u32,
-    pub chunk_len: u32,
-    pub target_groups: u32,
-    pub inv_m: f32,
-    pub half_penalty: f32,
-    pub pad0: [f32; 2],
-}
-
 /// Mirrors `Params` in net_residuals.wgsl and npmle_coefficients.wgsl: a count, a second count
 /// (chunks; unused by the NPMLE), the offset in the data-term buffer, and two constants.
 #[repr(C)]
@@ -355,31 +330,6 @@ impl Layout {
         }
         out
     }
-}
-
-/// The network's neurons x = (a, b, c) as `packed` vec4 of f32 each: (a, b) in the first d − 1
-/// lanes, zeros, c in the last lane (see net_forward.wgsl).
-pub(crate) fn pack_neurons(points: &[f64], dim: usize, packed: usize) -> Vec<[f32; 4]> {
-    let mut out = vec![[0f32; 4]; points.len() / dim * packed];
-    for (x, dst) in points.chunks_exact(dim).zip(out.chunks_exact_mut(packed)) {
-        for (k, v) in x[..dim - 1].iter().enumerate() {
-            dst[k / 4][k % 4] = *v as f32;
-        }
-        dst[packed - 1][3] = x[dim - 1] as f32;
-    }
-    out
-}
-
-/// The network's inputs z as `packed` vec4 of f32 each: (z, 1) in the first d − 1 lanes (the 1
-/// meets b), zeros after, so that a·z + b is one dot product with a packed neuron.
-pub(crate) fn pack_inputs(inputs: &[f64], cols: usize, packed: usize) -> Vec<[f32; 4]> {
-    let mut out = vec![[0f32; 4]; inputs.len() / cols * packed];
-    for (z, dst) in inputs.chunks_exact(cols).zip(out.chunks_exact_mut(packed)) {
-        for (k, v) in z.iter().chain(std::iter::once(&1.0)).enumerate() {
-            dst[k / 4][k % 4] = *v as f32;
-        }
-    }
-    out
 }
 
 /// A log-weight as the device stores it.

@@ -7,6 +7,7 @@
 //! sizes depend on them.
 
 use super::context::GpuContext;
+use super::host::{Counts, DivParams, FinalParams, KernelParams, MergeParams, StepParams};
 use crate::error::{Error, Result};
 
 /// The shared prelude (constants, packed layouts, helpers).
@@ -23,13 +24,16 @@ pub(crate) enum Bind {
     Write,
 }
 
-/// One shader: its file's text, workgroup size and bindings (in binding order from 0).
+/// One shader: its file's text, workgroup size, bindings (in binding order from 0) and the sizes
+/// of the host structs its uniforms mirror (in binding order), all checked against the WGSL
+/// when its pipeline is made.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Shader {
     pub name: &'static str,
     pub source: &'static str,
     pub workgroup: u32,
     pub binds: &'static [Bind],
+    pub uniforms: &'static [usize],
 }
 
 use Bind::{Read as R, Uniform as U, Write as W};
@@ -52,6 +56,7 @@ pub(crate) const LOG_KERNEL_SUM: Shader = Shader {
     ),
     workgroup: KERNEL_WG,
     binds: &[U, R, R, W, R],
+    uniforms: &[size_of::<KernelParams>()],
 };
 pub(crate) const LOG_KERNEL_SUM_CELLS: Shader = Shader {
     name: "log_kernel_sum_cells",
@@ -62,6 +67,7 @@ pub(crate) const LOG_KERNEL_SUM_CELLS: Shader = Shader {
     ),
     workgroup: KERNEL_WG,
     binds: &[U, R, R, W, R, R, R, R, W],
+    uniforms: &[size_of::<KernelParams>()],
 };
 pub(crate) const CELL_MASS: Shader = Shader {
     name: "cell_mass",
@@ -71,6 +77,7 @@ pub(crate) const CELL_MASS: Shader = Shader {
     ),
     workgroup: ELEMENT_WG,
     binds: &[U, R, R, W, R],
+    uniforms: &[size_of::<KernelParams>()],
 };
 pub(crate) const CELL_BOUND: Shader = Shader {
     name: "cell_bound",
@@ -80,12 +87,14 @@ pub(crate) const CELL_BOUND: Shader = Shader {
     ),
     workgroup: ELEMENT_WG,
     binds: &[U, R, R, W, W],
+    uniforms: &[size_of::<KernelParams>()],
 };
 pub(crate) const MINIMAL_KERNEL_SUM: Shader = Shader {
     name: "minimal_kernel_sum",
     source: include_str!("../../../shaders/minimal_kernel_sum.wgsl"),
     workgroup: KERNEL_WG,
     binds: &[U, R, W],
+    uniforms: &[size_of::<[u32; 4]>()],
 };
 /// Bindings 0–9 of the shaders that call `divergence_derivative` (summarise, rates_at).
 macro_rules! with_divergence_derivative {
@@ -93,23 +102,12 @@ macro_rules! with_divergence_derivative {
         concat!(include_str!("../../../shaders/divergence_derivative.wgsl"), include_str!($file))
     };
 }
-pub(crate) const BLOB_COEFFICIENTS: Shader = Shader {
-    name: "blob_coefficients",
-    source: include_str!("../../../shaders/blob_coefficients.wgsl"),
-    workgroup: ELEMENT_WG,
-    binds: &[U, R, R, R, R, W, R],
-};
-pub(crate) const NODE_COEFFICIENTS: Shader = Shader {
-    name: "node_coefficients",
-    source: include_str!("../../../shaders/node_coefficients.wgsl"),
-    workgroup: ELEMENT_WG,
-    binds: &[U, R, R, R, R, R, W, R],
-};
 pub(crate) const SUMMARISE: Shader = Shader {
     name: "summarise",
     source: with_divergence_derivative!("../../../shaders/summarise.wgsl"),
     workgroup: REDUCE_WG,
     binds: &[U, R, R, R, R, R, R, R, R, R, U, W, R, W, R],
+    uniforms: &[size_of::<DivParams>(), size_of::<Counts>()],
 };
 pub(crate) const SUMMARISE_FINAL: Shader = Shader {
     name: "summarise_final",
@@ -119,36 +117,42 @@ pub(crate) const SUMMARISE_FINAL: Shader = Shader {
     ),
     workgroup: REDUCE_WG,
     binds: &[U, R, U, R, W, W],
+    uniforms: &[size_of::<StepParams>(), size_of::<FinalParams>()],
 };
 pub(crate) const RATES_AT: Shader = Shader {
     name: "rates_at",
     source: with_divergence_derivative!("../../../shaders/rates_at.wgsl"),
     workgroup: ELEMENT_WG,
     binds: &[U, R, R, R, R, R, R, R, R, R, R, W],
+    uniforms: &[size_of::<DivParams>()],
 };
 pub(crate) const RATES: Shader = Shader {
     name: "rates",
     source: include_str!("../../../shaders/rates.wgsl"),
     workgroup: ELEMENT_WG,
     binds: &[U, R, R, W],
+    uniforms: &[size_of::<Counts>()],
 };
 pub(crate) const EULER_UPDATE: Shader = Shader {
     name: "euler_update",
     source: include_str!("../../../shaders/euler_update.wgsl"),
     workgroup: ELEMENT_WG,
     binds: &[U, R, R, W, W, W],
+    uniforms: &[size_of::<Counts>()],
 };
 pub(crate) const EXPONENTIAL_UPDATE: Shader = Shader {
     name: "exponential_update",
     source: include_str!("../../../shaders/exponential_update.wgsl"),
     workgroup: ELEMENT_WG,
     binds: &[U, R, R, W, W, W],
+    uniforms: &[size_of::<Counts>()],
 };
 pub(crate) const NORMALISE: Shader = Shader {
     name: "normalise",
     source: include_str!("../../../shaders/normalise.wgsl"),
     workgroup: ELEMENT_WG,
     binds: &[U, R, W, W, W],
+    uniforms: &[size_of::<Counts>()],
 };
 
 pub(crate) const LOG_SUM_MERGE: Shader = Shader {
@@ -156,86 +160,42 @@ pub(crate) const LOG_SUM_MERGE: Shader = Shader {
     source: include_str!("../../../shaders/log_sum_merge.wgsl"),
     workgroup: ELEMENT_WG,
     binds: &[U, R, W, R],
+    uniforms: &[size_of::<MergeParams>()],
 };
 pub(crate) const PACK_COEFFICIENTS: Shader = Shader {
     name: "pack_coefficients",
     source: include_str!("../../../shaders/pack_coefficients.wgsl"),
     workgroup: ELEMENT_WG,
     binds: &[U, R, W, R],
-};
-pub(crate) const ENERGY_ACCUMULATE: Shader = Shader {
-    name: "energy_accumulate",
-    source: include_str!("../../../shaders/energy_accumulate.wgsl"),
-    workgroup: ELEMENT_WG,
-    binds: &[U, R, R, R, W, R],
-};
-pub(crate) const NPMLE_COEFFICIENTS: Shader = Shader {
-    name: "npmle_coefficients",
-    source: include_str!("../../../shaders/npmle_coefficients.wgsl"),
-    workgroup: ELEMENT_WG,
-    binds: &[U, R, W, W, R],
-};
-pub(crate) const NET_FORWARD: Shader = Shader {
-    name: "net_forward",
-    source: include_str!("../../../shaders/net_forward.wgsl"),
-    workgroup: KERNEL_WG,
-    binds: &[U, R, R, R, W, R],
-};
-pub(crate) const NET_RESIDUALS: Shader = Shader {
-    name: "net_residuals",
-    source: include_str!("../../../shaders/net_residuals.wgsl"),
-    workgroup: ELEMENT_WG,
-    binds: &[U, R, R, W, W, R],
-};
-pub(crate) const PAIR_SUM: Shader = Shader {
-    name: "pair_sum",
-    source: include_str!("../../../shaders/pair_sum.wgsl"),
-    workgroup: KERNEL_WG,
-    binds: &[U, R, R, R, W, W, R],
-};
-pub(crate) const PAIR_CHECK: Shader = Shader {
-    name: "pair_check",
-    source: include_str!("../../../shaders/pair_check.wgsl"),
-    workgroup: ELEMENT_WG,
-    binds: &[U, R, R, W],
-};
-pub(crate) const NET_BACKWARD: Shader = Shader {
-    name: "net_backward",
-    source: include_str!("../../../shaders/net_backward.wgsl"),
-    workgroup: KERNEL_WG,
-    binds: &[U, R, R, R, W, W, R],
+    uniforms: &[size_of::<Counts>()],
 };
 
-/// Every shader, for the checks that cover them all.
-pub(crate) const ALL: [&Shader; 23] = [
-    &LOG_KERNEL_SUM,
-    &LOG_KERNEL_SUM_CELLS,
-    &CELL_MASS,
-    &CELL_BOUND,
-    &MINIMAL_KERNEL_SUM,
-    &BLOB_COEFFICIENTS,
-    &NODE_COEFFICIENTS,
-    &SUMMARISE,
-    &SUMMARISE_FINAL,
-    &RATES,
-    &RATES_AT,
-    &EULER_UPDATE,
-    &EXPONENTIAL_UPDATE,
-    &NORMALISE,
-    &LOG_SUM_MERGE,
-    &PACK_COEFFICIENTS,
-    &ENERGY_ACCUMULATE,
-    &NPMLE_COEFFICIENTS,
-    &NET_FORWARD,
-    &NET_RESIDUALS,
-    &NET_BACKWARD,
-    &PAIR_SUM,
-    &PAIR_CHECK,
-];
+/// Every shader, for the checks that cover them all: the engine's, the energy terms' and the
+/// variants'.
+pub(crate) fn all() -> Vec<&'static Shader> {
+    let engine: [&'static Shader; 14] = [
+        &LOG_KERNEL_SUM,
+        &LOG_KERNEL_SUM_CELLS,
+        &CELL_MASS,
+        &CELL_BOUND,
+        &MINIMAL_KERNEL_SUM,
+        &SUMMARISE,
+        &SUMMARISE_FINAL,
+        &RATES,
+        &RATES_AT,
+        &EULER_UPDATE,
+        &EXPONENTIAL_UPDATE,
+        &NORMALISE,
+        &LOG_SUM_MERGE,
+        &PACK_COEFFICIENTS,
+    ];
+    let energies = crate::energy::SHADERS.into_iter().flatten().copied();
+    engine.into_iter().chain(energies).chain(crate::variant::shaders()).collect()
+}
 
 /// The most storage buffers any shader binds: a device limit the engine needs.
 pub(crate) fn max_storage_bindings() -> u32 {
-    ALL.iter().map(|s| s.binds.iter().filter(|b| **b != Bind::Uniform).count()).max().unwrap_or(0) as u32
+    all().iter().map(|s| s.binds.iter().filter(|b| **b != Bind::Uniform).count()).max().unwrap_or(0) as u32
 }
 
 /// The bindings a shader's WGSL declares, in binding order, as naga reads them: how each is
@@ -367,9 +327,19 @@ pub(crate) fn packed_len(dim: usize) -> usize {
     (dim + 1).div_ceil(4)
 }
 
-/// The full source of `shader` under `header`.
+/// Where `divergence_derivative.wgsl` takes the variant's `variant_h` (see [`crate::variant`]).
+const VARIANT_H: &str = "//#variant_h";
+
+/// The full source of `shader` under `header`, with the header's variant's `variant_h` where the
+/// shader asks for it.
 pub(crate) fn source(shader: &Shader, header: &Header) -> String {
-    format!("{}\n{}\n{}", header.text(shader.workgroup), PRELUDE, shader.source)
+    let body = if shader.source.contains(VARIANT_H) {
+        let variant = crate::variant::Variant::ALL[header.variant as usize];
+        shader.source.replacen(VARIANT_H, variant.kernelization().wgsl(), 1)
+    } else {
+        shader.source.to_string()
+    };
+    format!("{}\n{}\n{}", header.text(shader.workgroup), PRELUDE, body)
 }
 
 /// Compiles (or fetches from the context's cache) the pipeline of `shader` under `header`.
@@ -400,6 +370,13 @@ pub(crate) fn pipeline(
             shader.name,
             declared.iter().map(|d| d.0).collect::<Vec<_>>(),
             shader.binds
+        )));
+    }
+    let uniforms: Vec<usize> = declared.iter().filter(|d| d.0 == Bind::Uniform).map(|d| d.1 as usize).collect();
+    if uniforms != shader.uniforms {
+        return Err(Error::Gpu(format!(
+            "shader `{}` declares uniforms of {uniforms:?} bytes but the host's structs have {:?}",
+            shader.name, shader.uniforms
         )));
     }
     let device = &ctx.device;
@@ -467,26 +444,6 @@ pub(crate) fn pipeline(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::gpu::host::{
-        AccumulateParams, Counts, DataParams, DivParams, FinalParams, KernelParams, MergeParams, NetParams, StepParams,
-    };
-
-    /// The host structs each shader's uniforms mirror, by size, in binding order.
-    fn host_uniform_sizes(name: &str) -> Vec<usize> {
-        use std::mem::size_of;
-        match name {
-            "log_kernel_sum" | "log_kernel_sum_cells" | "cell_mass" | "cell_bound" => vec![size_of::<KernelParams>()],
-            "minimal_kernel_sum" => vec![size_of::<[u32; 4]>()],
-            "summarise" => vec![size_of::<DivParams>(), size_of::<Counts>()],
-            "rates_at" => vec![size_of::<DivParams>()],
-            "summarise_final" => vec![size_of::<StepParams>(), size_of::<FinalParams>()],
-            "log_sum_merge" => vec![size_of::<MergeParams>()],
-            "energy_accumulate" => vec![size_of::<AccumulateParams>()],
-            "npmle_coefficients" | "net_residuals" => vec![size_of::<DataParams>()],
-            "net_forward" | "net_backward" => vec![size_of::<NetParams>()],
-            _ => vec![size_of::<Counts>()],
-        }
-    }
 
     /// The GPU ABI, checked against the WGSL rather than mirrored by hand: for every shader,
     /// under headers of every kind (d = 1, 3, 8; torus or not; fixed point; images; each
@@ -495,21 +452,24 @@ mod tests {
     #[test]
     fn host_bindings_and_uniforms_match_the_wgsl() {
         for dim in [1u32, 3, 8] {
-            for (torus, fixed, images, variant) in [(false, false, 0, 0), (true, true, 0, 3), (true, false, 2, 5)] {
+            // Every variant (its `variant_h` is spliced into summarise and rates_at).
+            let kinds = [(false, false, 0, 0), (true, true, 0, 1), (false, true, 0, 2), (true, true, 0, 3)];
+            for (torus, fixed, images, variant) in kinds.into_iter().chain([(false, false, 1, 4), (true, false, 2, 5)])
+            {
                 let packed = packed_len(dim as usize) as u32;
                 let far_images = images > 1;
                 // A user's pair kernel, which the pair shaders call (the others ignore it).
                 let user = Some("const SIDE: f32 = 0.0;\nfn pair_kernel(x: array<f32, D>, y: array<f32, D>) -> f32 { return x[0] * y[0]; }".into());
                 let header =
                     Header { dim, packed, torus, images, far_images, exp2_degree: 5, variant, kl: true, fixed, user };
-                for shader in ALL {
+                for shader in all() {
                     let declared = reflect(&source(shader, &header)).unwrap_or_else(|e| panic!("{}: {e}", shader.name));
                     let kinds: Vec<Bind> = declared.iter().map(|d| d.0).collect();
                     assert_eq!(kinds, shader.binds, "{} (d = {dim})", shader.name);
                     assert_eq!(kinds[0], Bind::Uniform, "{}", shader.name);
                     let uniforms: Vec<usize> =
                         declared.iter().filter(|d| d.0 == Bind::Uniform).map(|d| d.1 as usize).collect();
-                    assert_eq!(uniforms, host_uniform_sizes(shader.name), "{}: uniform sizes", shader.name);
+                    assert_eq!(uniforms, shader.uniforms, "{}: uniform sizes", shader.name);
                     assert!(declared.iter().all(|d| d.1 > 0), "{}: a zero-size binding", shader.name);
                 }
             }

@@ -57,13 +57,13 @@
 //! f64 after the readback, and a step that lands on the final time sets the time to it exactly.
 
 mod at_points;
-mod build;
-mod cells;
+pub(crate) mod build;
+pub(crate) mod cells;
 mod chain;
 pub mod context;
 mod energies;
-mod host;
-mod kernels;
+pub(crate) mod host;
+pub(crate) mod kernels;
 mod sinkhorn;
 mod standalone;
 
@@ -76,9 +76,10 @@ pub use standalone::{
 
 use super::{Diagnostics, Engine};
 use crate::error::{Error, Result};
-use crate::model::{Divergence, Model, Variant};
+use crate::model::{Divergence, Model};
 use crate::particles::{Particles, State};
 use crate::stepper::{Scheme, Stepper};
+use crate::variant::GpuDiv;
 use build::{Builder, KernelSpace, Pass, check_kernel_workgroup};
 use energies::Energies;
 use host::{Counts, DivParams, FinalParams, NONE, StepParams, control, stats};
@@ -229,7 +230,7 @@ impl GpuEngine {
         let fixed = model.at_points(&particles.positions)?;
         let extra_nodes = if quad { model.quadrature_nodes(&extra) } else { Vec::new() };
         let header = Header {
-            variant: Variant::ALL.iter().position(|v| *v == model.variant).expect("listed") as u32,
+            variant: model.variant.index(),
             kl: model.divergence == Divergence::Kl,
             ..Header::plain(d, model.space.side().is_some())
         };
@@ -275,7 +276,7 @@ impl GpuEngine {
             staging_small: build::staging(&ctx, "staging_small", SMALL_BYTES as usize),
             staging_big: build::staging(&ctx, "staging_big", n * 8),
             energy: b.init("energy", bytemuck::cast_slice(&energy0)),
-            src2: b.zeros("src2", if model.variant == Variant::Blob { n * p * 16 } else { 0 }),
+            src2: b.zeros("src2", if model.variant.kernelization().second_particle_sources() { n * p * 16 } else { 0 }),
             node_src: b.zeros("node_src", nq * p * 16),
             quad: b.init("quad", bytemuck::cast_slice(&quad_w)),
         };
@@ -306,11 +307,8 @@ impl GpuEngine {
 
         // The ε-kernel's sums (A, B: one; C, D, D′: two) by cells where the cutoff asks for
         // them (and so does `rates_at`; the energies' kernels have their own).
-        let slots = match model.variant {
-            Variant::Measure | Variant::MeasureTarget if has_div => 1,
-            Variant::Blob | Variant::Smoothed | Variant::SmoothedTarget if has_div => 2,
-            _ => 0,
-        };
+        let variant = model.variant.kernelization();
+        let slots = if has_div { variant.kernel_sums() } else { 0 };
         let cell_nodes: &[f64] = if quad { &fixed.nodes } else { &[] };
         let cells =
             cells::EngineCells::new(&b, &eps, model.cutoff, &model.space, &particles.positions, cell_nodes, slots)?;
@@ -330,43 +328,34 @@ impl GpuEngine {
             }
             None => b.kernel_sum(&eps, targets, nt, sources, ns, out, ctl),
         };
-        let pair_sum = |src: &wgpu::Buffer, out: &wgpu::Buffer, slot: u32| eps_sum(src, n, src, n, out, false, slot);
         let mut eval = energies.passes(&b, &header, n, &bufs.lw, &fixed_buf, &bufs.energy, ctl)?;
         if has_div {
-            match model.variant {
-                Variant::Measure | Variant::MeasureTarget => {
-                    if cells.is_some() {
-                        eval.extend(pair_sum(&bufs.src, &logs, 0)?);
-                    } else {
-                        // `summarise` merges a split sum's chunks itself: one dispatch fewer.
-                        let (pass, out, chunks) = b.kernel_sum_unmerged(&eps, &bufs.src, n, &bufs.src, n, ctl)?;
-                        eval.push(pass);
-                        (logs, logs_chunks) = (out, chunks);
-                    }
-                }
-                Variant::Blob => {
-                    eval.extend(pair_sum(&bufs.src, &logs, 0)?);
-                    eval.push(b.pass(
-                        &kernels::BLOB_COEFFICIENTS,
-                        &header,
-                        &counts(n, 0),
-                        &[&bufs.lw, &logs, &fixed_buf, &pos, &bufs.src2, ctl],
-                        elements,
-                    )?);
-                    eval.extend(pair_sum(&bufs.src2, &logs2, 1)?);
-                }
-                Variant::Smoothed | Variant::SmoothedTarget => {
-                    eval.extend(eps_sum(&nodes, nq, &bufs.src, n, &node_logs, false, 0)?);
-                    eval.push(b.pass(
-                        &kernels::NODE_COEFFICIENTS,
-                        &header,
-                        &counts(nq, q),
-                        &[&bufs.lw, &node_logs, &node_ref, &bufs.quad, &nodes, &bufs.node_src, ctl],
-                        b.elements(nq),
-                    )?);
-                    eval.extend(eps_sum(&pos, n, &bufs.node_src, nq, &logs2, true, 1)?);
-                }
-                Variant::Exact => {}
+            let (passes, merged_by_summarise) = variant.passes(&GpuDiv {
+                b: &b,
+                header: &header,
+                eps: &eps,
+                n,
+                targets: n,
+                q,
+                cells: cells.is_some(),
+                eps_sum: &eps_sum,
+                points: &pos,
+                nodes: &nodes,
+                src: &bufs.src,
+                src2: &bufs.src2,
+                node_src: &bufs.node_src,
+                lw: &bufs.lw,
+                fixed: &fixed_buf,
+                logs: &logs,
+                logs2: &logs2,
+                node_logs: &node_logs,
+                node_ref: &node_ref,
+                quad: &bufs.quad,
+                control: ctl,
+            })?;
+            eval.extend(passes);
+            if let Some(unmerged) = merged_by_summarise {
+                (logs, logs_chunks) = unmerged;
             }
         }
         let div_params = DivParams {
@@ -657,10 +646,7 @@ impl GpuEngine {
         let energy = if !m.has_divergence() {
             Some(f_energy)
         } else if m.variant.is_gradient_flow() {
-            let offset = match (m.variant, m.divergence) {
-                (Variant::Measure | Variant::MeasureTarget, _) | (_, Divergence::Kl) => 0.0,
-                _ => -1.0,
-            };
+            let offset = m.variant.kernelization().value_offset(m.divergence == Divergence::Kl);
             Some(f_energy + m.sigma * (f(stats::WE) + offset))
         } else {
             None
