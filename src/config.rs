@@ -638,11 +638,11 @@ fn default_scheme() -> Scheme {
 }
 
 fn default_safety() -> f64 {
-    0.5
+    crate::stepper::DEFAULT_SAFETY
 }
 
 fn default_h_max() -> f64 {
-    0.1
+    crate::stepper::DEFAULT_H_MAX
 }
 
 impl Default for TimeConfig {

@@ -3,7 +3,7 @@
 
 use crate::engine::{Diagnostics, Engine, reached, remaining_time};
 use crate::error::{Error, Result};
-use crate::stepper::{StepSize, Stepper};
+use crate::stepper::{Scheme, StepSize, Stepper};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -24,6 +24,58 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
+    /// A run to flow time `final_time` by explicit Euler with the automatic step size and
+    /// diagnostics every 10 steps (the config's defaults); adjust with the methods below.
+    ///
+    /// ```
+    /// use frflow::flow::RunOptions;
+    /// use frflow::stepper::{Scheme, StepSize, Stepper};
+    /// let options = RunOptions::until(2.0)
+    ///     .with_stepper(Stepper::new(Scheme::Exponential, StepSize::Fixed(0.01))?)
+    ///     .with_tolerance(1e-6)
+    ///     .with_every(50);
+    /// options.validate()?;
+    /// # Ok::<(), frflow::Error>(())
+    /// ```
+    pub fn until(final_time: f64) -> Self {
+        RunOptions { final_time: Some(final_time), ..Self::base() }
+    }
+
+    /// A run of `steps` steps, otherwise as [`RunOptions::until`].
+    pub fn steps(steps: u64) -> Self {
+        RunOptions { max_steps: Some(steps), ..Self::base() }
+    }
+
+    fn base() -> Self {
+        RunOptions {
+            stepper: Stepper { scheme: Scheme::Euler, step_size: StepSize::AUTO },
+            max_steps: None,
+            final_time: None,
+            tolerance: None,
+            every: 10,
+        }
+    }
+
+    /// The same with `stepper`.
+    pub fn with_stepper(self, stepper: Stepper) -> Self {
+        RunOptions { stepper, ..self }
+    }
+
+    /// The same, also stopping once max_i |a_i| < `tolerance`.
+    pub fn with_tolerance(self, tolerance: f64) -> Self {
+        RunOptions { tolerance: Some(tolerance), ..self }
+    }
+
+    /// The same, also stopping after `steps` steps.
+    pub fn with_max_steps(self, steps: u64) -> Self {
+        RunOptions { max_steps: Some(steps), ..self }
+    }
+
+    /// The same with diagnostics every `every` steps.
+    pub fn with_every(self, every: u64) -> Self {
+        RunOptions { every, ..self }
+    }
+
     /// Checks that the run ends and that every value is in range.
     pub fn validate(&self) -> Result<()> {
         if self.max_steps.is_none() && self.final_time.is_none() && self.tolerance.is_none() {

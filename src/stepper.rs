@@ -31,6 +31,16 @@ pub enum StepSize {
     },
 }
 
+impl StepSize {
+    /// The automatic rule with its defaults, as `h = "auto"` in a config.
+    pub const AUTO: StepSize = StepSize::Auto { safety: DEFAULT_SAFETY, h_max: DEFAULT_H_MAX };
+}
+
+/// The default `safety` of the automatic step size.
+pub const DEFAULT_SAFETY: f64 = 0.5;
+/// The default `h_max` of the automatic step size.
+pub const DEFAULT_H_MAX: f64 = 0.1;
+
 /// A scheme with its step-size rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Stepper {

@@ -72,6 +72,53 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
+    /// A model with KL, σ = 1, no energy and the default quadrature (the config's defaults but
+    /// for the energy); adjust with the methods below, then [`ModelSpec::build`].
+    ///
+    /// ```
+    /// use frflow::model::{Domain, Energy, Interaction, ModelSpec, Reference, Space, Variant};
+    /// let space = Space::new(2, Domain::Torus { side: 1.0 })?;
+    /// let model = ModelSpec::new(space, Reference::Uniform, Variant::SmoothedTarget, 0.05)
+    ///     .with_sigma(0.1)
+    ///     .with_energy(Energy::Interaction(Interaction { strength: 1.0, width: 0.2 }))
+    ///     .build()?;
+    /// assert_eq!(model.energy.len(), 1);
+    /// # Ok::<(), frflow::Error>(())
+    /// ```
+    pub fn new(space: Space, reference: Reference, variant: Variant, epsilon: f64) -> Self {
+        ModelSpec {
+            space,
+            reference,
+            divergence: Divergence::Kl,
+            sigma: 1.0,
+            epsilon,
+            variant,
+            energy: Vec::new(),
+            quadrature: QuadratureSpec::default(),
+        }
+    }
+
+    /// The same with σ.
+    pub fn with_sigma(self, sigma: f64) -> Self {
+        ModelSpec { sigma, ..self }
+    }
+
+    /// The same with the divergence.
+    pub fn with_divergence(self, divergence: Divergence) -> Self {
+        ModelSpec { divergence, ..self }
+    }
+
+    /// The same with one more term of F.
+    pub fn with_energy(mut self, term: Energy) -> Self {
+        self.energy.push(term);
+        self
+    }
+
+    /// The same with the quadrature rule of D, D′ and a Gibbs K_ε π.
+    pub fn with_quadrature(self, quadrature: QuadratureSpec) -> Self {
+        ModelSpec { quadrature, ..self }
+    }
+
     /// Validates every field and precomputes the kernel and quadrature.
     pub fn build(self) -> Result<Model> {
         let space = self.space;
