@@ -65,8 +65,15 @@ pub enum Error {
         value: f64,
     },
     /// A GPU could not be found, created or used.
-    #[error("GPU: {0}")]
-    Gpu(String),
+    #[error("GPU: {message}")]
+    Gpu {
+        /// What failed, ending with the underlying error's own message where there is one.
+        message: String,
+        /// The wgpu error behind it (a validation, out-of-memory or polling error, a failed
+        /// device request or buffer map), where there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
     /// The problem does not fit in the device's memory or limits.
     #[error("{what} needs {needed} bytes but the device allows {limit}; the largest N that fits is {max_n}")]
     TooLarge {
@@ -143,6 +150,17 @@ impl Error {
     /// Shorthand for [`Error::Invalid`].
     pub fn invalid(field: impl Into<String>, value: impl std::fmt::Display, allowed: impl Into<String>) -> Self {
         Error::Invalid { field: field.into(), value: shorten_number(value.to_string()), allowed: allowed.into() }
+    }
+
+    /// An [`Error::Gpu`] with no underlying error.
+    pub fn gpu(message: impl Into<String>) -> Self {
+        Error::Gpu { message: message.into(), source: None }
+    }
+
+    /// An [`Error::Gpu`] for `what` failing because of `source`: the message reads
+    /// `{what}: {source}`, and [`std::error::Error::source`] returns `source`.
+    pub fn gpu_from(what: impl std::fmt::Display, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Gpu { message: format!("{what}: {source}"), source: Some(Box::new(source)) }
     }
 
     /// Shorthand for [`Error::Io`].

@@ -654,8 +654,38 @@ fn adapters_are_chosen_by_kind_index_or_name_and_unknown_names_are_errors() {
         assert!(GpuContext::new(Some("software")).unwrap().is_software());
     }
     match GpuContext::new(Some("no-such-adapter-xyz")) {
-        Err(Error::Gpu(m)) => assert!(m.contains("no-such-adapter-xyz") && m.contains(name.as_str()), "{m}"),
+        Err(Error::Gpu { message: m, .. }) => {
+            assert!(m.contains("no-such-adapter-xyz") && m.contains(name.as_str()), "{m}")
+        }
         other => panic!("expected Error::Gpu, got {other:?}"),
+    }
+}
+
+/// A wgpu error reported outside frflow's error scopes (here an invalid buffer that the test
+/// makes on the device itself) fails the next frflow call with Error::Gpu, whose `source()` is
+/// the wgpu error.
+#[test]
+fn a_wgpu_error_is_the_source_of_error_gpu() {
+    let Some(ctx) = context() else { return };
+    // A device of its own: the error poisons the context it happens on.
+    let name = &ctx.adapter_info().name;
+    let index = frflow::engine::gpu::list_adapters().into_iter().find(|a| &a.name == name).unwrap().index;
+    let own = GpuContext::new(Some(&index.to_string())).unwrap();
+    // Mapping for reading and for writing at once needs a feature frflow never requests.
+    let _invalid = own.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("invalid"),
+        size: 16,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::MAP_WRITE,
+        mapped_at_creation: false,
+    });
+    let (model, particles) = case(Measure, Kl, "gaussian", 2, 10).build();
+    match GpuEngine::new(own, model, particles) {
+        Err(e @ Error::Gpu { .. }) => {
+            let source = std::error::Error::source(&e).expect("the wgpu error as the source");
+            assert!(format!("{source:?}").contains("Validation"), "{source:?}");
+            assert!(e.to_string().contains(&source.to_string()), "{e} / {source}");
+        }
+        other => panic!("expected Error::Gpu, got {:?}", other.map(|_| ())),
     }
 }
 

@@ -82,7 +82,7 @@ fn to_py(e: Error) -> PyErr {
             Error::NonFiniteResult { step, .. } => {
                 (py.get_type::<NumericalError>(), vec![("step", step.into_pyobject(py).unwrap().into_any().unbind())])
             }
-            Error::Gpu(_) | Error::TooLarge { .. } => (py.get_type::<GpuError>(), vec![]),
+            Error::Gpu { .. } | Error::TooLarge { .. } => (py.get_type::<GpuError>(), vec![]),
             Error::Io { .. } | Error::Checkpoint { .. } | Error::Output { .. } => (py.get_type::<FileError>(), vec![]),
             _ => (py.get_type::<FrflowError>(), vec![]),
         };

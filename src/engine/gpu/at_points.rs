@@ -67,7 +67,7 @@ impl GpuEngine {
             let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
             let at = self.record_at(points)?;
             if let Some(e) = pollster::block_on(scope.pop()) {
-                return Err(Error::Gpu(format!("setting up rates at {t} points: {e}")));
+                return Err(Error::gpu_from(format_args!("setting up rates at {t} points"), e));
             }
             self.at_points = Some(at);
         }
@@ -85,7 +85,7 @@ impl GpuEngine {
         submit(&self.ctx, &at.passes);
         let data = build::read_bytes(&self.ctx, &at.rates, &at.staging, (t * 4) as u64)?;
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("rates at {t} points: {e}")));
+            return Err(Error::gpu_from(format_args!("rates at {t} points"), e));
         }
         if self.cells.is_some() || self.energies.has_cells() {
             let c = build::read_f32(&self.ctx, &at.control, control::LEN)?;

@@ -340,10 +340,8 @@ pub(crate) fn map_read(ctx: &GpuContext, staging: &wgpu::Buffer, bytes: u64) -> 
         let _ = tx.send(r);
     });
     ctx.wait()?;
-    rx.recv()
-        .map_err(|_| Error::Gpu("the readback was dropped".into()))?
-        .map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
-    let data = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("reading back: {e}")))?.to_vec();
+    rx.recv().map_err(|_| Error::gpu("the readback was dropped"))?.map_err(|e| Error::gpu_from("reading back", e))?;
+    let data = slice.get_mapped_range().map_err(|e| Error::gpu_from("reading back", e))?.to_vec();
     staging.unmap();
     Ok(data)
 }

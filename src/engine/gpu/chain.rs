@@ -244,7 +244,7 @@ impl GpuEngine {
         if let Some(e) = error {
             self.end_chain()?;
             self.cache = Cache::Stale;
-            return Err(Error::Gpu(format!("stepping: {e}")));
+            return Err(Error::gpu_from("stepping", e));
         }
         Ok(())
     }
@@ -428,7 +428,7 @@ fn wait_and_read(
     let wait = |submission_index| {
         ctx.device
             .poll(wgpu::PollType::Wait { submission_index, timeout: None })
-            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))
+            .map_err(|e| Error::gpu_from("waiting for the device", e))
     };
     wait(Some(round.submission.clone()))?;
     ctx.check_lost()?;
@@ -438,15 +438,15 @@ fn wait_and_read(
         Ok(r) => r,
         Err(_) => {
             wait(None)?;
-            round.mapped.recv().map_err(|_| Error::Gpu("the readback was dropped".into()))?
+            round.mapped.recv().map_err(|_| Error::gpu("the readback was dropped"))?
         }
     };
-    result.map_err(|e| Error::Gpu(format!("reading back: {e}")))?;
+    result.map_err(|e| Error::gpu_from("reading back", e))?;
     let data = buffer
         .slice(..mapped)
         .get_mapped_range()
         .map(|view| view[..bytes as usize].to_vec())
-        .map_err(|e| Error::Gpu(format!("reading back: {e}")));
+        .map_err(|e| Error::gpu_from("reading back", e));
     buffer.unmap();
     data
 }

@@ -140,7 +140,7 @@ fn choose(list: Vec<wgpu::Adapter>, selector: Option<&str>) -> Result<wgpu::Adap
         }
     };
     pick.ok_or_else(|| {
-        Error::Gpu(format!(
+        Error::gpu(format!(
             "no adapter matches {:?} (kinds: discrete, integrated, virtual, cpu; an index; or part of a name); \
              available: {}",
             sel.unwrap_or("auto"),
@@ -172,6 +172,9 @@ fn required_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
 /// Key of a compiled pipeline: shader name, generated constants, checked or not.
 pub(crate) type PipelineKey = (&'static str, String, bool);
 
+/// What made a context unusable: a message, and the wgpu error where there is one.
+pub(crate) type Lost = (String, Option<Arc<wgpu::Error>>);
+
 /// An open device and queue, with the adapter's identity and a cache of compiled pipelines.
 /// Cloning is cheap (the device and queue are reference-counted), so one context can serve
 /// many engines.
@@ -181,8 +184,9 @@ pub struct GpuContext {
     pub(crate) queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
-    /// The first error wgpu reported outside an error scope (validation, OOM, device loss).
-    pub(crate) lost: Arc<Mutex<Option<String>>>,
+    /// The first error wgpu reported outside an error scope (validation, OOM, device loss): its
+    /// message, and the wgpu error itself where there is one (a lost device gives only a message).
+    pub(crate) lost: Arc<Mutex<Option<Lost>>>,
     /// Compiled pipelines with the full WGSL each was compiled from.
     pub(crate) pipelines: Arc<Mutex<HashMap<PipelineKey, (wgpu::ComputePipeline, String)>>>,
 }
@@ -211,7 +215,7 @@ impl GpuContext {
             ..Default::default()
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
-            .map_err(|e| Error::Gpu(format!("could not open a device on {}: {e}", info.name)))?;
+            .map_err(|e| Error::gpu_from(format_args!("could not open a device on {}", info.name), e))?;
         let ctx = Self::wrap(device, queue, info);
         // The default handler panics; record the message instead and report it as Error::Gpu at
         // the next synchronisation point. Only for devices frflow owns: a host application's
@@ -219,12 +223,12 @@ impl GpuContext {
         let slot = ctx.lost.clone();
         ctx.device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
-            s.get_or_insert_with(|| e.to_string());
+            s.get_or_insert_with(|| (e.to_string(), Some(Arc::new(e))));
         }));
         let slot = ctx.lost.clone();
         ctx.device.set_device_lost_callback(move |reason, message| {
             let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
-            s.get_or_insert_with(|| format!("device lost ({reason:?}): {message}"));
+            s.get_or_insert_with(|| (format!("device lost ({reason:?}): {message}"), None));
         });
         Ok(ctx)
     }
@@ -340,7 +344,10 @@ impl GpuContext {
     /// Error::Gpu if wgpu reported an error outside an error scope or lost the device.
     pub(crate) fn check_lost(&self) -> Result<()> {
         match self.lost.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            Some(m) => Err(Error::Gpu(m.clone())),
+            Some((message, source)) => Err(Error::Gpu {
+                message: message.clone(),
+                source: source.clone().map(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+            }),
             None => Ok(()),
         }
     }
@@ -349,7 +356,7 @@ impl GpuContext {
     pub(crate) fn wait(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+            .map_err(|e| Error::gpu_from("waiting for the device", e))?;
         self.check_lost()
     }
 }

@@ -363,9 +363,9 @@ pub(crate) fn pipeline(
     }
     // The host's binding list against the WGSL's declarations (an ABI check), and each binding's
     // smallest valid size, so that a too-small buffer fails when the bind group is made.
-    let declared = reflect(&text).map_err(|e| Error::Gpu(format!("reading shader `{}`: {e}", shader.name)))?;
+    let declared = reflect(&text).map_err(|e| Error::gpu(format!("reading shader `{}`: {e}", shader.name)))?;
     if declared.iter().map(|d| d.0).ne(shader.binds.iter().copied()) {
-        return Err(Error::Gpu(format!(
+        return Err(Error::gpu(format!(
             "shader `{}` declares bindings {:?} but the host binds {:?}",
             shader.name,
             declared.iter().map(|d| d.0).collect::<Vec<_>>(),
@@ -374,7 +374,7 @@ pub(crate) fn pipeline(
     }
     let uniforms: Vec<usize> = declared.iter().filter(|d| d.0 == Bind::Uniform).map(|d| d.1 as usize).collect();
     if uniforms != shader.uniforms {
-        return Err(Error::Gpu(format!(
+        return Err(Error::gpu(format!(
             "shader `{}` declares uniforms of {uniforms:?} bytes but the host's structs have {:?}",
             shader.name, shader.uniforms
         )));
@@ -435,7 +435,7 @@ pub(crate) fn pipeline(
         cache: None,
     });
     if let Some(e) = pollster::block_on(scope.pop()) {
-        return Err(Error::Gpu(format!("compiling shader `{}`: {e}", shader.name)));
+        return Err(Error::gpu_from(format_args!("compiling shader `{}`", shader.name), e));
     }
     ctx.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, (pipeline.clone(), text));
     Ok(pipeline)

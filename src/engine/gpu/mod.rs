@@ -289,7 +289,7 @@ impl GpuEngine {
         let node_logs = b.zeros("node_logs", nq * 4);
         let node_ref = b.init("node_ref", bytemuck::cast_slice(&f32s(&fixed.log_ref_nodes)));
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("allocating buffers for N = {n}: {e}")));
+            return Err(Error::gpu_from(format_args!("allocating buffers for N = {n}"), e));
         }
 
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -428,7 +428,7 @@ impl GpuEngine {
         ];
         let rates_pass = b.pass(&kernels::RATES, &header, &n_params, &[&bufs.stats, &bufs.g, &bufs.a], elements)?;
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("setting up the GPU passes: {e}")));
+            return Err(Error::gpu_from("setting up the GPU passes", e));
         }
         ctx.check_lost()?;
         Ok(GpuEngine {
@@ -611,7 +611,7 @@ impl GpuEngine {
         }
         let (s, c) = self.finish_small(encoder)?;
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("evaluating: {e}")));
+            return Err(Error::gpu_from("evaluating", e));
         }
         self.check_cutoff(&c)?;
         self.cache = Cache::Current(s.clone());

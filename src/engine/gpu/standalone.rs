@@ -132,7 +132,10 @@ impl KernelSum {
             usage: storage,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("allocating a kernel sum of {max_targets} × {max_sources} points: {e}")));
+            return Err(Error::gpu_from(
+                format_args!("allocating a kernel sum of {max_targets} × {max_sources} points"),
+                e,
+            ));
         }
         let shader = kernels::Shader { workgroup, ..kernels::LOG_KERNEL_SUM };
         let pipeline = kernels::pipeline(ctx, &shader, header, checked)?;
