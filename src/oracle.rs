@@ -9,21 +9,13 @@
 //! - T3 ([`GibbsTempering`]): the unkernelized Gaussian case in closed form (the ε → 0 limit of T2).
 
 use crate::error::{Error, Result};
-use crate::model::{Energy, Model, log_sum_exp};
+use crate::model::{Energy, Model};
 use crate::particles::Particles;
+use crate::stepper::normalise;
 
 /// The tempering exponent 1 − e^{−σt} of SPEC §7 T1 (computed without cancellation for small σt).
 pub fn tempering_exponent(sigma: f64, t: f64) -> f64 {
     -(-sigma * t).exp_m1()
-}
-
-/// Subtracts log Σ exp(v) from every entry, so that Σ exp(v_i) = 1.
-fn normalise_log(mut v: Vec<f64>) -> Vec<f64> {
-    let z = log_sum_exp(&v);
-    for x in &mut v {
-        *x -= z;
-    }
-    v
 }
 
 /// SPEC §7 T1: the normalised log-weights log w_i(t) of the unkernelized flow with linear F = ∫U dm
@@ -34,7 +26,9 @@ fn normalise_log(mut v: Vec<f64>) -> Vec<f64> {
 /// with Z(t) making Σ_i w_i(t) = 1.
 pub fn tempering_log_weights(log_ratio: &[f64], sigma: f64, t: f64) -> Vec<f64> {
     let beta = tempering_exponent(sigma, t);
-    normalise_log(log_ratio.iter().map(|r| beta * r).collect())
+    let mut lw: Vec<f64> = log_ratio.iter().map(|r| beta * r).collect();
+    normalise(&mut lw);
+    lw
 }
 
 /// log μ*(X_i) − log μ₀(X_i) up to a constant, from the model's pieces at the particles:
@@ -178,11 +172,12 @@ impl GaussianFlow {
     /// log w̄_i(t), w̄_i(t) ∝ N(X_i; m_t, 1/P_t) / N(X_i; m₀, s₀²), for N × d row-major positions.
     pub fn reference_log_weights(&self, t: f64, positions: &[f64], d: usize) -> Vec<f64> {
         let (m, v) = self.at(t);
-        let raw = positions
+        let mut lw: Vec<f64> = positions
             .chunks_exact(d)
             .map(|x| x.iter().map(|xk| log_normal_1d(*xk, m, v) - log_normal_1d(*xk, self.m0, self.s0_2)).sum())
             .collect();
-        normalise_log(raw)
+        normalise(&mut lw);
+        lw
     }
 
     /// The fixed point (m*, variance*) per coordinate, or `None` when there is no stationary Gaussian.
@@ -342,7 +337,8 @@ mod tests {
         let w0 = tempering_log_weights(&ratio, 0.7, 0.0);
         assert!(w0.iter().all(|l| (l + 4f64.ln()).abs() < 1e-14));
         let winf = tempering_log_weights(&ratio, 0.7, 1e3);
-        let target = normalise_log(ratio.to_vec());
+        let mut target = ratio.to_vec();
+        normalise(&mut target);
         assert!(winf.iter().zip(&target).all(|(a, b)| (a - b).abs() < 1e-14));
         let mid = tempering_log_weights(&ratio, 0.7, 1.0);
         let beta = 1.0 - (-0.7f64).exp();

@@ -6,6 +6,7 @@
 use crate::error::{Error, Result};
 use crate::model::{Energy, Model};
 use crate::particles::Particles;
+use crate::stepper::normalised_weights;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -85,12 +86,8 @@ fn draw<DB: DrawingBackend>(
         }
         let grid: Vec<f64> = (0..cells).map(|i| x0 + (i as f64 + 0.5) / cells as f64 * (x1 - x0)).collect();
         let target: Option<Vec<f64>> = grid.iter().map(|x| log_gibbs_target(model, &[*x])).collect();
-        let target = target.map(|t| {
-            let m = t.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let v: Vec<f64> = t.iter().map(|l| (l - m).exp()).collect();
-            let z: f64 = v.iter().sum::<f64>() / cells as f64;
-            v.into_iter().map(|p| p / z).collect::<Vec<_>>()
-        });
+        // A density on the grid: weights scaled to mean 1.
+        let target = target.map(|t| normalised_weights(&t).into_iter().map(|p| p * cells as f64).collect::<Vec<_>>());
         let hist: Vec<f64> = hist.iter().map(|h| h * bins as f64).collect();
         let top = hist.iter().chain(target.iter().flatten()).copied().fold(1e-12, f64::max) * 1.1;
         let py = |y: f64| (h_px - y / top * h_px) as i32;

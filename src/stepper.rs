@@ -159,3 +159,11 @@ pub fn normalise(log_weights: &mut [f64]) {
         *l -= z;
     }
 }
+
+/// The weights w_i = exp(log w_i − log Σ_j w_j) of log-weights that need not be normalised
+/// (those [`normalise`] gives, exponentiated).
+pub fn normalised_weights(log_weights: &[f64]) -> Vec<f64> {
+    let mut lw = log_weights.to_vec();
+    normalise(&mut lw);
+    lw.into_iter().map(f64::exp).collect()
+}

@@ -105,8 +105,7 @@ fn builtin() -> Energy {
 fn random_state(n: usize, seed: u64) -> State {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut lw: Vec<f64> = (0..n).map(|_| rng.random_range(-3.0..0.0)).collect();
-    let z = frflow::model::log_sum_exp(&lw);
-    lw.iter_mut().for_each(|l| *l -= z);
+    frflow::stepper::normalise(&mut lw);
     State { log_weights: lw, step: 0, time: 0.0 }
 }
 

@@ -84,9 +84,9 @@ fn engine_rates_with_cutoff_match_all_pairs_within_the_bound() {
                 };
                 let n = 613;
                 let particles = Particles::sample(space, &init, n, 5).unwrap();
-                let lw: Vec<f64> = (0..n).map(|_| -3.0 * rng.random::<f64>()).collect();
-                let z = lw.iter().map(|l| l.exp()).sum::<f64>().ln();
-                let state = State { log_weights: lw.iter().map(|l| l - z).collect(), step: 0, time: 0.0 };
+                let mut lw: Vec<f64> = (0..n).map(|_| -3.0 * rng.random::<f64>()).collect();
+                frflow::stepper::normalise(&mut lw);
+                let state = State { log_weights: lw, step: 0, time: 0.0 };
                 let cut = Cutoff::Tolerance { tolerance: 1e-6, max_error: 1.0 };
                 let mut a =
                     CpuEngine::new(model(space, variant, divergence, eps, Cutoff::None), particles.clone()).unwrap();
@@ -206,9 +206,9 @@ fn npmle_sums_use_cells_within_the_bound() {
     let cut = Model { cutoff: Cutoff::Tolerance { tolerance: 1e-6, max_error: 1.0 }, ..none.clone() };
     let mut a = CpuEngine::new(none, particles.clone()).unwrap();
     let mut b = CpuEngine::new(cut, particles).unwrap();
-    let lw: Vec<f64> = (0..901).map(|_| -2.0 * rng.random::<f64>()).collect();
-    let z = lw.iter().map(|l| l.exp()).sum::<f64>().ln();
-    let state = State { log_weights: lw.iter().map(|l| l - z).collect(), step: 0, time: 0.0 };
+    let mut lw: Vec<f64> = (0..901).map(|_| -2.0 * rng.random::<f64>()).collect();
+    frflow::stepper::normalise(&mut lw);
+    let state = State { log_weights: lw, step: 0, time: 0.0 };
     a.set_state(state.clone()).unwrap();
     b.set_state(state).unwrap();
     let (ra, rb) = (a.rates().unwrap(), b.rates().unwrap());

@@ -118,9 +118,9 @@ fn gpu_engine_with_cutoff_matches_cpu_engine_with_cutoff() {
                 };
                 let n = 613;
                 let particles = Particles::sample(space, &init, n, 5).unwrap();
-                let lw: Vec<f64> = (0..n).map(|_| -3.0 * rng.random::<f64>()).collect();
-                let z = lw.iter().map(|l| l.exp()).sum::<f64>().ln();
-                let state = State { log_weights: lw.iter().map(|l| l - z).collect(), step: 0, time: 0.0 };
+                let mut lw: Vec<f64> = (0..n).map(|_| -3.0 * rng.random::<f64>()).collect();
+                frflow::stepper::normalise(&mut lw);
+                let state = State { log_weights: lw, step: 0, time: 0.0 };
                 let cut = Cutoff::Tolerance { tolerance: 1e-6, max_error: 1.0 };
                 let m = model(space, variant, divergence, eps, cut);
                 let mut cpu = CpuEngine::new(m.clone(), particles.clone()).unwrap();

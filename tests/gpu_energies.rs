@@ -231,8 +231,7 @@ impl Problem {
 fn random_state(n: usize, decades: f64, seed: u64) -> State {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut lw: Vec<f64> = (0..n).map(|_| -decades * std::f64::consts::LN_10 * rng.random::<f64>()).collect();
-    let z = frflow::model::log_sum_exp(&lw);
-    lw.iter_mut().for_each(|l| *l -= z);
+    frflow::stepper::normalise(&mut lw);
     State { log_weights: lw, step: 0, time: 0.0 }
 }
 

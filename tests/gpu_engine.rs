@@ -95,8 +95,7 @@ fn random_state(n: usize, decades: f64, seed: u64) -> State {
         lw[0] = 0.0;
         lw[n - 1] = -decades * std::f64::consts::LN_10;
     }
-    let z = frflow::model::log_sum_exp(&lw);
-    lw.iter_mut().for_each(|l| *l -= z);
+    frflow::stepper::normalise(&mut lw);
     State { log_weights: lw, step: 0, time: 0.0 }
 }
 
@@ -425,8 +424,7 @@ fn positivity_violation_names_the_same_step_and_particle_as_cpu() {
     // Mass in the tails flows inwards and overshoots: h·max a grows from 0.02 to 0.55 over five
     // steps, then jumps to 1.2 at step 5, far from 1 on both sides, so f32 and f64 agree.
     let mut lw: Vec<f64> = cpu.particles().positions.iter().map(|x| 1.5 * (x - 0.5) * (x - 0.5)).collect();
-    let z = frflow::model::log_sum_exp(&lw);
-    lw.iter_mut().for_each(|l| *l -= z);
+    frflow::stepper::normalise(&mut lw);
     let state = State { log_weights: lw, step: 0, time: 0.0 };
     cpu.set_state(state.clone()).unwrap();
     gpu.set_state(state).unwrap();
@@ -938,8 +936,7 @@ fn a_failure_while_running_ahead_is_reported_like_a_synchronous_one() {
         // The positivity case above: the sixth step fails; one step per call, as a run loop with
         // `every = 1` advances.
         let mut lw: Vec<f64> = cpu.particles().positions.iter().map(|x| 1.5 * (x - 0.5) * (x - 0.5)).collect();
-        let z = frflow::model::log_sum_exp(&lw);
-        lw.iter_mut().for_each(|l| *l -= z);
+        frflow::stepper::normalise(&mut lw);
         gpu.set_state(State { log_weights: lw, step: 0, time: 0.0 }).unwrap();
         let error = (0..20).find_map(|_| gpu.advance(1, &stepper, None).and_then(|_| gpu.evaluate()).err());
         results.push((format!("{error:?}"), gpu.state().unwrap()));

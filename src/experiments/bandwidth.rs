@@ -35,8 +35,9 @@ use crate::config::{Config, EngineChoice};
 use crate::engine::{Diagnostics, Engine};
 use crate::error::{Error, Result};
 use crate::flow::{Observer, StopWhen, Termination};
-use crate::model::{Divergence, Domain, Energy, Model, Potential, Reference, Variant, log_sum_exp};
+use crate::model::{Divergence, Domain, Energy, Model, Potential, Reference, Variant};
 use crate::runner::build_engine;
+use crate::stepper::normalised_weights;
 use crate::transport::{w2_squared_1d, w2_squared_1d_gaussian};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -158,8 +159,7 @@ impl Minimiser {
         let dx = (hi - lo) / GRID_POINTS as f64;
         let x: Vec<f64> = (0..GRID_POINTS).map(|i| lo + (i as f64 + 0.5) * dx).collect();
         let l: Vec<f64> = x.iter().map(|v| log_mu(*v)).collect();
-        let z = log_sum_exp(&l);
-        Ok(Minimiser::Grid { x, w: l.iter().map(|v| (v - z).exp()).collect(), line })
+        Ok(Minimiser::Grid { x, w: normalised_weights(&l), line })
     }
 
     /// (mean per coordinate, variance per coordinate) of μ*.
@@ -450,7 +450,7 @@ impl Observer for BarObserver {
 /// The root mean square rate (Σ_i w_i a_i²)^{1/2} under μᴺ: the square root of the energy
 /// dissipation −dV/dt of the gradient-flow variants.
 fn rms_rate(engine: &mut dyn Engine) -> Result<f64> {
-    let w = weights(&engine.state()?.log_weights);
+    let w = normalised_weights(&engine.state()?.log_weights);
     let a = engine.rates()?;
     Ok(w.iter().zip(&a).map(|(w, a)| w * a * a).sum::<f64>().sqrt())
 }
@@ -480,12 +480,6 @@ fn run_to_stationarity(
     Ok((summary.diagnostics, termination))
 }
 
-/// Normalised weights from log-weights.
-fn weights(lw: &[f64]) -> Vec<f64> {
-    let z = log_sum_exp(lw);
-    lw.iter().map(|l| (l - z).exp()).collect()
-}
-
 fn run_one(
     spec: &BandwidthSpec,
     choice: EngineChoice,
@@ -510,7 +504,7 @@ fn run_one(
     };
     let (diag, termination) = run_to_stationarity(&mut *engine, o, spec.sweep.tolerance, observer)?;
     bar.finish_and_clear();
-    let w = weights(&engine.state()?.log_weights);
+    let w = normalised_weights(&engine.state()?.log_weights);
     let d = model.space.dim;
     let x = &problem.particles.positions;
     let (m_star, v_star) = target.moments(d);

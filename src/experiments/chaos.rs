@@ -27,8 +27,9 @@ use super::sweep::{
 use crate::config::{Config, EngineChoice};
 use crate::engine::gpu::{GpuContext, SinkhornLogSum};
 use crate::error::{Error, Result};
-use crate::model::{Space, Variant, log_sum_exp};
+use crate::model::{Space, Variant};
 use crate::runner::build_engine;
+use crate::stepper::normalised_weights;
 use crate::transport::{
     Cost, GPU_TOLERANCE, SinkhornOptions, exact_ot, sinkhorn_divergence, sinkhorn_divergence_with, w2_squared_1d,
     w2_squared_1d_gaussian,
@@ -334,12 +335,6 @@ pub fn cloud_w2(space: &Space, x: &[f64], wx: &[f64], y: &[f64], wy: &[f64], on:
     Ok(w2sq.max(0.0).sqrt())
 }
 
-/// Normalised weights from log-weights.
-fn weights(lw: &[f64]) -> Vec<f64> {
-    let z = log_sum_exp(lw);
-    lw.iter().map(|l| (l - z).exp()).collect()
-}
-
 /// Runs one (variant, N, replicate).
 fn run_one(
     spec: &ChaosSpec,
@@ -369,8 +364,8 @@ fn run_one(
         |p: &crate::particles::Particles| build_engine(choice, device.as_deref(), wg, problem.model.clone(), p.clone());
     let outcome = run_coupled(&mut *engine, &reference, &problem, t_end, big_engine, on_time)?;
 
-    let w = weights(&outcome.state.log_weights);
-    let w_bar = weights(&outcome.reference_log_weights);
+    let w = normalised_weights(&outcome.state.log_weights);
+    let w_bar = normalised_weights(&outcome.reference_log_weights);
     let coupling = crate::engine::pairwise_sum(&w.iter().zip(&w_bar).map(|(a, b)| (a - b).abs()).collect::<Vec<_>>());
     let space = problem.model.space;
     let x = &problem.particles.positions;
