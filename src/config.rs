@@ -71,6 +71,17 @@ impl EngineChoice {
             EngineChoice::Auto => "auto",
         }
     }
+
+    /// The engine this choice takes on this machine, the one place `auto` is decided: a hardware
+    /// GPU when one exists, else the CPU engine (a software GPU such as lavapipe is slower than the
+    /// CPU engine, so it is used only when asked for with `gpu`). `cpu` and `gpu` are themselves.
+    pub fn resolve(self) -> EngineChoice {
+        match self {
+            EngineChoice::Auto if crate::engine::gpu::hardware_adapter_available() => EngineChoice::Gpu,
+            EngineChoice::Auto => EngineChoice::Cpu,
+            c => c,
+        }
+    }
 }
 
 impl std::str::FromStr for EngineChoice {

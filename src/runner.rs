@@ -8,7 +8,7 @@
 use crate::config::{Config, EngineChoice, Problem};
 use crate::engine::Engine;
 use crate::engine::cpu::CpuEngine;
-use crate::engine::gpu::context::{GpuContext, hardware_adapter_available};
+use crate::engine::gpu::context::GpuContext;
 use crate::engine::gpu::{GpuEngine, GpuOptions};
 use crate::error::{Error, Result};
 use crate::flow::{Observer, Summary, run};
@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-/// Builds the engine a config asks for. `auto` takes a hardware GPU when one exists and the
-/// CPU engine otherwise (saying so on stderr): a software GPU such as lavapipe is slower than
-/// the CPU engine, so it is used only when asked for with `gpu` (and a `device` naming it).
+/// Builds the engine a config asks for, `auto` as [`EngineChoice::resolve`] decides it; when
+/// `auto` takes the CPU engine, or the GPU engine fails to build and it falls back to the CPU
+/// engine, it says so on stderr.
 pub fn build_engine(
     choice: EngineChoice,
     device: Option<&str>,
@@ -31,26 +31,35 @@ pub fn build_engine(
     model: Model,
     particles: Particles,
 ) -> Result<Box<dyn Engine>> {
+    build_engine_noting(choice, device, workgroup_size, model, particles, |note| eprintln!("frflow: {note}"))
+}
+
+/// [`build_engine`], passing its note (why `auto` uses the CPU engine) to `note` instead of
+/// printing it.
+pub fn build_engine_noting(
+    choice: EngineChoice,
+    device: Option<&str>,
+    workgroup_size: Option<u32>,
+    model: Model,
+    particles: Particles,
+    note: impl FnOnce(&str),
+) -> Result<Box<dyn Engine>> {
     let gpu = |model, particles| -> Result<Box<dyn Engine>> {
         let defaults = GpuOptions::default();
         let options = GpuOptions { kernel_workgroup: workgroup_size.unwrap_or(defaults.kernel_workgroup), ..defaults };
         Ok(Box::new(GpuEngine::with_options(GpuContext::new(device)?, model, particles, options)?))
     };
-    match choice {
-        EngineChoice::Cpu => Ok(Box::new(CpuEngine::new(model, particles)?)),
-        EngineChoice::Gpu => gpu(model, particles),
-        EngineChoice::Auto => {
-            if hardware_adapter_available() {
-                match gpu(model.clone(), particles.clone()) {
-                    Ok(engine) => return Ok(engine),
-                    Err(e) => eprintln!("frflow: GPU engine unavailable ({e}); using the CPU engine"),
-                }
-            } else {
-                eprintln!("frflow: no hardware GPU found; using the CPU engine");
-            }
-            Ok(Box::new(CpuEngine::new(model, particles)?))
-        }
+    let auto = choice == EngineChoice::Auto;
+    match choice.resolve() {
+        EngineChoice::Gpu if auto => match gpu(model.clone(), particles.clone()) {
+            Ok(engine) => return Ok(engine),
+            Err(e) => note(&format!("GPU engine unavailable ({e}); using the CPU engine")),
+        },
+        EngineChoice::Gpu => return gpu(model, particles),
+        _ if auto => note("no hardware GPU found; using the CPU engine"),
+        _ => {}
     }
+    Ok(Box::new(CpuEngine::new(model, particles)?))
 }
 
 /// Where the run's relative data paths resolve, saved so that `--resume` finds the same files,

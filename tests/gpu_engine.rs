@@ -644,6 +644,9 @@ fn adapters_are_chosen_by_kind_index_or_name_and_unknown_names_are_errors() {
         list.iter().any(|a| a.device_type != "cpu"),
         "{list:?}"
     );
+    // `auto` takes the GPU engine exactly when a hardware adapter exists.
+    let auto = frflow::config::EngineChoice::Auto.resolve();
+    assert_eq!(auto == frflow::config::EngineChoice::Gpu, frflow::engine::gpu::hardware_adapter_available());
     let name = &ctx.adapter_info().name;
     let index = list.iter().find(|a| &a.name == name).expect("the open adapter is listed").index;
     let by_index = GpuContext::new(Some(&index.to_string())).unwrap();

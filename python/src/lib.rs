@@ -11,9 +11,6 @@
 
 use frflow::Error;
 use frflow::config::{Config, EngineChoice, Problem};
-use frflow::engine::cpu::CpuEngine;
-use frflow::engine::gpu::context::{GpuContext, hardware_adapter_available};
-use frflow::engine::gpu::{GpuEngine, GpuOptions};
 use frflow::engine::{Diagnostics, Engine};
 use frflow::flow::{Observer, RunOptions, Termination};
 use frflow::model::{CustomPotential, Energy, Potential, Reference};
@@ -324,28 +321,11 @@ fn run_options(
     Ok(options)
 }
 
-/// Builds the engine: `auto` takes a hardware GPU when there is one, else the CPU engine (a
-/// software GPU such as lavapipe is slower than the CPU engine; ask for it with "gpu").
+/// Builds the engine as the frflow tool does (`auto`: a hardware GPU when there is one, else the
+/// CPU engine), silently.
 fn build_engine(choice: EngineChoice, device: Option<&str>, problem: &Problem) -> frflow::Result<Box<dyn Engine>> {
     let (model, particles) = (problem.model.clone(), problem.particles.clone());
-    let gpu = |model, particles| -> frflow::Result<Box<dyn Engine>> {
-        let defaults = GpuOptions::default();
-        let options =
-            GpuOptions { kernel_workgroup: problem.workgroup_size.unwrap_or(defaults.kernel_workgroup), ..defaults };
-        Ok(Box::new(GpuEngine::with_options(GpuContext::new(device)?, model, particles, options)?))
-    };
-    match choice {
-        EngineChoice::Cpu => Ok(Box::new(CpuEngine::new(model, particles)?)),
-        EngineChoice::Gpu => gpu(model, particles),
-        EngineChoice::Auto => {
-            if hardware_adapter_available()
-                && let Ok(engine) = gpu(model.clone(), particles.clone())
-            {
-                return Ok(engine);
-            }
-            Ok(Box::new(CpuEngine::new(model, particles)?))
-        }
-    }
+    frflow::runner::build_engine_noting(choice, device, problem.workgroup_size, model, particles, |_| {})
 }
 
 /// Records the diagnostics every `every` steps and at the end, and calls the user's callback.

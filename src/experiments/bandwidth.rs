@@ -24,7 +24,6 @@
 
 use super::chaos::SweepOptions;
 use super::figures::{Heatmap, LogLogPlot, Series, heatmap, loglog};
-use super::reference::resolve_engine;
 use super::report::{Block, html};
 use super::stats::{MeanSe, PowerFit, fit_power_law};
 use super::sweep::{
@@ -567,7 +566,8 @@ pub fn run_bandwidth(spec: &BandwidthSpec, options: &SweepOptions) -> Result<Ban
     }
     let pending: Vec<_> = tasks.iter().copied().filter(|&(v, n, e, r)| store.get(&key(v, n, e, r)).is_none()).collect();
     let reused = tasks.len() - pending.len();
-    let choice = resolve_engine(spec.base.config.engine);
+    // Resolved once per sweep, so that hundreds of runs do not probe (and print) each.
+    let choice = spec.base.config.engine.resolve();
     let bars = Bars::new(tasks.len() as u64, reused as u64, options.progress);
     let run_task = |task: (Variant, usize, f64, u64)| {
         let (v, n, e, r) = task;

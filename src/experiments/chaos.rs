@@ -17,7 +17,7 @@
 //! mean against N is fitted by least squares with a 95% t interval ([`super::stats`]).
 
 use super::figures::{LogLogPlot, Series, loglog};
-use super::reference::{GaussianCase, ReferenceMode, ReferenceSystem, resolve_engine, run_coupled};
+use super::reference::{GaussianCase, ReferenceMode, ReferenceSystem, run_coupled};
 use super::report::{Block, html};
 use super::stats::{MeanSe, PowerFit, fit_power_law};
 use super::sweep::{
@@ -427,7 +427,8 @@ pub fn run_chaos(spec: &ChaosSpec, options: &SweepOptions) -> Result<ChaosOutcom
     }
     let pending: Vec<_> = tasks.iter().copied().filter(|(v, n, r)| store.get(&key(*v, *n, *r)).is_none()).collect();
     let reused = tasks.len() - pending.len();
-    let choice = resolve_engine(spec.base.config.engine);
+    // Resolved once per sweep, so that hundreds of runs do not probe (and print) each.
+    let choice = spec.base.config.engine.resolve();
     let bars = Bars::new(tasks.len() as u64, reused as u64, options.progress);
     let store = Mutex::new(store);
     let run_task = |&(v, n, r): &(Variant, usize, u64)| -> Result<()> {

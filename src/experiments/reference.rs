@@ -13,7 +13,7 @@
 //!   run on the same time grid; each step w̄ is updated with that system's
 //!   [`Engine::rates_at`] the X_i, by the same scheme (Euler w̄(1 − h a) or exponential).
 
-use crate::config::{EngineChoice, Problem};
+use crate::config::Problem;
 use crate::engine::{Diagnostics, Engine};
 use crate::error::{Error, Result};
 use crate::flow::{Coupled, Observer, RunOptions, Summary};
@@ -403,16 +403,6 @@ pub fn run_coupled(
         reference_log_weights,
         big,
     })
-}
-
-/// Resolves `auto` once per sweep: a hardware GPU if there is one, else the CPU (so that a
-/// sweep of hundreds of runs does not probe, and print, for every run).
-pub fn resolve_engine(choice: EngineChoice) -> EngineChoice {
-    match choice {
-        EngineChoice::Auto if crate::engine::gpu::context::hardware_adapter_available() => EngineChoice::Gpu,
-        EngineChoice::Auto => EngineChoice::Cpu,
-        c => c,
-    }
 }
 
 #[cfg(test)]
