@@ -146,6 +146,19 @@ fn shorten_number(text: String) -> String {
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// [`Error::Invalid`] for `field` unless `value` is a finite number > 0.
+pub(crate) fn check_positive(field: impl Into<String>, value: f64) -> Result<()> {
+    if value.is_finite() && value > 0.0 { Ok(()) } else { Err(Error::invalid(field, value, "a finite number > 0")) }
+}
+
+/// [`Error::Invalid`] naming the first NaN or infinite entry of `values`, as `field[i]`.
+pub(crate) fn check_all_finite(field: &str, values: &[f64]) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(Error::invalid(format!("{field}[{i}]"), values[i], "finite numbers only")),
+        None => Ok(()),
+    }
+}
+
 impl Error {
     /// Shorthand for [`Error::Invalid`].
     pub fn invalid(field: impl Into<String>, value: impl std::fmt::Display, allowed: impl Into<String>) -> Self {

@@ -91,10 +91,8 @@ impl RunOptions {
             // Below this, `reached` holds at t = 0 and the run would take no step at all.
             return Err(Error::invalid("time.final_time", t, format!("a finite number ≥ {MIN_FINAL_TIME:e}")));
         }
-        if let Some(t) = self.tolerance
-            && !(t.is_finite() && t > 0.0)
-        {
-            return Err(Error::invalid("time.tolerance", t, "a finite number > 0"));
+        if let Some(t) = self.tolerance {
+            crate::error::check_positive("time.tolerance", t)?;
         }
         if self.every == 0 {
             return Err(Error::invalid("output.every", 0, "an integer ≥ 1"));

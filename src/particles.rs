@@ -4,8 +4,8 @@
 //! Marsaglia's polar method with the pure-Rust `libm` logarithm, so a seed gives bit-identical
 //! positions on every machine.
 
-use crate::error::{Error, Result};
-use crate::model::{Domain, Space, log_gaussian, log_sum_exp};
+use crate::error::{Error, Result, check_all_finite, check_positive};
+use crate::model::{Domain, Space, check_gaussian, log_gaussian, log_sum_exp};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -44,19 +44,6 @@ pub enum Initial {
 impl Initial {
     /// Checks the parameters against the space.
     pub fn validate(&self, space: &Space) -> Result<()> {
-        let check_gauss = |field: &str, mean: &[f64], std: f64| {
-            if !(std.is_finite() && std > 0.0) {
-                return Err(Error::invalid(format!("{field}.std"), std, "a finite number > 0"));
-            }
-            if mean.len() != space.dim || mean.iter().any(|v| !v.is_finite()) {
-                return Err(Error::invalid(
-                    format!("{field}.mean"),
-                    format!("{mean:?}"),
-                    format!("a list of {} finite numbers", space.dim),
-                ));
-            }
-            Ok(())
-        };
         match self {
             Initial::Uniform { low, high } => {
                 if space.side().is_none() && !(low.is_finite() && high.is_finite() && low < high) {
@@ -68,17 +55,15 @@ impl Initial {
                 }
                 Ok(())
             }
-            Initial::Gaussian { mean, std } => check_gauss("particles.init", mean, *std),
+            Initial::Gaussian { mean, std } => check_gaussian(space, "particles.init", mean, *std),
             Initial::Mixture(cs) => {
                 if cs.is_empty() {
                     return Err(Error::invalid("particles.init.components", "[]", "at least one component"));
                 }
                 for (i, c) in cs.iter().enumerate() {
                     let f = format!("particles.init.components[{i}]");
-                    if !(c.weight.is_finite() && c.weight > 0.0) {
-                        return Err(Error::invalid(format!("{f}.weight"), c.weight, "a finite number > 0"));
-                    }
-                    check_gauss(&f, &c.mean, c.std)?;
+                    check_positive(format!("{f}.weight"), c.weight)?;
+                    check_gaussian(space, &f, &c.mean, c.std)?;
                 }
                 Ok(())
             }
@@ -198,9 +183,7 @@ impl Particles {
                 format!("a non-empty multiple of d = {}", space.dim),
             ));
         }
-        if let Some(i) = positions.iter().position(|v| !v.is_finite()) {
-            return Err(Error::invalid(format!("positions[{i}]"), positions[i], "finite numbers only"));
-        }
+        check_all_finite("positions", &positions)?;
         let mut positions = positions;
         for x in positions.chunks_exact_mut(space.dim) {
             space.wrap(x);

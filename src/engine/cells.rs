@@ -69,9 +69,7 @@ impl Cutoff {
             if !(tolerance > 0.0 && tolerance < 1.0) {
                 return Err(Error::invalid(format!("{field}.tolerance"), tolerance, "a number in (0, 1)"));
             }
-            if !(max_error.is_finite() && max_error > 0.0) {
-                return Err(Error::invalid(format!("{field}.max_error"), max_error, "a finite number > 0"));
-            }
+            crate::error::check_positive(format!("{field}.max_error"), max_error)?;
         }
         Ok(())
     }

@@ -618,23 +618,7 @@ impl Engine for CpuEngine {
 
     fn rates_at(&mut self, points: &[f64]) -> Result<Vec<f64>> {
         let space = self.model.space;
-        if points.len() % space.dim != 0 {
-            return Err(Error::invalid(
-                "points",
-                format!("{} values", points.len()),
-                format!("a multiple of d = {}", space.dim),
-            ));
-        }
-        if let Some(i) = points.iter().position(|v| !v.is_finite()) {
-            return Err(Error::invalid(format!("points[{i}]"), points[i], "finite numbers only"));
-        }
-        if !self.model.variant.uses_kernel() && self.model.has_divergence() {
-            return Err(Error::invalid(
-                "kernel.variant",
-                "exact",
-                "a kernelized variant: the exact oracle knows μᴺ's density only at its own particles",
-            ));
-        }
+        super::check_points(&self.model, points)?;
         let mean_g = self.evaluation()?.mean_g;
         let mut points = points.to_vec();
         points.chunks_exact_mut(space.dim).for_each(|x| space.wrap(x));

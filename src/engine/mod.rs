@@ -119,6 +119,27 @@ pub fn check_problem(model: &crate::model::Model, particles: &crate::particles::
     Ok(())
 }
 
+/// The checks of [`Engine::rates_at`]'s `points` (row-major, d per point) on both engines.
+pub(crate) fn check_points(model: &crate::model::Model, points: &[f64]) -> Result<()> {
+    let d = model.space.dim;
+    if points.len() % d != 0 {
+        return Err(crate::Error::invalid(
+            "points",
+            format!("{} values", points.len()),
+            format!("a multiple of d = {d}"),
+        ));
+    }
+    crate::error::check_all_finite("points", points)?;
+    if !model.variant.uses_kernel() && model.has_divergence() {
+        return Err(crate::Error::invalid(
+            "kernel.variant",
+            "exact",
+            "a kernelized variant: the exact oracle knows μᴺ's density only at its own particles",
+        ));
+    }
+    Ok(())
+}
+
 /// Remaining time before `until`, or `None` when the run has no final time. Steps stop once this
 /// is below a relative 1e-12, so that accumulated rounding in t never adds a sliver of a step.
 pub fn remaining_time(time: f64, until: Option<f64>) -> Option<f64> {

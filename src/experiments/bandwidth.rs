@@ -245,10 +245,8 @@ impl BandwidthSpec {
         if !(1..=1_000_000).contains(&s.replicates) {
             return Err(Error::invalid("sweep.replicates", s.replicates, "an integer from 1 to 10⁶"));
         }
-        if let Some(t) = s.tolerance
-            && !(t.is_finite() && t > 0.0)
-        {
-            return Err(Error::invalid("sweep.tolerance", t, "a finite number > 0"));
+        if let Some(t) = s.tolerance {
+            crate::error::check_positive("sweep.tolerance", t)?;
         }
         let t = &base.config.time;
         if t.tolerance.is_none() && t.final_time.is_none() && t.steps.is_none() {

@@ -127,10 +127,8 @@ impl ChaosSpec {
             return Err(Error::invalid("sweep.replicates", s.replicates, "an integer from 1 to 10⁶"));
         }
         let n_ref = particle_counts("sweep.n_ref", &[s.n_ref])?[0];
-        if let Some(t) = s.final_time
-            && !(t.is_finite() && t > 0.0)
-        {
-            return Err(Error::invalid("sweep.final_time", t, "a finite number > 0"));
+        if let Some(t) = s.final_time {
+            crate::error::check_positive("sweep.final_time", t)?;
         }
         if s.final_time.is_none() && base.config.time.final_time.is_none() {
             return Err(Error::invalid(

@@ -424,9 +424,7 @@ pub fn gaussian_mixture_sample(components: &[Component], m: usize, noise: f64, s
     }
     let dim = components[0].mean.len();
     for (i, c) in components.iter().enumerate() {
-        if !(c.weight.is_finite() && c.weight > 0.0) {
-            return Err(Error::invalid(format!("components[{i}].weight"), c.weight, "a finite number > 0"));
-        }
+        crate::error::check_positive(format!("components[{i}].weight"), c.weight)?;
         if !(c.std.is_finite() && c.std >= 0.0) {
             return Err(Error::invalid(format!("components[{i}].std"), c.std, "a finite number ≥ 0"));
         }

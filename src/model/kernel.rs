@@ -22,9 +22,7 @@ pub struct Gaussian {
 impl Gaussian {
     /// Builds the kernel for `space`; `field` names the config key for errors.
     pub fn new(space: &Space, width: f64, normalised: bool, field: &str) -> Result<Self> {
-        if !(width.is_finite() && width > 0.0) {
-            return Err(Error::invalid(field, width, "a finite number > 0"));
-        }
+        crate::error::check_positive(field, width)?;
         let mut images = 0;
         if let Some(l) = space.side() {
             if width > l {

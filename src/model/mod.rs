@@ -11,6 +11,7 @@ pub use crate::energy::{CustomTerm, Energy, EnergyTerm, Interaction, Mmd, Npmle,
 pub use crate::variant::Variant;
 pub use kernel::{Gaussian, PERIODIC_TOLERANCE, Quadrature, QuadratureSpec, gauss_hermite};
 pub use potential::{CustomPotential, Potential};
+pub(crate) use reference::check_gaussian;
 pub use reference::{Reference, log_gaussian, log_sum_exp};
 pub use space::{Domain, MAX_DIM, Space};
 

@@ -3,7 +3,7 @@
 use super::kernel::{Gaussian, Quadrature};
 use super::potential::Potential;
 use super::space::Space;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, check_positive};
 
 /// The reference measure π of the divergence D(m | π).
 #[derive(Clone, Debug, PartialEq)]
@@ -31,19 +31,7 @@ impl Reference {
                 "uniform needs the torus domain (R^d has no uniform probability measure); use gaussian or gibbs",
             )),
             Reference::Uniform => Ok(()),
-            Reference::Gaussian { mean, std } => {
-                if !(std.is_finite() && *std > 0.0) {
-                    return Err(Error::invalid("reference.std", std, "a finite number > 0"));
-                }
-                if mean.len() != space.dim || mean.iter().any(|v| !v.is_finite()) {
-                    return Err(Error::invalid(
-                        "reference.mean",
-                        format!("{mean:?}"),
-                        format!("a list of {} finite numbers", space.dim),
-                    ));
-                }
-                Ok(())
-            }
+            Reference::Gaussian { mean, std } => check_gaussian(space, "reference", mean, *std),
             Reference::Gibbs(p) => p.validate(space, "reference.potential"),
         }
     }
@@ -85,6 +73,20 @@ impl Reference {
             }
         }
     }
+}
+
+/// Checks a Gaussian's parameters against the space (`field.std`, `field.mean` in errors): a
+/// finite std > 0 and d finite means.
+pub(crate) fn check_gaussian(space: &Space, field: &str, mean: &[f64], std: f64) -> Result<()> {
+    check_positive(format!("{field}.std"), std)?;
+    if mean.len() != space.dim || mean.iter().any(|v| !v.is_finite()) {
+        return Err(Error::invalid(
+            format!("{field}.mean"),
+            format!("{mean:?}"),
+            format!("a list of {} finite numbers", space.dim),
+        ));
+    }
+    Ok(())
 }
 
 /// log N(x; mean, std² I) (minimum-image distance on the torus).

@@ -129,9 +129,7 @@ fn check_points(field: &str, points: &[f64], dim: usize) -> Result<usize> {
             format!("a positive multiple of the dimension {dim} (row-major n × d)"),
         ));
     }
-    if let Some(k) = points.iter().position(|v| !v.is_finite()) {
-        return Err(Error::invalid(format!("{field}[{k}]"), points[k], "finite coordinates"));
-    }
+    crate::error::check_all_finite(field, points)?;
     Ok(points.len() / dim)
 }
 

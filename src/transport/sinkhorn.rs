@@ -78,9 +78,7 @@ impl SinkhornOptions {
         if !(self.scaling > 0.0 && self.scaling < 1.0) {
             return Err(Error::invalid("scaling", self.scaling, "a factor strictly between 0 and 1"));
         }
-        if !(self.tolerance.is_finite() && self.tolerance > 0.0) {
-            return Err(Error::invalid("tolerance", self.tolerance, "a finite number > 0"));
-        }
+        crate::error::check_positive("tolerance", self.tolerance)?;
         if self.max_iterations == 0 {
             return Err(Error::invalid("max_iterations", 0, "at least 1"));
         }

@@ -38,19 +38,7 @@ impl GpuEngine {
     pub(super) fn rates_at_points(&mut self, points: &[f64]) -> Result<Vec<f64>> {
         let space = self.model.space;
         let d = space.dim;
-        if points.len() % d != 0 {
-            return Err(Error::invalid("points", format!("{} values", points.len()), format!("a multiple of d = {d}")));
-        }
-        if let Some(i) = points.iter().position(|v| !v.is_finite()) {
-            return Err(Error::invalid(format!("points[{i}]"), points[i], "finite numbers only"));
-        }
-        if !self.model.variant.uses_kernel() && self.model.has_divergence() {
-            return Err(Error::invalid(
-                "kernel.variant",
-                "exact",
-                "a kernelized variant: the exact oracle knows μᴺ's density only at its own particles",
-            ));
-        }
+        crate::engine::check_points(&self.model, points)?;
         let t = points.len() / d;
         if t == 0 {
             return Ok(Vec::new());
