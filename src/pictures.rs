@@ -11,15 +11,17 @@
 //! | `npmle` (d = 1) | `npmle.png`, `.svg` | the fitted mixing measure (stems) against the true atoms; the fitted density p_m against a histogram of the observations |
 //! | `mmd` (d = 2) | `mmd.png`, `.svg` | the weighted particles over the target sample; ½ MMD² against time |
 //!
-//! plotters is built without fonts, so titles, legends and tick labels are drawn with a built-in
-//! 5×7 pixel font (capitals, digits and a few signs) as filled rectangles: the PNG and the SVG
+//! The panels, axes, legends and the pixel font come from [`crate::plot`]: the PNG and the SVG
 //! show the same text.
 
 use crate::config::{Config, DataOrigin, Problem};
 use crate::error::{Error, Result};
 use crate::io::data::{bumps_function, load_npy};
 use crate::model::{Energy, Mmd, Npmle, Points, TwoLayerNet};
-use plotters::coord::Shift;
+use crate::plot::{
+    Axes, BLUE, Canvas, DrawResult, FIT_RED, Figure, GREY, LIGHT_BLUE, LIGHT_GREY, Mark, Panel, TRUTH_BLACK, log_ticks,
+    ramp, render, short,
+};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -177,7 +179,7 @@ pub fn draw_run(out: &Path) -> Result<Vec<PathBuf>> {
             Energy::TwoLayerNet(TwoLayerNet { inputs, targets, .. }) if inputs.dim == 1 => {
                 let bumps = problem.data[i] == Some(DataOrigin::Bumps);
                 let fig = NetworkFigure { inputs, targets, positions, weights: &weights, bumps, trace: &trace };
-                emit("two_layer_net", &|png, svg| render(&fig, png, svg))?;
+                emit("two_layer_net", &|png, svg| render(&fig, png, svg).map(|_| ()))?;
             }
             Energy::Npmle(Npmle { observations, noise }) if d == 1 => {
                 let truth = npmle_truth(&problem);
@@ -188,11 +190,11 @@ pub fn draw_run(out: &Path) -> Result<Vec<PathBuf>> {
                     weights: &weights,
                     truth: truth.as_deref(),
                 };
-                emit("npmle", &|png, svg| render(&fig, png, svg))?;
+                emit("npmle", &|png, svg| render(&fig, png, svg).map(|_| ()))?;
             }
             Energy::Mmd(Mmd { sample, .. }) if d == 2 => {
                 let fig = MmdFigure { sample, positions, weights: &weights, trace: &trace };
-                emit("mmd", &|png, svg| render(&fig, png, svg))?;
+                emit("mmd", &|png, svg| render(&fig, png, svg).map(|_| ()))?;
             }
             _ => {}
         }
@@ -203,38 +205,6 @@ pub fn draw_run(out: &Path) -> Result<Vec<PathBuf>> {
 // ---------------------------------------------------------------------------------------------
 // Figures
 // ---------------------------------------------------------------------------------------------
-
-type DrawResult = std::result::Result<(), String>;
-
-/// A picture drawn the same way into a PNG and an SVG.
-trait Figure {
-    /// Width and height in pixels.
-    fn size(&self) -> (u32, u32);
-    /// Draws onto a white area of that size.
-    fn draw<DB: DrawingBackend>(&self, c: &Canvas<'_, DB>) -> DrawResult;
-}
-
-fn render<F: Figure>(figure: &F, png: &Path, svg: &Path) -> Result<()> {
-    let err = |p: &Path, e: String| Error::Io { path: p.display().to_string(), source: std::io::Error::other(e) };
-    let size = figure.size();
-    {
-        let root = BitMapBackend::new(png, size).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(png, e.to_string()))?;
-        figure.draw(&Canvas { area: &root }).map_err(|e| err(png, e))?;
-        root.present().map_err(|e| err(png, e.to_string()))?;
-    }
-    let root = SVGBackend::new(svg, size).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(svg, e.to_string()))?;
-    figure.draw(&Canvas { area: &root }).map_err(|e| err(svg, e))?;
-    root.present().map_err(|e| err(svg, e.to_string()))
-}
-
-const GREY: RGBColor = RGBColor(150, 150, 150);
-const LIGHT_GREY: RGBColor = RGBColor(215, 215, 215);
-const FIT_RED: RGBColor = RGBColor(215, 35, 35);
-const TRUTH_BLACK: RGBColor = RGBColor(20, 20, 20);
-const BLUE: RGBColor = RGBColor(40, 90, 200);
-const LIGHT_BLUE: RGBColor = RGBColor(120, 170, 235);
 
 /// The fit and the loss of a two-layer network with 1-D inputs.
 struct NetworkFigure<'a> {
@@ -262,28 +232,28 @@ impl Figure for NetworkFigure<'_> {
         let target: Vec<f64> = if self.bumps { grid.iter().map(|z| bumps_function(*z)).collect() } else { vec![] };
         let (y0, y1) = range(self.targets.iter().chain(&fit).chain(&initial).chain(&target).copied());
         // Room at the top for the legend.
-        let p = Panel::new((70, 50, 500, 400), (z0, z1), (y0 - 0.06 * (y1 - y0), y1 + 0.4 * (y1 - y0)), false);
+        let p = Panel::new((70, 50, 500, 400), (z0, z1), (y0 - 0.06 * (y1 - y0), y1 + 0.4 * (y1 - y0)));
         let time = self.trace.last().map_or(0.0, |r| r.time);
-        p.axes(c, &format!("FIT AT T = {}", short(time)), "Z", "F(Z)")?;
+        p.axes(c, &Axes::linear(&p, &format!("Fit at t = {}", short(time)), "z", "f(z)"))?;
         for (zk, yk) in z.iter().zip(self.targets) {
-            c.circle(p.px(*zk), p.py(*yk), 2, GREY.into())?;
+            c.circle(p.px(*zk), p.py(*yk), 2, GREY)?;
         }
-        c.line(p.curve(&grid, &initial), LIGHT_BLUE.into(), 2)?;
+        c.line(p.curve(&grid, &initial), LIGHT_BLUE, 2)?;
         if self.bumps {
-            c.line(p.curve(&grid, &target), TRUTH_BLACK.into(), 2)?;
+            c.line(p.curve(&grid, &target), TRUTH_BLACK, 2)?;
         }
-        c.line(p.curve(&grid, &fit), FIT_RED.into(), 3)?;
-        let mut legend = vec![(Mark::Dot, GREY, "DATA"), (Mark::Line, LIGHT_BLUE, "FIT AT T = 0")];
+        c.line(p.curve(&grid, &fit), FIT_RED, 3)?;
+        let mut legend = vec![(Mark::Dot, GREY, "data"), (Mark::Line, LIGHT_BLUE, "fit at t = 0")];
         if self.bumps {
-            legend.push((Mark::Line, TRUTH_BLACK, "TARGET"));
+            legend.push((Mark::Line, TRUTH_BLACK, "target"));
         }
-        legend.push((Mark::Line, FIT_RED, "FIT F_M(Z)"));
-        p.legend(c, &legend)?;
-        loss_panel(c, self.trace, (680, 50, 480, 400), "LOSS F", "F(M_0)/10")
+        legend.push((Mark::Line, FIT_RED, "fit f_m(z)"));
+        p.legend(c, &legend, &[])?;
+        loss_panel(c, self.trace, (680, 50, 480, 400), "Loss F", "F(m₀)/10")
     }
 }
 
-/// A panel of F against time on a log scale, with a dotted line at F(0)/10.
+/// A panel of F against time on a log scale (decades labelled), with a dotted line at F(0)/10.
 fn loss_panel<DB: DrawingBackend>(
     c: &Canvas<'_, DB>,
     trace: &[TraceRow],
@@ -300,13 +270,16 @@ fn loss_panel<DB: DrawingBackend>(
     let tenth = logs[0] - 1.0;
     let (l0, l1) = range(logs.iter().copied().chain([tenth]));
     let (t0, t1) = range(times.iter().copied());
-    let p = Panel::new(rect, (t0, t1), (l0.floor(), l1.ceil()), true);
+    let p = Panel::new(rect, (t0, t1), (l0.floor(), l1.ceil()));
     let (first, last) = (rows[0].f_energy, rows[rows.len() - 1].f_energy);
-    p.axes(c, &format!("{title}: {} TO {}", short(first), short(last)), "TIME T", "LOG SCALE")?;
+    let title = format!("{title}: {} to {}", short(first), short(last));
+    let x_ticks = Axes::linear(&p, "", "", "").x_ticks;
+    let y_ticks = log_ticks(p.y.0, p.y.1);
+    p.axes(c, &Axes { title: &title, x_label: "time t", y_label: "", x_ticks, y_ticks, grid: true })?;
     let flat = [times[0], times[times.len() - 1]];
-    c.dotted(p.curve(&flat, &[tenth, tenth]), GREY.into())?;
-    c.line(p.curve(&times, &logs), FIT_RED.into(), 3)?;
-    p.legend(c, &[(Mark::Line, FIT_RED, "F(M_T)"), (Mark::Dots, GREY, tenth_label)])
+    c.dotted(p.curve(&flat, &[tenth, tenth]), GREY)?;
+    c.line(p.curve(&times, &logs), FIT_RED, 3)?;
+    p.legend(c, &[(Mark::Line, FIT_RED, "F(m_t)"), (Mark::Dots, GREY, tenth_label)], &[])
 }
 
 /// The NPMLE's mixing measure and the observations' density.
@@ -330,8 +303,8 @@ impl Figure for NpmleFigure<'_> {
         let atoms: Vec<&Atom> = truth.iter().filter(|a| a.std == 0.0).collect();
         // Top: the fitted weights as stems, the true atoms' locations as red lines.
         let wmax = self.weights.iter().map(|w| w / mass).fold(0.0, f64::max);
-        let top = Panel::new((80, 50, 880, 250), (x0, x1), (0.0, 1.15 * wmax.max(1e-12)), false);
-        top.axes(c, "FITTED MIXING MEASURE: WEIGHT W_I AT EACH PARTICLE X_I", "X", "")?;
+        let top = Panel::new((80, 50, 880, 250), (x0, x1), (0.0, 1.15 * wmax.max(1e-12)));
+        top.axes(c, &Axes::linear(&top, "Fitted mixing measure: weight w_i at each particle x_i", "x", ""))?;
         for a in &atoms {
             let x = top.px(a.location);
             c.line(vec![(x, top.py(0.0)), (x, top.top)], FIT_RED.mix(0.6), 2)?;
@@ -339,17 +312,17 @@ impl Figure for NpmleFigure<'_> {
         for (x, w) in self.positions.iter().zip(self.weights) {
             let (px, h) = (top.px(*x), top.py(w / mass));
             if h < top.py(0.0) {
-                c.line(vec![(px, top.py(0.0)), (px, h)], BLUE.into(), 2)?;
+                c.line(vec![(px, top.py(0.0)), (px, h)], BLUE, 2)?;
             }
         }
-        let mut legend = vec![(Mark::Line, BLUE, "FITTED W_I")];
+        let mut legend = vec![(Mark::Line, BLUE, "fitted w_i")];
         if !atoms.is_empty() {
-            legend.push((Mark::Line, FIT_RED, "TRUE ATOMS"));
+            legend.push((Mark::Line, FIT_RED, "true atoms"));
         }
-        top.legend(c, &legend)?;
+        top.legend(c, &legend, &[])?;
         // Middle: the two mixing distributions' CDFs.
-        let mid = Panel::new((80, 390, 880, 250), (x0, x1), (0.0, 1.05), false);
-        mid.axes(c, "MIXING DISTRIBUTION: CDF, FITTED VS TRUE", "X", "")?;
+        let mid = Panel::new((80, 390, 880, 250), (x0, x1), (0.0, 1.05));
+        mid.axes(c, &Axes::linear(&mid, "Mixing distribution: CDF, fitted vs true", "x", ""))?;
         let mut order: Vec<usize> = (0..self.positions.len()).collect();
         order.sort_by(|a, b| self.positions[*a].total_cmp(&self.positions[*b]));
         let fitted_steps: Vec<(f64, f64)> =
@@ -357,14 +330,14 @@ impl Figure for NpmleFigure<'_> {
         if !truth.is_empty() {
             let mut true_steps: Vec<(f64, f64)> = atoms.iter().map(|a| (a.location, a.weight)).collect();
             true_steps.sort_by(|a, b| a.0.total_cmp(&b.0));
-            c.line(mid.steps(&true_steps), TRUTH_BLACK.into(), 2)?;
+            c.line(steps(&mid, &true_steps), TRUTH_BLACK, 2)?;
         }
-        c.line(mid.steps(&fitted_steps), BLUE.into(), 3)?;
-        let mut legend = vec![(Mark::Line, BLUE, "FITTED")];
+        c.line(steps(&mid, &fitted_steps), BLUE, 3)?;
+        let mut legend = vec![(Mark::Line, BLUE, "fitted")];
         if !atoms.is_empty() {
-            legend.push((Mark::Line, TRUTH_BLACK, "TRUE"));
+            legend.push((Mark::Line, TRUTH_BLACK, "true"));
         }
-        mid.legend(c, &legend)?;
+        mid.legend(c, &legend, &[])?;
         // Bottom: histogram and densities.
         let bins = 90;
         let mut hist = vec![0.0; bins];
@@ -384,20 +357,20 @@ impl Figure for NpmleFigure<'_> {
         let fitted: Vec<f64> = grid.iter().map(|z| mixture_density(&fitted_atoms, self.noise, *z)).collect();
         let true_density: Vec<f64> = grid.iter().map(|z| mixture_density(truth, self.noise, *z)).collect();
         let ymax = hist.iter().chain(&fitted).chain(&true_density).copied().fold(0.0, f64::max);
-        let bottom = Panel::new((80, 730, 880, 330), (x0, x1), (0.0, 1.1 * ymax.max(1e-12)), false);
-        bottom.axes(c, "OBSERVATIONS: HISTOGRAM AND DENSITIES", "Z", "")?;
+        let bottom = Panel::new((80, 730, 880, 330), (x0, x1), (0.0, 1.1 * ymax.max(1e-12)));
+        bottom.axes(c, &Axes::linear(&bottom, "Observations: histogram and densities", "z", ""))?;
         for (b, h) in hist.iter().enumerate() {
             let (a, e) = (x0 + (x1 - x0) * b as f64 / bins as f64, x0 + (x1 - x0) * (b + 1) as f64 / bins as f64);
-            c.rect((bottom.px(a), bottom.py(*h)), (bottom.px(e), bottom.py(0.0)), LIGHT_GREY.into())?;
+            c.rect((bottom.px(a), bottom.py(*h)), (bottom.px(e), bottom.py(0.0)), LIGHT_GREY)?;
         }
-        let mut legend = vec![(Mark::Box, LIGHT_GREY, "OBSERVATIONS")];
+        let mut legend = vec![(Mark::Box, LIGHT_GREY, "observations")];
         if !truth.is_empty() {
-            c.line(bottom.curve(&grid, &true_density), TRUTH_BLACK.into(), 2)?;
-            legend.push((Mark::Line, TRUTH_BLACK, "TRUE DENSITY"));
+            c.line(bottom.curve(&grid, &true_density), TRUTH_BLACK, 2)?;
+            legend.push((Mark::Line, TRUTH_BLACK, "true density"));
         }
-        c.line(bottom.curve(&grid, &fitted), FIT_RED.into(), 3)?;
-        legend.push((Mark::Line, FIT_RED, "FITTED P_M"));
-        bottom.legend(c, &legend)
+        c.line(bottom.curve(&grid, &fitted), FIT_RED, 3)?;
+        legend.push((Mark::Line, FIT_RED, "fitted p_m"));
+        bottom.legend(c, &legend, &[])
     }
 }
 
@@ -421,19 +394,19 @@ impl Figure for MmdFigure<'_> {
         // Square windows with equal scales.
         let half = 0.5 * (xb - xa).max(yb - ya) * 1.04;
         let (cx, cy) = (0.5 * (xa + xb), 0.5 * (ya + yb));
-        let window = |left| Panel::new((left, 50, 440, 440), (cx - half, cx + half), (cy - half, cy + half), false);
+        let window = |left| Panel::new((left, 50, 440, 440), (cx - half, cx + half), (cy - half, cy + half));
         // Left: the target sample.
         let p = window(70);
-        p.axes(c, &format!("TARGET SAMPLE (M = {})", self.sample.len()), "X_1", "X_2")?;
+        p.axes(c, &Axes::linear(&p, &format!("Target sample (M = {})", self.sample.len()), "x₁", "x₂"))?;
         for y in self.sample.values.chunks_exact(2) {
             c.circle(p.px(y[0]), p.py(y[1]), 2, FIT_RED.mix(0.8))?;
         }
         // Middle: every particle as a grey dot, the weighted ones as discs of area ∝ N w_i.
         let p = window(570);
-        p.axes(c, "PARTICLES: DISC AREA ~ N W_I", "X_1", "X_2")?;
+        p.axes(c, &Axes::linear(&p, "Particles: disc area ∝ N w_i", "x₁", "x₂"))?;
         for x in self.positions.chunks_exact(2) {
             let (px, py) = (p.px(x[0]), p.py(x[1]));
-            c.rect((px, py), (px + 2, py + 2), LIGHT_GREY.into())?;
+            c.rect((px, py), (px + 2, py + 2), LIGHT_GREY)?;
         }
         let n = self.weights.len() as f64;
         let mass: f64 = self.weights.iter().sum();
@@ -448,15 +421,8 @@ impl Figure for MmdFigure<'_> {
                 c.circle(p.px(x[0]), p.py(x[1]), r.min(12.0) as i32, ramp(w / wmax).mix(0.75))?;
             }
         }
-        loss_panel(c, self.trace, (1100, 50, 350, 440), "1/2 MMD^2", "START/10")
+        loss_panel(c, self.trace, (1100, 50, 350, 440), "1/2 MMD²", "start/10")
     }
-}
-
-/// A blue → yellow colour ramp for t in [0, 1] (the ramp of [`crate::plot`]).
-fn ramp(t: f64) -> RGBColor {
-    let t = t.clamp(0.0, 1.0);
-    let lerp = |a: f64, b: f64| (a + (b - a) * t) as u8;
-    RGBColor(lerp(40.0, 250.0), lerp(30.0, 230.0), lerp(110.0, 60.0))
 }
 
 /// The smallest and largest finite value (a unit interval around a single value).
@@ -470,271 +436,18 @@ fn range(v: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo, hi)
 }
 
-/// A number with three significant digits: fixed notation from 0.01 to 10⁵, else 1.23E-4.
-fn short(v: f64) -> String {
-    if v == 0.0 || (1e-2..1e5).contains(&v.abs()) {
-        let decimals = (2 - v.abs().log10().floor() as i64).clamp(0, 4) as usize;
-        let s = format!("{v:.decimals$}");
-        if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
-    } else {
-        format!("{v:.2E}")
+/// The staircase of a CDF with jumps `(location, mass)` (sorted by location), from the panel's
+/// left edge to its right edge.
+fn steps(p: &Panel, jumps: &[(f64, f64)]) -> Vec<(i32, i32)> {
+    let mut pts = vec![(p.px(p.x.0), p.py(0.0))];
+    let mut cdf = 0.0;
+    for (x, m) in jumps {
+        pts.push((p.px(*x), p.py(cdf)));
+        cdf += m;
+        pts.push((p.px(*x), p.py(cdf)));
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Drawing: canvas, panels, axes, legends, pixel font
-// ---------------------------------------------------------------------------------------------
-
-/// The drawing area with the few primitives the figures use, errors turned into strings.
-struct Canvas<'a, DB: DrawingBackend> {
-    area: &'a DrawingArea<DB, Shift>,
-}
-
-impl<DB: DrawingBackend> Canvas<'_, DB> {
-    fn err(e: DrawingAreaErrorKind<DB::ErrorType>) -> String {
-        e.to_string()
-    }
-
-    fn rect(&self, a: (i32, i32), b: (i32, i32), color: RGBAColor) -> DrawResult {
-        self.area.draw(&Rectangle::new([a, b], color.filled())).map_err(Self::err)
-    }
-
-    fn frame(&self, a: (i32, i32), b: (i32, i32), color: RGBAColor) -> DrawResult {
-        self.area.draw(&Rectangle::new([a, b], ShapeStyle::from(color).stroke_width(1))).map_err(Self::err)
-    }
-
-    fn line(&self, points: Vec<(i32, i32)>, color: RGBAColor, width: u32) -> DrawResult {
-        self.area.draw(&PathElement::new(points, ShapeStyle::from(color).stroke_width(width))).map_err(Self::err)
-    }
-
-    /// A dotted polyline (dots every 8 pixels along each segment).
-    fn dotted(&self, points: Vec<(i32, i32)>, color: RGBAColor) -> DrawResult {
-        for seg in points.windows(2) {
-            let (dx, dy) = (f64::from(seg[1].0 - seg[0].0), f64::from(seg[1].1 - seg[0].1));
-            let steps = ((dx * dx + dy * dy).sqrt() / 8.0) as i32;
-            for k in 0..=steps {
-                let t = f64::from(k) / f64::from(steps.max(1));
-                let (x, y) = (seg[0].0 + (t * dx) as i32, seg[0].1 + (t * dy) as i32);
-                self.rect((x - 1, y - 1), (x + 2, y + 2), color)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn circle(&self, x: i32, y: i32, r: i32, color: RGBAColor) -> DrawResult {
-        self.area.draw(&Circle::new((x, y), r, color.filled())).map_err(Self::err)
-    }
-
-    /// Text in the 5×7 pixel font, each pixel `scale` × `scale`, with its top-left at (x, y).
-    fn text(&self, x: i32, y: i32, s: &str, scale: i32, color: RGBAColor) -> DrawResult {
-        for (k, ch) in s.chars().enumerate() {
-            let gx = x + k as i32 * 6 * scale;
-            for (row, bits) in glyph(ch).iter().enumerate() {
-                // One rectangle per horizontal run of set pixels.
-                let mut col = 0;
-                while col < 5 {
-                    if bits & (0b10000 >> col) != 0 {
-                        let start = col;
-                        while col < 5 && bits & (0b10000 >> col) != 0 {
-                            col += 1;
-                        }
-                        let y0 = y + row as i32 * scale;
-                        self.rect((gx + start * scale, y0), (gx + col * scale, y0 + scale), color)?;
-                    } else {
-                        col += 1;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Width in pixels of `s` in the pixel font at `scale`.
-fn text_width(s: &str, scale: i32) -> i32 {
-    (s.chars().count() as i32 * 6 - 1).max(0) * scale
-}
-
-/// How a legend entry is marked.
-#[derive(Clone, Copy)]
-enum Mark {
-    Line,
-    Dots,
-    Dot,
-    Box,
-}
-
-/// A plotting rectangle (pixels) with its data window; on a log axis the y values are log10.
-struct Panel {
-    left: i32,
-    top: i32,
-    width: i32,
-    height: i32,
-    x: (f64, f64),
-    y: (f64, f64),
-    log_y: bool,
-}
-
-impl Panel {
-    fn new(rect: (i32, i32, i32, i32), x: (f64, f64), y: (f64, f64), log_y: bool) -> Self {
-        Panel { left: rect.0, top: rect.1, width: rect.2, height: rect.3, x, y, log_y }
-    }
-
-    fn px(&self, x: f64) -> i32 {
-        self.left + ((x - self.x.0) / (self.x.1 - self.x.0) * f64::from(self.width)).round() as i32
-    }
-
-    fn py(&self, y: f64) -> i32 {
-        self.top + self.height - ((y - self.y.0) / (self.y.1 - self.y.0) * f64::from(self.height)).round() as i32
-    }
-
-    /// The staircase of a CDF with jumps `(location, mass)` (sorted by location), from the
-    /// panel's left edge to its right edge.
-    fn steps(&self, jumps: &[(f64, f64)]) -> Vec<(i32, i32)> {
-        let mut pts = vec![(self.px(self.x.0), self.py(0.0))];
-        let mut cdf = 0.0;
-        for (x, m) in jumps {
-            pts.push((self.px(*x), self.py(cdf)));
-            cdf += m;
-            pts.push((self.px(*x), self.py(cdf)));
-        }
-        pts.push((self.px(self.x.1), self.py(cdf)));
-        pts
-    }
-
-    fn curve(&self, xs: &[f64], ys: &[f64]) -> Vec<(i32, i32)> {
-        xs.iter().zip(ys).map(|(x, y)| (self.px(*x), self.py(*y))).collect()
-    }
-
-    /// Frame, grid, ticks with labels, the title above and the axis names.
-    fn axes<DB: DrawingBackend>(&self, c: &Canvas<'_, DB>, title: &str, xlabel: &str, ylabel: &str) -> DrawResult {
-        let (l, t, r, b) = (self.left, self.top, self.left + self.width, self.top + self.height);
-        let grid = RGBColor(236, 236, 236).into();
-        let ink: RGBAColor = RGBColor(60, 60, 60).into();
-        for (v, label) in ticks(self.x.0, self.x.1, false) {
-            let x = self.px(v);
-            c.line(vec![(x, t), (x, b)], grid, 1)?;
-            c.line(vec![(x, b), (x, b + 6)], ink, 1)?;
-            c.text(x - text_width(&label, 2) / 2, b + 11, &label, 2, ink)?;
-        }
-        for (v, label) in ticks(self.y.0, self.y.1, self.log_y) {
-            let y = self.py(v);
-            c.line(vec![(l, y), (r, y)], grid, 1)?;
-            c.line(vec![(l - 6, y), (l, y)], ink, 1)?;
-            c.text(l - 10 - text_width(&label, 2), y - 7, &label, 2, ink)?;
-        }
-        c.frame((l, t), (r, b), ink)?;
-        c.text(l, t - 30, title, 2, RGBColor(0, 0, 0).into())?;
-        c.text(r - text_width(xlabel, 2), b + 32, xlabel, 2, ink)?;
-        if !ylabel.is_empty() {
-            c.text(l + 6, t + 6, ylabel, 2, ink)?;
-        }
-        Ok(())
-    }
-
-    /// A legend box in the top-right corner.
-    fn legend<DB: DrawingBackend>(&self, c: &Canvas<'_, DB>, entries: &[(Mark, RGBColor, &str)]) -> DrawResult {
-        let line_h = 22;
-        let w = 44 + entries.iter().map(|e| text_width(e.2, 2)).max().unwrap_or(0) + 10;
-        let h = line_h * entries.len() as i32 + 10;
-        let right = self.left + self.width - 8;
-        let top = self.top + 8;
-        let left = right - w;
-        c.rect((left, top), (right, top + h), WHITE.mix(0.9))?;
-        c.frame((left, top), (right, top + h), GREY.into())?;
-        for (k, (mark, color, label)) in entries.iter().enumerate() {
-            let y = top + 5 + k as i32 * line_h + line_h / 2;
-            let (x0, x1) = (left + 8, left + 36);
-            match mark {
-                Mark::Line => c.line(vec![(x0, y), (x1, y)], (*color).into(), 3)?,
-                Mark::Dots => c.dotted(vec![(x0, y), (x1, y)], (*color).into())?,
-                Mark::Dot => c.circle((x0 + x1) / 2, y, 4, (*color).into())?,
-                Mark::Box => c.rect((x0 + 4, y - 7), (x1 - 4, y + 7), (*color).into())?,
-            }
-            c.text(left + 44, y - 7, label, 2, RGBColor(0, 0, 0).into())?;
-        }
-        Ok(())
-    }
-}
-
-/// Tick positions and labels: 1, 2 or 5 × 10^k steps, about eight of them; on a log axis the
-/// integer decades (labelled 1E-3 …), thinned to at most eight.
-fn ticks(lo: f64, hi: f64, log: bool) -> Vec<(f64, String)> {
-    if log {
-        let (a, b) = (lo.ceil() as i64, hi.floor() as i64);
-        let stride = ((b - a) / 8 + 1).max(1);
-        return (a..=b).filter(|k| (k - a) % stride == 0).map(|k| (k as f64, format!("1E{k}"))).collect();
-    }
-    let raw = (hi - lo) / 8.0;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
-    let decimals = (-step.log10().floor()).max(0.0) as usize;
-    let first = (lo / step).ceil() as i64;
-    let last = (hi / step).floor() as i64;
-    (first..=last)
-        .map(|k| {
-            let v = k as f64 * step;
-            let label = format!("{:.*}", decimals, if v.abs() < 0.5 * step { 0.0 } else { v });
-            (v, label)
-        })
-        .collect()
-}
-
-/// The 5×7 bitmap of a character (rows top to bottom, bit 4 = leftmost column); lower case is
-/// drawn as upper case, and unknown characters as a question mark.
-fn glyph(ch: char) -> [u8; 7] {
-    match ch.to_ascii_uppercase() {
-        '0' => [0b01110, 0b10001, 0b10011, 0b10101, 0b11001, 0b10001, 0b01110],
-        '1' => [0b00100, 0b01100, 0b00100, 0b00100, 0b00100, 0b00100, 0b01110],
-        '2' => [0b01110, 0b10001, 0b00001, 0b00010, 0b00100, 0b01000, 0b11111],
-        '3' => [0b11111, 0b00010, 0b00100, 0b00010, 0b00001, 0b10001, 0b01110],
-        '4' => [0b00010, 0b00110, 0b01010, 0b10010, 0b11111, 0b00010, 0b00010],
-        '5' => [0b11111, 0b10000, 0b11110, 0b00001, 0b00001, 0b10001, 0b01110],
-        '6' => [0b00110, 0b01000, 0b10000, 0b11110, 0b10001, 0b10001, 0b01110],
-        '7' => [0b11111, 0b00001, 0b00010, 0b00100, 0b01000, 0b01000, 0b01000],
-        '8' => [0b01110, 0b10001, 0b10001, 0b01110, 0b10001, 0b10001, 0b01110],
-        '9' => [0b01110, 0b10001, 0b10001, 0b01111, 0b00001, 0b00010, 0b01100],
-        'A' => [0b01110, 0b10001, 0b10001, 0b11111, 0b10001, 0b10001, 0b10001],
-        'B' => [0b11110, 0b10001, 0b10001, 0b11110, 0b10001, 0b10001, 0b11110],
-        'C' => [0b01110, 0b10001, 0b10000, 0b10000, 0b10000, 0b10001, 0b01110],
-        'D' => [0b11100, 0b10010, 0b10001, 0b10001, 0b10001, 0b10010, 0b11100],
-        'E' => [0b11111, 0b10000, 0b10000, 0b11110, 0b10000, 0b10000, 0b11111],
-        'F' => [0b11111, 0b10000, 0b10000, 0b11110, 0b10000, 0b10000, 0b10000],
-        'G' => [0b01110, 0b10001, 0b10000, 0b10111, 0b10001, 0b10001, 0b01111],
-        'H' => [0b10001, 0b10001, 0b10001, 0b11111, 0b10001, 0b10001, 0b10001],
-        'I' => [0b01110, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b01110],
-        'J' => [0b00111, 0b00010, 0b00010, 0b00010, 0b00010, 0b10010, 0b01100],
-        'K' => [0b10001, 0b10010, 0b10100, 0b11000, 0b10100, 0b10010, 0b10001],
-        'L' => [0b10000, 0b10000, 0b10000, 0b10000, 0b10000, 0b10000, 0b11111],
-        'M' => [0b10001, 0b11011, 0b10101, 0b10101, 0b10001, 0b10001, 0b10001],
-        'N' => [0b10001, 0b10001, 0b11001, 0b10101, 0b10011, 0b10001, 0b10001],
-        'O' => [0b01110, 0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01110],
-        'P' => [0b11110, 0b10001, 0b10001, 0b11110, 0b10000, 0b10000, 0b10000],
-        'Q' => [0b01110, 0b10001, 0b10001, 0b10001, 0b10101, 0b10010, 0b01101],
-        'R' => [0b11110, 0b10001, 0b10001, 0b11110, 0b10100, 0b10010, 0b10001],
-        'S' => [0b01111, 0b10000, 0b10000, 0b01110, 0b00001, 0b00001, 0b11110],
-        'T' => [0b11111, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100],
-        'U' => [0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01110],
-        'V' => [0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01010, 0b00100],
-        'W' => [0b10001, 0b10001, 0b10001, 0b10101, 0b10101, 0b10101, 0b01010],
-        'X' => [0b10001, 0b10001, 0b01010, 0b00100, 0b01010, 0b10001, 0b10001],
-        'Y' => [0b10001, 0b10001, 0b10001, 0b01010, 0b00100, 0b00100, 0b00100],
-        'Z' => [0b11111, 0b00001, 0b00010, 0b00100, 0b01000, 0b10000, 0b11111],
-        ' ' => [0; 7],
-        '.' => [0, 0, 0, 0, 0, 0b01100, 0b01100],
-        ',' => [0, 0, 0, 0, 0b01100, 0b00100, 0b01000],
-        '-' => [0, 0, 0, 0b11111, 0, 0, 0],
-        '+' => [0, 0b00100, 0b00100, 0b11111, 0b00100, 0b00100, 0],
-        '=' => [0, 0, 0b11111, 0, 0b11111, 0, 0],
-        ':' => [0, 0b01100, 0b01100, 0, 0b01100, 0b01100, 0],
-        '/' => [0, 0b00001, 0b00010, 0b00100, 0b01000, 0b10000, 0],
-        '(' => [0b00010, 0b00100, 0b01000, 0b01000, 0b01000, 0b00100, 0b00010],
-        ')' => [0b01000, 0b00100, 0b00010, 0b00010, 0b00010, 0b00100, 0b01000],
-        '_' => [0, 0, 0, 0, 0, 0, 0b11111],
-        '~' => [0, 0, 0b01000, 0b10101, 0b00010, 0, 0],
-        '^' => [0b00100, 0b01010, 0b10001, 0, 0, 0, 0],
-        _ => [0b01110, 0b10001, 0b00001, 0b00010, 0b00100, 0, 0b00100],
-    }
+    pts.push((p.px(p.x.1), p.py(cdf)));
+    pts
 }
 
 #[cfg(test)]
@@ -749,18 +462,6 @@ mod tests {
         assert!(wasserstein1_1d(&a, &a).abs() < 1e-12);
         // Half the mass moves from 0 to 1: W1 = 0.5.
         assert!((wasserstein1_1d(&[(0.0, 1.0)], &[(0.0, 0.5), (1.0, 0.5)]) - 0.5).abs() < 1e-12);
-    }
-
-    #[test]
-    fn ticks_are_round_numbers_inside_the_range() {
-        let t = ticks(-4.0, 4.0, false);
-        assert_eq!(
-            t.iter().map(|p| p.1.as_str()).collect::<Vec<_>>(),
-            ["-4", "-3", "-2", "-1", "0", "1", "2", "3", "4"]
-        );
-        let t = ticks(0.0, 0.33, false);
-        assert!(t.iter().all(|(v, _)| (0.0..=0.33).contains(v)) && t.len() >= 4, "{t:?}");
-        assert_eq!(ticks(-3.0, 0.0, true).last().unwrap().1, "1E0");
     }
 
     #[test]

@@ -371,3 +371,87 @@ fn tabulated_minimiser_matches_the_gaussian_one() {
     assert!((grid.0[0] - 1.0).abs() < 1e-9 && (grid.1[0] - 1.0 / 3.0).abs() < 1e-7, "{grid:?}");
     assert!((w2_gauss - w2_grid).abs() < 1e-4, "{w2_gauss} vs {w2_grid}");
 }
+
+/// The non-white pixels of a PNG's rows `rows` (decoded RGB or RGBA, 8 bits).
+fn ink_in_rows(png: &Path, rows: std::ops::Range<usize>) -> usize {
+    let decoder = png::Decoder::new(std::fs::File::open(png).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.bit_depth, png::BitDepth::Eight);
+    let channels = info.color_type.samples();
+    assert!(channels >= 3, "{:?}", info.color_type);
+    rows.flat_map(|y| buf[y * info.line_size..(y + 1) * info.line_size].chunks_exact(channels))
+        .filter(|px| px[..3] != [255, 255, 255])
+        .count()
+}
+
+/// The SVG's `<rect>` elements that lie entirely in rows `rows`.
+fn rects_in_rows(svg: &str, rows: std::ops::Range<f64>) -> usize {
+    let attr = |el: &str, name: &str| -> Option<f64> {
+        let start = el.find(&format!(" {name}=\""))? + name.len() + 3;
+        el[start..].split('"').next()?.parse().ok()
+    };
+    svg.split("<rect")
+        .skip(1)
+        .filter_map(|el| Some((attr(el, "y")?, attr(el, "height")?)))
+        .filter(|(y, h)| rows.contains(y) && rows.contains(&(y + h - 1.0)))
+        .count()
+}
+
+#[test]
+fn sweep_figures_carry_their_labels_in_the_png_and_the_svg() {
+    use frflow::experiments::figures::{Heatmap, LogLogPlot, Series, heatmap, loglog};
+    let out = out_dir("figure-labels");
+    std::fs::create_dir_all(&out).unwrap();
+    let plot = |title: &str| LogLogPlot {
+        title: title.into(),
+        x_label: "N (particles)".into(),
+        y_label: "W₂ (mean ± s.e.)".into(),
+        series: vec![Series {
+            label: "A: slope -0.5".into(),
+            points: vec![(64.0, 0.1, 0.01), (256.0, 0.05, 0.004), (1024.0, 0.025, 0.002)],
+            fit: Some((-0.5, (0.1f64 * 8.0).ln())),
+        }],
+        guide: Some((-0.5, "N^(-1/2)".into())),
+        x_ticks: vec![64.0, 256.0, 1024.0],
+    };
+    // The band above the plot frame (top at y = 56) holds the title and nothing else.
+    let band = 0..50;
+    let (png, svg) = (out.join("titled.png"), out.join("titled.svg"));
+    let text = loglog(&plot("W₂(μᴺ_T, μ_T) against N"), &png, &svg).unwrap();
+    assert_eq!(std::fs::read_to_string(&svg).unwrap(), text, "the SVG written is the SVG returned");
+    assert!(!text.contains("<text"), "one text policy: no SVG-only text");
+    let (png_ink, svg_rects) = (ink_in_rows(&png, band.clone()), rects_in_rows(&text, 0.0..50.0));
+    assert!(png_ink > 200, "the PNG's title band is blank ({png_ink} pixels)");
+    assert!(svg_rects > 20, "the SVG's title band is blank ({svg_rects} rectangles)");
+    // Without a title the band is blank in both: the pixels above came from the title.
+    let (png0, svg0) = (out.join("untitled.png"), out.join("untitled.svg"));
+    let text0 = loglog(&plot(""), &png0, &svg0).unwrap();
+    assert_eq!(ink_in_rows(&png0, band.clone()), 0);
+    assert_eq!(rects_in_rows(&text0, 0.0..50.0), 0);
+    // Axis and tick labels: the rows below the frame (bottom at y = 536) are inked in the PNG.
+    assert!(ink_in_rows(&png0, 545..600) > 200);
+    // No temporary files are left behind.
+    let mut names: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["titled.png", "titled.svg", "untitled.png", "untitled.svg"]);
+
+    // The heat map: title band and the cells' values.
+    let map = Heatmap {
+        title: "Variant A: W₂(μᴺ, μ*) over (N, ε)".into(),
+        x_label: "N (particles)".into(),
+        y_label: "ε (kernel bandwidth)".into(),
+        value_label: "W₂ (log colour scale)".into(),
+        xs: vec![64.0, 256.0],
+        ys: vec![0.1, 0.2],
+        values: vec![vec![Some(0.1), Some(0.05)], vec![Some(0.2), None]],
+        contours: vec![(10.0, "N ε^d = 10".into())],
+        dim: 1,
+    };
+    let (png, svg) = (out.join("map.png"), out.join("map.svg"));
+    let text = heatmap(&map, &png, &svg).unwrap();
+    assert!(svg.is_file() && !text.contains("<text"));
+    assert!(ink_in_rows(&png, band) > 200 && rects_in_rows(&text, 0.0..50.0) > 20);
+}

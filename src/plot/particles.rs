@@ -1,13 +1,13 @@
-//! Pictures of a weighted particle cloud against the target density (PNG and SVG, no fonts).
+//! The picture of a weighted particle cloud against the target density (PNG and SVG).
 //!
 //! The target drawn is the Gibbs measure μ* ∝ π e^{−U/σ}, the minimiser when F is a potential
 //! energy; for other energies only the particles are drawn.
 
-use crate::error::{Error, Result};
+use super::{Canvas, DrawResult, Figure, ramp, render};
+use crate::error::Result;
 use crate::model::{Energy, Model};
 use crate::particles::Particles;
 use crate::stepper::normalised_weights;
-use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -28,23 +28,14 @@ pub fn log_gibbs_target(model: &Model, x: &[f64]) -> Option<f64> {
 
 /// Draws the final weights of `particles` over the target density into `png` and `svg`.
 pub fn plot_particles(model: &Model, particles: &Particles, weights: &[f64], png: &Path, svg: &Path) -> Result<()> {
-    let size = (800, 800);
-    let err = |p: &Path, e: String| Error::Io { path: p.display().to_string(), source: std::io::Error::other(e) };
-    {
-        let root = BitMapBackend::new(png, size).into_drawing_area();
-        draw(&root, model, particles, weights).map_err(|e| err(png, e))?;
-        root.present().map_err(|e| err(png, e.to_string()))?;
-    }
-    let root = SVGBackend::new(svg, size).into_drawing_area();
-    draw(&root, model, particles, weights).map_err(|e| err(svg, e))?;
-    root.present().map_err(|e| err(svg, e.to_string()))
+    render(&ParticlesFigure { model, particles, weights }, png, svg).map(|_| ())
 }
 
-/// A blue → yellow colour ramp for t in [0, 1].
-fn ramp(t: f64) -> RGBColor {
-    let t = t.clamp(0.0, 1.0);
-    let lerp = |a: f64, b: f64| (a + (b - a) * t) as u8;
-    RGBColor(lerp(40.0, 250.0), lerp(30.0, 230.0), lerp(110.0, 60.0))
+/// The particles over the target density, filling the picture (no axes).
+struct ParticlesFigure<'a> {
+    model: &'a Model,
+    particles: &'a Particles,
+    weights: &'a [f64],
 }
 
 /// The plotted window: the torus cell, or the particles' bounding box with a margin.
@@ -61,15 +52,19 @@ fn window(particles: &Particles, k: usize) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-fn draw<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    model: &Model,
-    particles: &Particles,
-    weights: &[f64],
-) -> std::result::Result<(), String> {
-    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-    area.fill(&WHITE).map_err(e)?;
-    let (w_px, h_px) = area.dim_in_pixel();
+impl Figure for ParticlesFigure<'_> {
+    fn size(&self) -> (u32, u32) {
+        (800, 800)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, c: &Canvas<'_, DB>) -> DrawResult {
+        let ParticlesFigure { model, particles, weights } = *self;
+        draw(c, model, particles, weights)
+    }
+}
+
+fn draw<DB: DrawingBackend>(c: &Canvas<'_, DB>, model: &Model, particles: &Particles, weights: &[f64]) -> DrawResult {
+    let (w_px, h_px) = c.size();
     let (w_px, h_px) = (f64::from(w_px), f64::from(h_px));
     let d = particles.space.dim;
     let (x0, x1) = window(particles, 0);
@@ -92,12 +87,12 @@ fn draw<DB: DrawingBackend>(
         let top = hist.iter().chain(target.iter().flatten()).copied().fold(1e-12, f64::max) * 1.1;
         let py = |y: f64| (h_px - y / top * h_px) as i32;
         for (b, h) in hist.iter().enumerate() {
-            let (a, c) = (x0 + b as f64 / bins as f64 * (x1 - x0), x0 + (b + 1) as f64 / bins as f64 * (x1 - x0));
-            area.draw(&Rectangle::new([(px(a), py(*h)), (px(c), py(0.0))], ramp(0.2).mix(0.6).filled())).map_err(e)?;
+            let (lo, hi) = (x0 + b as f64 / bins as f64 * (x1 - x0), x0 + (b + 1) as f64 / bins as f64 * (x1 - x0));
+            c.rect((px(lo), py(*h)), (px(hi), py(0.0)), ramp(0.2).mix(0.6))?;
         }
         if let Some(t) = target {
             let pts: Vec<(i32, i32)> = grid.iter().zip(&t).map(|(x, p)| (px(*x), py(*p))).collect();
-            area.draw(&PathElement::new(pts, ShapeStyle::from(&RED).stroke_width(3))).map_err(e)?;
+            c.line(pts, RED, 3)?;
         }
         return Ok(());
     }
@@ -106,24 +101,24 @@ fn draw<DB: DrawingBackend>(
     // Background: the target's density on the plane of the first two coordinates (d = 2 only).
     if d == 2 {
         let grid: Vec<Option<f64>> = (0..cells * cells)
-            .map(|c| {
-                let x = x0 + ((c % cells) as f64 + 0.5) / cells as f64 * (x1 - x0);
-                let y = y0 + ((c / cells) as f64 + 0.5) / cells as f64 * (y1 - y0);
+            .map(|k| {
+                let x = x0 + ((k % cells) as f64 + 0.5) / cells as f64 * (x1 - x0);
+                let y = y0 + ((k / cells) as f64 + 0.5) / cells as f64 * (y1 - y0);
                 log_gibbs_target(model, &[x, y])
             })
             .collect();
         if grid.iter().all(Option::is_some) {
             let v: Vec<f64> = grid.into_iter().flatten().collect();
             let m = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            for (c, l) in v.iter().enumerate() {
-                let (i, j) = ((c % cells) as f64, (c / cells) as f64);
+            for (k, l) in v.iter().enumerate() {
+                let (i, j) = ((k % cells) as f64, (k / cells) as f64);
                 let xa = x0 + i / cells as f64 * (x1 - x0);
                 let xb = x0 + (i + 1.0) / cells as f64 * (x1 - x0);
                 let ya = y0 + j / cells as f64 * (y1 - y0);
                 let yb = y0 + (j + 1.0) / cells as f64 * (y1 - y0);
                 let t = (l - m).exp();
                 let shade = RGBColor((255.0 - 120.0 * t) as u8, (255.0 - 60.0 * t) as u8, 255);
-                area.draw(&Rectangle::new([(px(xa), py(yb)), (px(xb), py(ya))], shade.filled())).map_err(e)?;
+                c.rect((px(xa), py(yb)), (px(xb), py(ya)), shade)?;
             }
         }
     }
@@ -134,8 +129,7 @@ fn draw<DB: DrawingBackend>(
     for i in order {
         let x = particles.position(i);
         let r = (1.5 * (n * weights[i]).sqrt()).clamp(0.5, 12.0);
-        let style = ramp(weights[i] / wmax).mix(0.85).filled();
-        area.draw(&Circle::new((px(x[0]), py(x[1])), r as i32, style)).map_err(e)?;
+        c.circle(px(x[0]), py(x[1]), r as i32, ramp(weights[i] / wmax).mix(0.85))?;
     }
     Ok(())
 }
