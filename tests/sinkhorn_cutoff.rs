@@ -128,35 +128,8 @@ fn exceeded_bound_with_a_tolerance_is_the_cutoff_error() {
     }
 }
 
-/// The CPU pass with `Cutoff::Auto`'s threshold at 0 pairs, so that auto uses cells at a test's
-/// size.
-struct AutoAlways(Cost);
-
-impl LogSum for AutoAlways {
-    fn cost(&self) -> &Cost {
-        &self.0
-    }
-    fn log_sum(&mut self, t: &[f64], s: &[f64], lc: &[f64], inv_eps: f64) -> frflow::Result<Vec<f64>> {
-        Ok(sinkhorn_log_sum(&self.0, t, s, lc, inv_eps))
-    }
-    fn log_sum_cells(
-        &mut self,
-        grid: &CellGrid,
-        tolerance: f64,
-        t: &[f64],
-        s: &[f64],
-        lc: &[f64],
-        inv_eps: f64,
-    ) -> frflow::Result<(Vec<f64>, f64)> {
-        let (values, bounds) = sinkhorn_log_sum_cells(&self.0, grid, tolerance, t, s, lc, inv_eps);
-        Ok((values, bounds.into_iter().fold(0.0, f64::max)))
-    }
-    fn auto_cells_above(&self) -> usize {
-        0
-    }
-}
-
-/// `Auto` where the cells fail falls back to all pairs and says so (the separated clouds: the
+/// `Auto` (with its threshold at 0 pairs, so that it uses cells at a test's size) where the
+/// cells fail falls back to all pairs and says so (the separated clouds: the
 /// same numbers as `Cutoff::None`, `fell_back` = ∞); where they hold it keeps them (a bound, no
 /// fallback, the value within ε·B). At the default threshold a few hundred points sum all pairs.
 #[test]
@@ -167,7 +140,15 @@ fn auto_cutoff_falls_back_to_all_pairs_and_says_so() {
     let far = cloud(&mut rng, 140, 2, 4.0, 1.0);
     let (wx, wy) = (weights(&mut rng, 150), weights(&mut rng, 140));
     let all = sinkhorn(&cost, &x, &wx, &far, &wy, &options(1e-3, Cutoff::None)).unwrap();
-    let auto = sinkhorn_with(&mut AutoAlways(cost), &x, &wx, &far, &wy, &options(1e-3, Cutoff::Auto)).unwrap();
+    let auto = sinkhorn_with(
+        &mut CpuLogSum::new(&cost).with_auto_cells_above(0),
+        &x,
+        &wx,
+        &far,
+        &wy,
+        &options(1e-3, Cutoff::Auto),
+    )
+    .unwrap();
     assert_eq!(auto.fell_back, Some(f64::INFINITY));
     assert_eq!(auto.truncation_bound, 0.0);
     assert_eq!(auto.value, all.value);
@@ -178,7 +159,15 @@ fn auto_cutoff_falls_back_to_all_pairs_and_says_so() {
     let default = sinkhorn(&cost, &x, &wx, &near, &wy, &options(1e-3, Cutoff::Auto)).unwrap();
     assert_eq!(default.value, all.value, "auto at 150 × 140 points sums all pairs");
     assert_eq!(default.truncation_bound, 0.0);
-    let auto = sinkhorn_with(&mut AutoAlways(cost), &x, &wx, &near, &wy, &options(1e-3, Cutoff::Auto)).unwrap();
+    let auto = sinkhorn_with(
+        &mut CpuLogSum::new(&cost).with_auto_cells_above(0),
+        &x,
+        &wx,
+        &near,
+        &wy,
+        &options(1e-3, Cutoff::Auto),
+    )
+    .unwrap();
     println!(
         "auto: B {:.2e} measured {} fell back {:?}",
         auto.truncation_bound, auto.truncation_measured, auto.fell_back

@@ -20,9 +20,9 @@ mod sinkhorn;
 pub use exact::{ExactOt, MAX_PAIRS, exact_ot};
 pub use one_d::{w2_squared_1d, w2_squared_1d_gaussian};
 pub use sinkhorn::{
-    CPU_AUTO_CELLS_ABOVE, DEFAULT_EPSILON_RATIO, Divergence, EntropicOt, GPU_TOLERANCE, LogSum, SinkhornOptions,
-    gibbs_kernel, sinkhorn, sinkhorn_divergence, sinkhorn_divergence_with, sinkhorn_log_sum, sinkhorn_log_sum_cells,
-    sinkhorn_with,
+    CPU_AUTO_CELLS_ABOVE, CpuLogSum, DEFAULT_EPSILON_RATIO, Divergence, EntropicOt, GPU_TOLERANCE, LogSum,
+    SinkhornOptions, gibbs_kernel, sinkhorn, sinkhorn_divergence, sinkhorn_divergence_with, sinkhorn_log_sum,
+    sinkhorn_log_sum_cells, sinkhorn_with,
 };
 
 use crate::error::{Error, Result};

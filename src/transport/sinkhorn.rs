@@ -69,7 +69,9 @@ pub const CPU_AUTO_CELLS_ABOVE: usize = 1 << 28;
 /// **Schedule (ε-scaling).** Starting from ε₀ = the squared diameter of the two clouds' bounding
 /// box (a bound on every cost, where one iteration nearly converges), ε is multiplied by
 /// `scaling` after each iteration until it reaches the target ε; the potentials are carried from
-/// one ε to the next. That takes ⌈log(ε₀/ε)/log(1/scaling)⌉ annealing iterations.
+/// one ε to the next. That takes ⌈log(ε₀/ε)/log(1/scaling)⌉ annealing iterations. With cell
+/// passes (`cutoff`), the annealing starts at the largest ε of that schedule where a grid saves
+/// work, since each level above it would cost two all-pairs passes.
 ///
 /// **Iteration at the target ε.** [`sinkhorn`] alternates the f and g updates over-relaxed,
 /// f ← f + ω(T f − f), with ω adapted from the observed convergence rate (starting at 1; see
@@ -272,16 +274,33 @@ pub fn sinkhorn_log_sum_cells(
     cells::log_kernel_sum_cells(&cost.space(), &gibbs_kernel(inv_eps), grid, tolerance, targets, sources, log_coeffs)
 }
 
-/// The f64 CPU pass, [`sinkhorn_log_sum`].
-struct CpuLogSum(Cost);
+/// The f64 CPU pass: [`sinkhorn_log_sum`], and [`sinkhorn_log_sum_cells`] for a cutoff (what
+/// [`sinkhorn`] and [`sinkhorn_divergence`] use).
+#[derive(Clone, Copy, Debug)]
+pub struct CpuLogSum {
+    cost: Cost,
+    auto_cells_above: usize,
+}
+
+impl CpuLogSum {
+    /// The pass for `cost`; `Cutoff::Auto` uses cells above [`CPU_AUTO_CELLS_ABOVE`] pairs.
+    pub fn new(cost: &Cost) -> Self {
+        CpuLogSum { cost: *cost, auto_cells_above: CPU_AUTO_CELLS_ABOVE }
+    }
+
+    /// The same pass with `Cutoff::Auto` using cells above `pairs` pairs (0: at any size).
+    pub fn with_auto_cells_above(self, pairs: usize) -> Self {
+        CpuLogSum { auto_cells_above: pairs, ..self }
+    }
+}
 
 impl LogSum for CpuLogSum {
     fn cost(&self) -> &Cost {
-        &self.0
+        &self.cost
     }
 
     fn log_sum(&mut self, targets: &[f64], sources: &[f64], log_coeffs: &[f64], inv_eps: f64) -> Result<Vec<f64>> {
-        Ok(sinkhorn_log_sum(&self.0, targets, sources, log_coeffs, inv_eps))
+        Ok(sinkhorn_log_sum(&self.cost, targets, sources, log_coeffs, inv_eps))
     }
 
     fn log_sum_cells(
@@ -293,10 +312,15 @@ impl LogSum for CpuLogSum {
         log_coeffs: &[f64],
         inv_eps: f64,
     ) -> Result<(Vec<f64>, f64)> {
-        let (values, bounds) = sinkhorn_log_sum_cells(&self.0, grid, tolerance, targets, sources, log_coeffs, inv_eps);
+        let (values, bounds) =
+            sinkhorn_log_sum_cells(&self.cost, grid, tolerance, targets, sources, log_coeffs, inv_eps);
         // A NaN bound (none is expected) counts as unbounded.
         let largest = bounds.iter().fold(0.0f64, |m, b| if b.is_nan() { f64::INFINITY } else { m.max(*b) });
         Ok((values, largest))
+    }
+
+    fn auto_cells_above(&self) -> usize {
+        self.auto_cells_above
     }
 }
 
@@ -569,15 +593,26 @@ impl<'a> Problem<'a> {
             Cutoff::Auto if pairs <= sum.auto_cells_above() => None,
             cutoff => cutoff.parameters(),
         };
-        let run = |passes: &mut Passes| {
+        let run = |passes: &mut Passes, start: f64| {
             if symmetric {
                 self.solve_symmetric(passes, eps, start, options)
             } else {
                 self.solve(passes, eps, start, options)
             }
         };
+        // With cells, the annealing starts at the largest ε of its schedule where a grid saves
+        // work: the levels above it would each cost two all-pairs passes (at N = 16384, more
+        // than all the cell passes of the solve) and only warm-start the next level.
+        let cell_start = cells.map_or(start, |(tolerance, _)| {
+            let space = self.cost.space();
+            let grid_at = |e: f64| Cutoff::radius(&gibbs_kernel(1.0 / e), tolerance);
+            schedule(start, eps, options.scaling)
+                .into_iter()
+                .find(|e| CellGrid::shared(&space, &[self.x, self.y], grid_at(*e)).is_some())
+                .unwrap_or(start)
+        });
         let mut passes = Passes::new(sum, cells);
-        let result = run(&mut passes);
+        let result = run(&mut passes, cell_start);
         let Some((_, max_error)) = cells else { return result };
         let bound = match (result, passes.abandoned) {
             (Ok(mut ot), _) => {
@@ -603,7 +638,7 @@ impl<'a> Problem<'a> {
             let place = format!("Sinkhorn's plan at ε = {eps:.3e}{why}");
             return Err(cells::cutoff_error("cutoff", bound, &place, max_error, "Cutoff::None"));
         }
-        let mut ot = run(&mut Passes::new(passes.sum, None))?;
+        let mut ot = run(&mut Passes::new(passes.sum, None), start)?;
         ot.fell_back = Some(bound);
         Ok(ot)
     }
@@ -726,7 +761,7 @@ pub fn sinkhorn(
     wy: &[f64],
     options: &SinkhornOptions,
 ) -> Result<EntropicOt> {
-    sinkhorn_with(&mut CpuLogSum(*cost), x, wx, y, wy, options)
+    sinkhorn_with(&mut CpuLogSum::new(cost), x, wx, y, wy, options)
 }
 
 /// [`sinkhorn`] with its passes computed by `pass` (whose cost it uses): on the GPU with
@@ -766,7 +801,7 @@ pub fn sinkhorn_divergence(
     wy: &[f64],
     options: &SinkhornOptions,
 ) -> Result<Divergence> {
-    sinkhorn_divergence_with(&mut CpuLogSum(*cost), x, wx, y, wy, options)
+    sinkhorn_divergence_with(&mut CpuLogSum::new(cost), x, wx, y, wy, options)
 }
 
 /// [`sinkhorn_divergence`] with its passes computed by `pass` (see [`sinkhorn_with`] for what the
