@@ -139,16 +139,12 @@ fn auto_cutoff_falls_back_to_all_pairs_and_says_so() {
     let x = cloud(&mut rng, 150, 2, 0.0, 1.0);
     let far = cloud(&mut rng, 140, 2, 4.0, 1.0);
     let (wx, wy) = (weights(&mut rng, 150), weights(&mut rng, 140));
+    let auto_at_any_size = |y: &[f64]| {
+        let mut pass = CpuLogSum::new(&cost).with_auto_cells_above(0);
+        sinkhorn_with(&mut pass, &x, &wx, y, &wy, &options(1e-3, Cutoff::Auto))
+    };
     let all = sinkhorn(&cost, &x, &wx, &far, &wy, &options(1e-3, Cutoff::None)).unwrap();
-    let auto = sinkhorn_with(
-        &mut CpuLogSum::new(&cost).with_auto_cells_above(0),
-        &x,
-        &wx,
-        &far,
-        &wy,
-        &options(1e-3, Cutoff::Auto),
-    )
-    .unwrap();
+    let auto = auto_at_any_size(&far).unwrap();
     assert_eq!(auto.fell_back, Some(f64::INFINITY));
     assert_eq!(auto.truncation_bound, 0.0);
     assert_eq!(auto.value, all.value);
@@ -159,15 +155,7 @@ fn auto_cutoff_falls_back_to_all_pairs_and_says_so() {
     let default = sinkhorn(&cost, &x, &wx, &near, &wy, &options(1e-3, Cutoff::Auto)).unwrap();
     assert_eq!(default.value, all.value, "auto at 150 × 140 points sums all pairs");
     assert_eq!(default.truncation_bound, 0.0);
-    let auto = sinkhorn_with(
-        &mut CpuLogSum::new(&cost).with_auto_cells_above(0),
-        &x,
-        &wx,
-        &near,
-        &wy,
-        &options(1e-3, Cutoff::Auto),
-    )
-    .unwrap();
+    let auto = auto_at_any_size(&near).unwrap();
     println!(
         "auto: B {:.2e} measured {} fell back {:?}",
         auto.truncation_bound, auto.truncation_measured, auto.fell_back
