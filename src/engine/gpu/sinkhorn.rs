@@ -23,9 +23,8 @@ const MAX_COEFFICIENT: f64 = 1e6;
 /// (reallocated only for more points than before), so an iteration costs one dispatch, O(N)
 /// uploads and one O(N) readback. The cutoff passes keep the cell sums of the current ε (the
 /// grid, blocks and buffers of each direction) and rebuild them when ε or the points change.
-/// `Cutoff::Auto` uses cells above [`AUTO_CELLS_ABOVE`]² pairs, as the GPU engine does above
-/// N = 2^16. Pass it to [`crate::transport::sinkhorn_with`] or
-/// [`crate::transport::sinkhorn_divergence_with`].
+/// `Cutoff::Auto` uses cells above (2^16)² pairs, as the GPU engine does above N = 2^16. Pass
+/// it to [`crate::transport::sinkhorn_with`] or [`crate::transport::sinkhorn_divergence_with`].
 ///
 /// Coordinates are packed in fixed point whatever ε is (as in the engine at small ε), so the
 /// same pipeline serves the whole ε-scaling schedule. Results are f32 log-sums: an absolute error
