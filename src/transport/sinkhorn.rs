@@ -605,10 +605,10 @@ impl<'a> Problem<'a> {
         // than all the cell passes of the solve) and only warm-start the next level.
         let cell_start = cells.map_or(start, |(tolerance, _)| {
             let space = self.cost.space();
-            let grid_at = |e: f64| Cutoff::radius(&gibbs_kernel(1.0 / e), tolerance);
+            let radius_at = |e: f64| Cutoff::radius(&gibbs_kernel(1.0 / e), tolerance);
             schedule(start, eps, options.scaling)
                 .into_iter()
-                .find(|e| CellGrid::shared(&space, &[self.x, self.y], grid_at(*e)).is_some())
+                .find(|e| CellGrid::shared(&space, &[self.x, self.y], radius_at(*e)).is_some())
                 .unwrap_or(start)
         });
         let mut passes = Passes::new(sum, cells);
