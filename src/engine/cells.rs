@@ -83,18 +83,24 @@ impl Cutoff {
 /// The `kernel.cutoff` error of a relative truncation bound above `max_error`, as both engines
 /// report it.
 pub(crate) fn truncation_error(bound: f64, target: usize, step: u64, max_error: f64) -> Error {
+    cutoff_error("kernel.cutoff", bound, &format!("target {target} in step {step}"), max_error, "cutoff = \"none\"")
+}
+
+/// The error of a relative truncation bound above `max_error` for the option `field`: `place`
+/// says where it was found, `none` how to ask for all pairs.
+pub(crate) fn cutoff_error(field: &str, bound: f64, place: &str, max_error: f64, none: &str) -> Error {
     Error::invalid(
-        "kernel.cutoff",
-        format!("a relative truncation bound of {bound:.3e} at target {target} in step {step}"),
+        field,
+        format!("a relative truncation bound of {bound:.3e} at {place}"),
         format!(
             "at most max_error = {max_error:e}: the target's cell neighbourhood holds little of the mass while \
-             far mass dominates; use a smaller tolerance, a larger max_error, or cutoff = \"none\""
+             far mass dominates; use a smaller tolerance, a larger max_error, or {none}"
         ),
     )
 }
 
 /// Sources sorted by cell: cell `c` holds `order[starts[c]..starts[c + 1]]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CellGrid {
     dim: usize,
     /// Cells per coordinate.
@@ -115,8 +121,17 @@ impl CellGrid {
     /// holding more than half the domain's cells. Cells are never more than 4N + 16 in all (so
     /// memory stays O(N)): where the radius would ask for more, they are made larger.
     pub fn new(space: &Space, sources: &[f64], radius: f64) -> Option<Self> {
+        Self::shared(space, &[sources], radius).and_then(|mut grids| grids.pop())
+    }
+
+    /// One grid over each of `sets` (rows of d), all on one geometry: the cells of
+    /// [`CellGrid::new`] for all their points together (on R^d, the box of all of them). A point
+    /// of one set is then among the 3^d cells around a point of another exactly when the reverse
+    /// holds, so the pairs a cell sum keeps are the same in both directions (what Sinkhorn's two
+    /// half-steps need to solve one truncated problem). `None` as for [`CellGrid::new`].
+    pub fn shared(space: &Space, sets: &[&[f64]], radius: f64) -> Option<Vec<Self>> {
         let d = space.dim;
-        let n = sources.len() / d;
+        let n: usize = sets.iter().map(|s| s.len() / d).sum();
         if d > MAX_CELL_DIM || n == 0 || !(radius.is_finite() && radius > 0.0) {
             return None;
         }
@@ -125,7 +140,7 @@ impl CellGrid {
             None => {
                 let mut lo = vec![f64::INFINITY; d];
                 let mut hi = vec![f64::NEG_INFINITY; d];
-                for x in sources.chunks_exact(d) {
+                for x in sets.iter().flat_map(|s| s.chunks_exact(d)) {
                     for k in 0..d {
                         lo[k] = lo[k].min(x[k]);
                         hi[k] = hi[k].max(x[k]);
@@ -157,17 +172,17 @@ impl CellGrid {
             Some(l) => counts.iter().map(|c| l / *c as f64).collect(),
             None => vec![cell; d],
         };
-        let mut grid = CellGrid {
-            dim: d,
-            counts,
-            side,
-            origin,
-            torus: space.side(),
-            starts: vec![0; total + 1],
-            order: vec![0; n],
-        };
+        let geometry = CellGrid { dim: d, counts, side, origin, torus: space.side(), starts: vec![], order: vec![] };
+        Some(sets.iter().map(|s| geometry.sorted(s)).collect())
+    }
+
+    /// This grid's geometry with `sources` sorted into its cells.
+    fn sorted(&self, sources: &[f64]) -> Self {
+        let total: usize = self.counts.iter().product();
+        let mut grid =
+            CellGrid { starts: vec![0; total + 1], order: vec![0; sources.len() / self.dim], ..self.clone() };
         // Counting sort of the sources by cell.
-        let cells: Vec<usize> = sources.chunks_exact(d).map(|x| grid.linear(&grid.coords(x))).collect();
+        let cells: Vec<usize> = sources.chunks_exact(self.dim).map(|x| grid.linear(&grid.coords(x))).collect();
         for c in &cells {
             grid.starts[c + 1] += 1;
         }
@@ -179,7 +194,7 @@ impl CellGrid {
             grid.order[next[*c] as usize] = i as u32;
             next[*c] += 1;
         }
-        Some(grid)
+        grid
     }
 
     /// The cell coordinates of x (wrapped on the torus; possibly outside the grid on R^d).

@@ -20,8 +20,9 @@ mod sinkhorn;
 pub use exact::{ExactOt, MAX_PAIRS, exact_ot};
 pub use one_d::{w2_squared_1d, w2_squared_1d_gaussian};
 pub use sinkhorn::{
-    DEFAULT_EPSILON_RATIO, Divergence, EntropicOt, GPU_TOLERANCE, LogSum, SinkhornOptions, sinkhorn,
-    sinkhorn_divergence, sinkhorn_divergence_with, sinkhorn_log_sum, sinkhorn_with,
+    CPU_AUTO_CELLS_ABOVE, CpuLogSum, DEFAULT_EPSILON_RATIO, Divergence, EntropicOt, GPU_TOLERANCE, LogSum,
+    SinkhornOptions, gibbs_kernel, sinkhorn, sinkhorn_divergence, sinkhorn_divergence_with, sinkhorn_log_sum,
+    sinkhorn_log_sum_cells, sinkhorn_with,
 };
 
 use crate::error::{Error, Result};
@@ -65,6 +66,15 @@ impl Cost {
             return Err(Error::invalid("side", l, "a finite torus side > 0"));
         }
         Ok(Cost { dim, side })
+    }
+
+    /// The [`Space`] of this cost: R^d, or the torus of its side.
+    pub fn space(&self) -> Space {
+        let domain = match self.side {
+            Some(side) => Domain::Torus { side },
+            None => Domain::Euclidean,
+        };
+        Space { dim: self.dim, domain }
     }
 
     /// The dimension d.

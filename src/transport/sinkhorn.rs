@@ -5,10 +5,38 @@
 //! the roles swapped; the plan is π_ij = a_i b_j exp((f_i + g_j − C_ij)/ε). Every update is one
 //! N × M log-sum-exp pass behind the [`LogSum`] trait: [`sinkhorn_log_sum`] on the CPU in f64,
 //! or its GPU twin [`crate::engine::gpu::SinkhornLogSum`] in f32.
+//!
+//! **Cutoff.** Each pass is a sum of the Gibbs kernel e^{−c/ε}, a Gaussian of width √(ε/2), with
+//! log-coefficients log b_j + g_j/ε, so the cell sums of [`crate::engine::cells`] apply: with
+//! [`SinkhornOptions::cutoff`] the passes at every ε where a grid saves work visit only the 3^d
+//! cells around each target ([`sinkhorn_log_sum_cells`]), and each reports its largest relative
+//! truncation bound, whose "mass" includes e^{g_j/ε}. The grids over the two clouds share one
+//! geometry ([`CellGrid::shared`]), so both half-steps keep the same pairs and the solver solves
+//! exactly the entropic problem of the truncated cost c̃ (c on kept pairs, +∞ on dropped ones).
+//! Then OT_ε(c) ≤ OT_ε(c̃), and weak duality at the returned potentials gives
+//! OT_ε(c) ≥ value − ε·Σ_i ρ_i t_i, with ρ_i the plan's row sums and t_i the relative part of
+//! row i's all-pairs sum that the cells dropped: with B ≥ Σ_i ρ_i t_i
+//! ([`EntropicOt::truncation_bound`]) the value is within ε·B of the all-pairs one (up to both
+//! solvers' convergence), and S_ε within [`Divergence::truncation_error`].
+//!
+//! B comes from the cells' bounds (the largest × (1 + marginal error)). That bound charges all
+//! far mass at the cutoff radius; its mass carries e^{g_j/ε}, which grows across the domain by
+//! e^{2|v|·L/ε} wherever the plan moves mass by |v| over a domain of size L, so it exceeds
+//! `max_error` in most transport problems at small ε although the dropped terms are tiny (they
+//! decay like e^{−(r − |v|)²/ε}). There the solver measures the t_i instead, by one all-pairs pass
+//! at the returned potentials (the cost of one iteration), and B is that measured sum
+//! ([`EntropicOt::truncation_measured`]).
+//!
+//! Where B exceeds `max_error` even so, or a pass leaves a target with no mass in its
+//! neighbourhood (the solve is then given up at once), `Cutoff::Auto` solves that problem again
+//! with all pairs and says so in [`EntropicOt::fell_back`]; an explicit `Cutoff::Tolerance` returns
+//! an error naming `cutoff`, B and ε.
 
 use super::{Cost, check_points, normalised_weights};
+use crate::engine::cells::{self, CellGrid, Cutoff};
 use crate::engine::pairwise_sum;
 use crate::error::{Error, Result};
+use crate::model::Gaussian;
 use rayon::prelude::*;
 
 /// The default regularisation, as a fraction of the mean cost
@@ -32,12 +60,18 @@ pub const DEFAULT_EPSILON_RATIO: f64 = 3e-4;
 /// solver's to ~1e-7 relative (tests/gpu_transport.rs).
 pub const GPU_TOLERANCE: f64 = 1e-4;
 
+/// Above this many pairs n·m, `Cutoff::Auto` sums the CPU's Sinkhorn passes on cells (where a
+/// grid saves work): N = M = 16384, where the CPU engine's own `auto` turns to cells.
+pub const CPU_AUTO_CELLS_ABOVE: usize = 1 << 28;
+
 /// How [`sinkhorn`] and [`sinkhorn_divergence`] iterate.
 ///
 /// **Schedule (ε-scaling).** Starting from ε₀ = the squared diameter of the two clouds' bounding
 /// box (a bound on every cost, where one iteration nearly converges), ε is multiplied by
 /// `scaling` after each iteration until it reaches the target ε; the potentials are carried from
-/// one ε to the next. That takes ⌈log(ε₀/ε)/log(1/scaling)⌉ annealing iterations.
+/// one ε to the next. That takes ⌈log(ε₀/ε)/log(1/scaling)⌉ annealing iterations. With cell
+/// passes (`cutoff`), the annealing starts at the largest ε of that schedule where a grid saves
+/// work, since each level above it would cost two all-pairs passes.
 ///
 /// **Iteration at the target ε.** [`sinkhorn`] alternates the f and g updates over-relaxed,
 /// f ← f + ω(T f − f), with ω adapted from the observed convergence rate (starting at 1; see
@@ -60,11 +94,15 @@ pub struct SinkhornOptions {
     pub tolerance: f64,
     /// The most Sinkhorn iterations, annealing included (default 10 000).
     pub max_iterations: usize,
+    /// Cell sums for the passes (see the module's documentation; default `Auto`: cells above
+    /// [`LogSum::auto_cells_above`] pairs, falling back to all pairs where the bound exceeds
+    /// `max_error`; a `Tolerance` uses cells at any size and errors there instead).
+    pub cutoff: Cutoff,
 }
 
 impl Default for SinkhornOptions {
     fn default() -> Self {
-        SinkhornOptions { epsilon: None, scaling: 0.5, tolerance: 1e-6, max_iterations: 10_000 }
+        SinkhornOptions { epsilon: None, scaling: 0.5, tolerance: 1e-6, max_iterations: 10_000, cutoff: Cutoff::Auto }
     }
 }
 
@@ -82,7 +120,7 @@ impl SinkhornOptions {
         if self.max_iterations == 0 {
             return Err(Error::invalid("max_iterations", 0, "at least 1"));
         }
-        Ok(())
+        self.cutoff.validate("cutoff")
     }
 }
 
@@ -105,6 +143,20 @@ pub struct EntropicOt {
     pub marginal_error: f64,
     /// Whether `marginal_error` fell below the tolerance.
     pub converged: bool,
+    /// B, bounding Σ_i ρ_i t_i for the returned plan's row sums ρ_i and the relative part t_i of
+    /// each row's all-pairs sum that the cells dropped (0 where the passes summed all pairs):
+    /// the all-pairs problem's OT_ε lies in [value − ε·B, value] up to convergence (see the
+    /// module's documentation). From the cells: their largest bound × (1 + `marginal_error`);
+    /// where that exceeds `max_error`, measured (see `truncation_measured`).
+    pub truncation_bound: f64,
+    /// Whether `truncation_bound` was measured rather than bounded: the cells' bound exceeded
+    /// `max_error` (it charges all far mass, weighted by e^{g_j/ε}, at the cutoff radius, which
+    /// the potentials' growth across the domain swamps wherever the plan moves mass), so one
+    /// all-pairs pass at the returned potentials measured the t_i instead.
+    pub truncation_measured: bool,
+    /// `Some(bound)` where `Cutoff::Auto`'s cell solve ended with a bound above `max_error` (∞:
+    /// a target's neighbourhood held no mass) and the problem was solved again with all pairs.
+    pub fell_back: Option<f64>,
 }
 
 impl EntropicOt {
@@ -128,6 +180,14 @@ pub struct Divergence {
     pub xx: EntropicOt,
     /// OT_ε(β, β) (f = g).
     pub yy: EntropicOt,
+}
+
+impl Divergence {
+    /// A bound on |S_ε − S_ε with all pairs| from the cutoff (0 with all pairs), at convergence:
+    /// ε·(B_xy + ½B_xx + ½B_yy) with the problems' [`EntropicOt::truncation_bound`]s.
+    pub fn truncation_error(&self) -> f64 {
+        self.epsilon * (self.xy.truncation_bound + 0.5 * (self.xx.truncation_bound + self.yy.truncation_bound))
+    }
 }
 
 /// For every target t: log Σ_s exp(ℓ_s − c(t, y_s)/ε), with ℓ = `log_coeffs` and `inv_eps` = 1/ε.
@@ -171,18 +231,94 @@ pub trait LogSum {
     fn cost(&self) -> &Cost;
     /// One pass; targets and sources are flat rows of the cost's dimension.
     fn log_sum(&mut self, targets: &[f64], sources: &[f64], log_coeffs: &[f64], inv_eps: f64) -> Result<Vec<f64>>;
+    /// One cutoff pass over the sources in the 3^d cells of `grid` (over `sources`, for the
+    /// radius of [`gibbs_kernel`] at `tolerance`) around each target, and the largest relative
+    /// truncation bound over the targets (see [`sinkhorn_log_sum_cells`]).
+    #[allow(clippy::too_many_arguments)]
+    fn log_sum_cells(
+        &mut self,
+        grid: &CellGrid,
+        tolerance: f64,
+        targets: &[f64],
+        sources: &[f64],
+        log_coeffs: &[f64],
+        inv_eps: f64,
+    ) -> Result<(Vec<f64>, f64)>;
+    /// Above how many pairs n·m `Cutoff::Auto` uses cells (the engine's own rule).
+    fn auto_cells_above(&self) -> usize {
+        CPU_AUTO_CELLS_ABOVE
+    }
 }
 
-/// The f64 CPU pass, [`sinkhorn_log_sum`].
-struct CpuLogSum(Cost);
+/// The Gibbs kernel e^{−c/ε} as the cell sums' Gaussian, for `inv_eps` = 1/ε: width √(ε/2),
+/// unnormalised, the minimum image only (the torus cost is the squared minimum-image distance).
+pub fn gibbs_kernel(inv_eps: f64) -> Gaussian {
+    Gaussian { width: (0.5 / inv_eps).sqrt(), log_norm: 0.0, images: 0 }
+}
+
+/// The cutoff twin of [`sinkhorn_log_sum`]: for every target t, log Σ_{s near t} exp(ℓ_s −
+/// c(t, y_s)/ε) over the sources within the 3^d cells of `grid` around t (a grid over `sources`
+/// for the radius `Cutoff::radius(&gibbs_kernel(inv_eps), tolerance)`), and each target's
+/// relative truncation bound: [`crate::engine::cells::log_kernel_sum_cells`] with the Gibbs kernel.
+pub fn sinkhorn_log_sum_cells(
+    cost: &Cost,
+    grid: &CellGrid,
+    tolerance: f64,
+    targets: &[f64],
+    sources: &[f64],
+    log_coeffs: &[f64],
+    inv_eps: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    cells::log_kernel_sum_cells(&cost.space(), &gibbs_kernel(inv_eps), grid, tolerance, targets, sources, log_coeffs)
+}
+
+/// The f64 CPU pass: [`sinkhorn_log_sum`], and [`sinkhorn_log_sum_cells`] for a cutoff (what
+/// [`sinkhorn`] and [`sinkhorn_divergence`] use).
+#[derive(Clone, Copy, Debug)]
+pub struct CpuLogSum {
+    cost: Cost,
+    auto_cells_above: usize,
+}
+
+impl CpuLogSum {
+    /// The pass for `cost`; `Cutoff::Auto` uses cells above [`CPU_AUTO_CELLS_ABOVE`] pairs.
+    pub fn new(cost: &Cost) -> Self {
+        CpuLogSum { cost: *cost, auto_cells_above: CPU_AUTO_CELLS_ABOVE }
+    }
+
+    /// The same pass with `Cutoff::Auto` using cells above `pairs` pairs (0: at any size).
+    pub fn with_auto_cells_above(self, pairs: usize) -> Self {
+        CpuLogSum { auto_cells_above: pairs, ..self }
+    }
+}
 
 impl LogSum for CpuLogSum {
     fn cost(&self) -> &Cost {
-        &self.0
+        &self.cost
     }
 
     fn log_sum(&mut self, targets: &[f64], sources: &[f64], log_coeffs: &[f64], inv_eps: f64) -> Result<Vec<f64>> {
-        Ok(sinkhorn_log_sum(&self.0, targets, sources, log_coeffs, inv_eps))
+        Ok(sinkhorn_log_sum(&self.cost, targets, sources, log_coeffs, inv_eps))
+    }
+
+    fn log_sum_cells(
+        &mut self,
+        grid: &CellGrid,
+        tolerance: f64,
+        targets: &[f64],
+        sources: &[f64],
+        log_coeffs: &[f64],
+        inv_eps: f64,
+    ) -> Result<(Vec<f64>, f64)> {
+        let (values, bounds) =
+            sinkhorn_log_sum_cells(&self.cost, grid, tolerance, targets, sources, log_coeffs, inv_eps);
+        // A NaN bound (none is expected) counts as unbounded.
+        let largest = bounds.iter().fold(0.0f64, |m, b| if b.is_nan() { f64::INFINITY } else { m.max(*b) });
+        Ok((values, largest))
+    }
+
+    fn auto_cells_above(&self) -> usize {
+        self.auto_cells_above
     }
 }
 
@@ -190,18 +326,88 @@ impl LogSum for CpuLogSum {
 /// so even a million of them change the sum by less than 1e-15 relative.
 const LSE_CUTOFF: f64 = 50.0;
 
-/// The Sinkhorn update (a soft c-transform): h_i = −ε log Σ_j w_j exp((p_j − C_ij)/ε) for each
-/// target i.
-fn update(
-    sum: &mut dyn LogSum,
-    targets: &[f64],
-    sources: &[f64],
-    log_w: &[f64],
-    p: &[f64],
-    eps: f64,
-) -> Result<Vec<f64>> {
-    let coeffs: Vec<f64> = log_w.iter().zip(p).map(|(lw, p)| lw + p / eps).collect();
-    Ok(sum.log_sum(targets, sources, &coeffs, 1.0 / eps)?.into_iter().map(|l| -eps * l).collect())
+/// One of a problem's two clouds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cloud {
+    X,
+    Y,
+}
+
+/// The passes of one solve: all pairs, or cell sums with their bound tracked.
+struct Passes<'s> {
+    sum: &'s mut dyn LogSum,
+    /// (δ, max_error) where the solve uses cells.
+    cells: Option<(f64, f64)>,
+    /// The ε the grids were built for, and the grids over x and y (one geometry), `None` where
+    /// cells would not save work at that ε.
+    grids: Option<(f64, Option<Vec<CellGrid>>)>,
+    /// The largest bound of the cell passes since the last [`Passes::reset`].
+    bound: f64,
+    /// Whether the last pass used cells.
+    on_cells: bool,
+    /// Set (to ∞) when a cell pass left a target without mass: the pass then returns an error
+    /// and the solve is given up.
+    abandoned: Option<f64>,
+}
+
+impl<'s> Passes<'s> {
+    fn new(sum: &'s mut dyn LogSum, cells: Option<(f64, f64)>) -> Self {
+        Passes { sum, cells, grids: None, bound: 0.0, on_cells: false, abandoned: None }
+    }
+
+    fn reset(&mut self) {
+        self.bound = 0.0;
+    }
+
+    /// The bound of the passes since the last reset, 0 if they summed all pairs.
+    fn bound(&self) -> f64 {
+        if self.on_cells { self.bound } else { 0.0 }
+    }
+
+    /// The Sinkhorn update (a soft c-transform) of the potential `p` on cloud `from` (weights
+    /// `log_w`): h_i = −ε log Σ_j w_j exp((p_j − C_ij)/ε) for each point i of cloud `to`.
+    fn update(
+        &mut self,
+        problem: &Problem,
+        to: Cloud,
+        from: Cloud,
+        log_w: &[f64],
+        p: &[f64],
+        eps: f64,
+    ) -> Result<Vec<f64>> {
+        let coeffs: Vec<f64> = log_w.iter().zip(p).map(|(lw, p)| lw + p / eps).collect();
+        let (targets, sources) = (problem.points(to), problem.points(from));
+        let inv_eps = 1.0 / eps;
+        let logs = match self.cells {
+            None => self.sum.log_sum(targets, sources, &coeffs, inv_eps)?,
+            Some((tolerance, _)) => {
+                if self.grids.as_ref().is_none_or(|(e, _)| *e != eps) {
+                    let radius = Cutoff::radius(&gibbs_kernel(inv_eps), tolerance);
+                    self.grids = Some((eps, CellGrid::shared(&problem.cost.space(), &[problem.x, problem.y], radius)));
+                }
+                match self.grids.as_ref().and_then(|(_, g)| g.as_ref()) {
+                    None => {
+                        self.on_cells = false;
+                        self.sum.log_sum(targets, sources, &coeffs, inv_eps)?
+                    }
+                    Some(grids) => {
+                        let grid = &grids[if from == Cloud::X { 0 } else { 1 }];
+                        let (logs, bound) =
+                            self.sum.log_sum_cells(grid, tolerance, targets, sources, &coeffs, inv_eps)?;
+                        if logs.iter().any(|l| !l.is_finite()) {
+                            self.abandoned = Some(f64::INFINITY);
+                            return Err(Error::invalid("cutoff", "an empty cell sum", "mass near every target"));
+                        }
+                        self.on_cells = true;
+                        // A bound that overflows (or a NaN one) is only large.
+                        self.bound = if bound.is_nan() { f64::INFINITY } else { self.bound.max(bound) };
+                        logs
+                    }
+                }
+            }
+        };
+        Ok(logs.into_iter().map(|l| -eps * l).collect())
+    }
 }
 
 /// (⟨π, 1⟩ − 1, ‖π 1 − a‖₁) for the plan of (f, g), given f̃ = the update of f from g: the plan's
@@ -339,32 +545,130 @@ impl<'a> Problem<'a> {
         self.cost.diameter_squared(self.x, self.y).max(target)
     }
 
+    fn points(&self, cloud: Cloud) -> &'a [f64] {
+        match cloud {
+            Cloud::X => self.x,
+            Cloud::Y => self.y,
+        }
+    }
+
+    /// Σ_i ρ_i t_i for the returned plan of a cell solve: t_i = S_i/S̃_i − 1 the relative part of
+    /// row i's sum S_i = Σ_j b_j e^{(g_j − C_ij)/ε} that the cells dropped, measured by one all-pairs
+    /// pass, and ρ_i = a_i e^{f_i/ε} S̃_i the plan's row sums. The all-pairs dual objective at the
+    /// returned potentials is the value − ε·Σ_i ρ_i t_i, a lower bound on OT_ε.
+    fn measured_truncation(&self, passes: &mut Passes, symmetric: bool, ot: &EntropicOt) -> Result<f64> {
+        let (from, log_w) = if symmetric { (Cloud::X, &self.log_a) } else { (Cloud::Y, &self.log_b) };
+        let eps = ot.epsilon;
+        let cut = passes.update(self, Cloud::X, from, log_w, &ot.g, eps)?;
+        let all = Passes::new(&mut *passes.sum, None).update(self, Cloud::X, from, log_w, &ot.g, eps)?;
+        let terms: Vec<f64> = self
+            .a
+            .iter()
+            .zip(&ot.f)
+            .zip(cut.iter().zip(&all))
+            .map(
+                |((a, f), (c, h))| {
+                    if *a > 0.0 { a * ((f - c) / eps).exp() * ((c - h) / eps).exp_m1().max(0.0) } else { 0.0 }
+                },
+            )
+            .collect();
+        Ok(pairwise_sum(&terms))
+    }
+
+    /// [`Problem::solve`] (or, `symmetric`, [`Problem::solve_symmetric`]) with the cutoff of
+    /// `options`: on cells where it asks for them, falling back to all pairs (`Auto`) or failing
+    /// (`Tolerance`) where the returned plan's bound exceeds max_error or a pass is given up.
+    fn solve_cut(
+        &self,
+        sum: &mut dyn LogSum,
+        symmetric: bool,
+        eps: f64,
+        start: f64,
+        options: &SinkhornOptions,
+    ) -> Result<EntropicOt> {
+        let pairs = self.a.len() * if symmetric { self.a.len() } else { self.b.len() };
+        let cells = match options.cutoff {
+            Cutoff::Auto if pairs <= sum.auto_cells_above() => None,
+            cutoff => cutoff.parameters(),
+        };
+        let run = |passes: &mut Passes, start: f64| {
+            if symmetric {
+                self.solve_symmetric(passes, eps, start, options)
+            } else {
+                self.solve(passes, eps, start, options)
+            }
+        };
+        // With cells, the annealing starts at the largest ε of its schedule where a grid saves
+        // work: the levels above it would each cost two all-pairs passes (at N = 16384, more
+        // than all the cell passes of the solve) and only warm-start the next level.
+        let cell_start = cells.map_or(start, |(tolerance, _)| {
+            let space = self.cost.space();
+            let radius_at = |e: f64| Cutoff::radius(&gibbs_kernel(1.0 / e), tolerance);
+            schedule(start, eps, options.scaling)
+                .into_iter()
+                .find(|e| CellGrid::shared(&space, &[self.x, self.y], radius_at(*e)).is_some())
+                .unwrap_or(start)
+        });
+        let mut passes = Passes::new(sum, cells);
+        let result = run(&mut passes, cell_start);
+        let Some((_, max_error)) = cells else { return result };
+        let bound = match (result, passes.abandoned) {
+            (Ok(mut ot), _) => {
+                // Σ_i ρ_i·bound_i ≤ the largest bound × Σ_i ρ_i, and Σ_i ρ_i ≤ 1 + the marginal error.
+                ot.truncation_bound *= 1.0 + ot.marginal_error;
+                if ot.truncation_bound <= max_error {
+                    return Ok(ot);
+                }
+                // The cells' bound charges all far mass at the cutoff radius, which the potentials'
+                // growth e^{g/ε} across the domain can swamp: measure what was dropped instead.
+                ot.truncation_bound = self.measured_truncation(&mut passes, symmetric, &ot)?;
+                ot.truncation_measured = true;
+                if ot.truncation_bound <= max_error {
+                    return Ok(ot);
+                }
+                ot.truncation_bound
+            }
+            (Err(_), Some(bound)) => bound,
+            (Err(e), None) => return Err(e),
+        };
+        if options.cutoff != Cutoff::Auto {
+            let why = if bound.is_finite() { "" } else { " (a point whose neighbourhood holds no mass)" };
+            let place = format!("Sinkhorn's plan at ε = {eps:.3e}{why}");
+            return Err(cells::cutoff_error("cutoff", bound, &place, max_error, "Cutoff::None"));
+        }
+        let mut ot = run(&mut Passes::new(passes.sum, None), start)?;
+        ot.fell_back = Some(bound);
+        Ok(ot)
+    }
+
     /// Alternating Sinkhorn between α (x, a) and β (y, b), over-relaxed at the target ε.
-    fn solve(&self, sum: &mut dyn LogSum, eps: f64, start: f64, options: &SinkhornOptions) -> Result<EntropicOt> {
-        let Problem { x, y, a, b, log_a, log_b, .. } = self;
+    fn solve(&self, sum: &mut Passes, eps: f64, start: f64, options: &SinkhornOptions) -> Result<EntropicOt> {
+        let Problem { a, b, log_a, log_b, .. } = self;
+        let (x, y) = (Cloud::X, Cloud::Y);
         let mut f = vec![0.0; a.len()];
         let levels = schedule(start, eps, options.scaling);
         let mut iterations = 0;
         for &e in &levels[..levels.len() - 1] {
-            let g = update(sum, y, x, log_a, &f, e)?;
-            f = update(sum, x, y, log_b, &g, e)?;
+            let g = sum.update(self, y, x, log_a, &f, e)?;
+            f = sum.update(self, x, y, log_b, &g, e)?;
             iterations += 1;
             if iterations >= options.max_iterations {
                 break;
             }
         }
         let mut relax = Relaxation::new();
-        let mut g = update(sum, y, x, log_a, &f, eps)?;
+        let mut g = sum.update(self, y, x, log_a, &f, eps)?;
         loop {
-            let f_next = update(sum, x, y, log_b, &g, eps)?;
+            let f_next = sum.update(self, x, y, log_b, &g, eps)?;
             iterations += 1;
             let omega = relax.omega;
             f.iter_mut().zip(&f_next).for_each(|(f, t)| *f += omega * (t - *f));
-            let g_next = update(sum, y, x, log_a, &f, eps)?;
+            sum.reset();
+            let g_next = sum.update(self, y, x, log_a, &f, eps)?;
             let out_of_budget = iterations >= options.max_iterations;
             if iterations % Relaxation::CHECK_EVERY == 0 || out_of_budget {
                 // The plan (f, g_next) has exact column sums; one more pass gives its row sums.
-                let probe = update(sum, x, y, log_b, &g_next, eps)?;
+                let probe = sum.update(self, x, y, log_b, &g_next, eps)?;
                 let (mass_err, err) = row_error(a, &f, &probe, eps);
                 let converged = err < options.tolerance;
                 if converged || out_of_budget {
@@ -377,6 +681,9 @@ impl<'a> Problem<'a> {
                         iterations,
                         marginal_error: err,
                         converged,
+                        truncation_bound: sum.bound(),
+                        truncation_measured: false,
+                        fell_back: None,
                     });
                 }
                 relax.observe(err);
@@ -386,19 +693,14 @@ impl<'a> Problem<'a> {
     }
 
     /// Symmetric Sinkhorn for OT_ε(α, α) with the averaged update p ← ½(p + T(p)).
-    fn solve_symmetric(
-        &self,
-        sum: &mut dyn LogSum,
-        eps: f64,
-        start: f64,
-        options: &SinkhornOptions,
-    ) -> Result<EntropicOt> {
-        let Problem { x, a, log_a, .. } = self;
+    fn solve_symmetric(&self, sum: &mut Passes, eps: f64, start: f64, options: &SinkhornOptions) -> Result<EntropicOt> {
+        let Problem { a, log_a, .. } = self;
+        let x = Cloud::X;
         let mut p = vec![0.0; a.len()];
         let levels = schedule(start, eps, options.scaling);
         let mut iterations = 0;
         for &e in &levels[..levels.len() - 1] {
-            let t = update(sum, x, x, log_a, &p, e)?;
+            let t = sum.update(self, x, x, log_a, &p, e)?;
             p.iter_mut().zip(&t).for_each(|(p, t)| *p = 0.5 * (*p + t));
             iterations += 1;
             if iterations >= options.max_iterations {
@@ -406,7 +708,8 @@ impl<'a> Problem<'a> {
             }
         }
         loop {
-            let t = update(sum, x, x, log_a, &p, eps)?;
+            sum.reset();
+            let t = sum.update(self, x, x, log_a, &p, eps)?;
             iterations += 1;
             let (mass_err, err) = row_error(a, &p, &t, eps);
             let converged = err < options.tolerance;
@@ -420,6 +723,9 @@ impl<'a> Problem<'a> {
                     iterations,
                     marginal_error: err,
                     converged,
+                    truncation_bound: sum.bound(),
+                    truncation_measured: false,
+                    fell_back: None,
                 });
             }
             p.iter_mut().zip(&t).for_each(|(p, t)| *p = 0.5 * (*p + t));
@@ -443,7 +749,8 @@ impl<'a> Problem<'a> {
 /// ε-scaling (see [`SinkhornOptions`] for the regularisation, schedule and stopping rule).
 ///
 /// Weights are normalised; errors ([`Error::Invalid`]) name `x`, `y`, `wx`, `wy` or the option.
-/// Each iteration costs two n × m passes of [`sinkhorn_log_sum`], parallel over rows.
+/// Each iteration costs two n × m passes of [`sinkhorn_log_sum`], parallel over rows (or of
+/// [`sinkhorn_log_sum_cells`] with a cutoff).
 pub fn sinkhorn(
     cost: &Cost,
     x: &[f64],
@@ -452,7 +759,7 @@ pub fn sinkhorn(
     wy: &[f64],
     options: &SinkhornOptions,
 ) -> Result<EntropicOt> {
-    sinkhorn_with(&mut CpuLogSum(*cost), x, wx, y, wy, options)
+    sinkhorn_with(&mut CpuLogSum::new(cost), x, wx, y, wy, options)
 }
 
 /// [`sinkhorn`] with its passes computed by `pass` (whose cost it uses): on the GPU with
@@ -474,7 +781,7 @@ pub fn sinkhorn_with(
     options.check()?;
     let problem = Problem::new(pass.cost(), x, wx, y, wy)?;
     let eps = problem.target_epsilon(options);
-    problem.solve(pass, eps, problem.start_epsilon(eps), options)
+    problem.solve_cut(pass, false, eps, problem.start_epsilon(eps), options)
 }
 
 /// The debiased Sinkhorn divergence S_ε(α, β) = OT_ε(α, β) − ½ OT_ε(α, α) − ½ OT_ε(β, β)
@@ -492,7 +799,7 @@ pub fn sinkhorn_divergence(
     wy: &[f64],
     options: &SinkhornOptions,
 ) -> Result<Divergence> {
-    sinkhorn_divergence_with(&mut CpuLogSum(*cost), x, wx, y, wy, options)
+    sinkhorn_divergence_with(&mut CpuLogSum::new(cost), x, wx, y, wy, options)
 }
 
 /// [`sinkhorn_divergence`] with its passes computed by `pass` (see [`sinkhorn_with`] for what the
@@ -509,9 +816,9 @@ pub fn sinkhorn_divergence_with(
     let problem = Problem::new(pass.cost(), x, wx, y, wy)?;
     let eps = problem.target_epsilon(options);
     let start = problem.start_epsilon(eps);
-    let xy = problem.solve(pass, eps, start, options)?;
-    let xx = problem.solve_symmetric(pass, eps, start, options)?;
-    let yy = problem.swapped().solve_symmetric(pass, eps, start, options)?;
+    let xy = problem.solve_cut(pass, false, eps, start, options)?;
+    let xx = problem.solve_cut(pass, true, eps, start, options)?;
+    let yy = problem.swapped().solve_cut(pass, true, eps, start, options)?;
     let value = xy.value - 0.5 * (xx.value + yy.value);
     Ok(Divergence { value, epsilon: eps, xy, xx, yy })
 }

@@ -41,12 +41,17 @@ impl KernelSpace {
 
     /// Points packed with natural-log coefficients: sources of a kernel sum.
     pub fn pack_with(&self, points: &[f64], log_coeffs: &[f64]) -> Vec<[u32; 4]> {
-        let p = self.header.packed as usize;
         let mut packed = self.pack(points);
+        self.set_coeffs(&mut packed, log_coeffs);
+        packed
+    }
+
+    /// Writes natural-log coefficients into packed sources.
+    pub fn set_coeffs(&self, packed: &mut [[u32; 4]], log_coeffs: &[f64]) {
+        let p = self.header.packed as usize;
         for (chunk, c) in packed.chunks_exact_mut(p).zip(log_coeffs) {
             chunk[p - 1][3] = ((c * std::f64::consts::LOG2_E) as f32).to_bits();
         }
-        packed
     }
 
     pub fn params(&self, nt: usize, ns: usize, split: Option<Split>) -> KernelParams {

@@ -362,43 +362,94 @@ pub fn log_kernel_sum_cells(
     log_coeffs: &[f64],
 ) -> Result<(Vec<f64>, (f64, usize))> {
     let d = space.dim;
-    let ns = sources.len() / d;
-    if ns == 0 || log_coeffs.len() != ns || targets.len() % d != 0 || sources.len() % d != 0 || grid.order().len() != ns
-    {
+    if log_coeffs.len() * d != sources.len() {
         return Err(Error::invalid(
             "log_kernel_sum_cells",
-            format!(
-                "{} target values, {} source values, {} coefficients, a grid of {} sources",
-                targets.len(),
-                sources.len(),
-                log_coeffs.len(),
-                grid.order().len()
-            ),
-            format!("whole points of dimension {d}, at least one source, one coefficient per source, its grid"),
+            format!("{} source values, {} coefficients", sources.len(), log_coeffs.len()),
+            format!("one coefficient per source of dimension {d}"),
         ));
     }
-    let nt = targets.len() / d;
-    if nt == 0 {
+    if targets.is_empty() {
         return Ok((Vec::new(), (0.0, 0)));
     }
-    let ks = KernelSpace::new(space, *kernel, &[targets, sources], &Header::plain(d, space.side().is_some()));
-    let p = ks.header.packed as usize;
-    super::build::check_kernel_workgroup(ctx, kernels::KERNEL_WG, p, ks.header.fixed)?;
-    check_binding(ctx, "the packed points of a kernel sum", nt.max(ns), p * 16)?;
-    let max_dim = ctx.limits().max_compute_workgroups_per_dimension.max(1);
-    let b = Builder { ctx, checked: false, max_dim, kernel_wg: kernels::KERNEL_WG };
-    let device_coeffs: Vec<f64> = log_coeffs.iter().map(|c| c.max(f64::from(LOG_ZERO))).collect();
-    let packed_sources = ks.pack_with(sources, &device_coeffs);
-    let same = std::ptr::eq(targets, sources);
-    let src = b.init("cell_sources", bytemuck::cast_slice(&packed_sources));
-    let tgt = if same { None } else { Some(b.init("cell_targets", bytemuck::cast_slice(&ks.pack(targets)))) };
-    let out = b.zeros("cell_out", nt * 4);
-    let ctl = b.init("cell_control", bytemuck::cast_slice(&control::fresh()));
-    let truncation = b.zeros("truncation", 8);
-    let sum = CellSum::new(&b, &ks, grid, targets, ns, tolerance, f64::INFINITY)?;
-    let passes = sum.passes(&b, &ks.header, tgt.as_ref().unwrap_or(&src), &src, &out, &ctl, &truncation, 0)?;
-    super::build::submit(ctx, &passes);
-    let values = super::build::read_f32(ctx, &out, nt)?.into_iter().map(f64::from).collect();
-    let words = super::build::read_f32(ctx, &truncation, 2)?;
-    Ok((values, (f64::from(words[0]), words[1].to_bits() as usize)))
+    CellPass::new(ctx, space, kernel, grid, tolerance, targets, sources)?.run(ctx, log_coeffs)
+}
+
+/// A standalone cell sum set up once for a grid, its targets and its sources, then run for any
+/// coefficients: behind [`log_kernel_sum_cells`], and Sinkhorn's cutoff passes, which run it at
+/// every iteration of an ε.
+pub(crate) struct CellPass {
+    ks: KernelSpace,
+    /// The sources packed; each run writes its coefficients into them.
+    packed: Vec<[u32; 4]>,
+    src: wgpu::Buffer,
+    out: wgpu::Buffer,
+    ctl: wgpu::Buffer,
+    truncation: wgpu::Buffer,
+    passes: Vec<Pass>,
+    nt: usize,
+}
+
+impl CellPass {
+    /// The cell sum at `targets` over `sources` on `grid` (over the sources) for `kernel` at δ =
+    /// `tolerance`, with no halt (the caller judges the bound).
+    pub fn new(
+        ctx: &GpuContext,
+        space: &Space,
+        kernel: &Gaussian,
+        grid: &CellGrid,
+        tolerance: f64,
+        targets: &[f64],
+        sources: &[f64],
+    ) -> Result<Self> {
+        let d = space.dim;
+        let ns = sources.len() / d;
+        if ns == 0 || targets.len() % d != 0 || sources.len() % d != 0 || grid.order().len() != ns || targets.is_empty()
+        {
+            return Err(Error::invalid(
+                "log_kernel_sum_cells",
+                format!(
+                    "{} target values, {} source values, a grid of {} sources",
+                    targets.len(),
+                    sources.len(),
+                    grid.order().len()
+                ),
+                format!("whole points of dimension {d}, at least one target and one source, the sources' grid"),
+            ));
+        }
+        let nt = targets.len() / d;
+        let ks = KernelSpace::new(space, *kernel, &[targets, sources], &Header::plain(d, space.side().is_some()));
+        let p = ks.header.packed as usize;
+        super::build::check_kernel_workgroup(ctx, kernels::KERNEL_WG, p, ks.header.fixed)?;
+        check_binding(ctx, "the packed points of a kernel sum", nt.max(ns), p * 16)?;
+        let max_dim = ctx.limits().max_compute_workgroups_per_dimension.max(1);
+        let b = Builder { ctx, checked: false, max_dim, kernel_wg: kernels::KERNEL_WG };
+        let packed = ks.pack(sources);
+        let src = b.zeros("cell_sources", packed.len() * 16);
+        let tgt = if std::ptr::eq(targets, sources) {
+            None
+        } else {
+            Some(b.init("cell_targets", bytemuck::cast_slice(&ks.pack(targets))))
+        };
+        let out = b.zeros("cell_out", nt * 4);
+        let ctl = b.zeros("cell_control", std::mem::size_of_val(&control::fresh()));
+        let truncation = b.zeros("truncation", 8);
+        let sum = CellSum::new(&b, &ks, grid, targets, ns, tolerance, f64::INFINITY)?;
+        let passes = sum.passes(&b, &ks.header, tgt.as_ref().unwrap_or(&src), &src, &out, &ctl, &truncation, 0)?;
+        Ok(CellPass { ks, packed, src, out, ctl, truncation, passes, nt })
+    }
+
+    /// The sum with `log_coeffs` (one per source): every target's value and the largest bound
+    /// with its target.
+    pub fn run(&mut self, ctx: &GpuContext, log_coeffs: &[f64]) -> Result<(Vec<f64>, (f64, usize))> {
+        let device_coeffs: Vec<f64> = log_coeffs.iter().map(|c| c.max(f64::from(LOG_ZERO))).collect();
+        self.ks.set_coeffs(&mut self.packed, &device_coeffs);
+        ctx.queue.write_buffer(&self.src, 0, bytemuck::cast_slice(&self.packed));
+        ctx.queue.write_buffer(&self.ctl, 0, bytemuck::cast_slice(&control::fresh()));
+        ctx.queue.write_buffer(&self.truncation, 0, &[0u8; 8]);
+        super::build::submit(ctx, &self.passes);
+        let values = super::build::read_f32(ctx, &self.out, self.nt)?.into_iter().map(f64::from).collect();
+        let words = super::build::read_f32(ctx, &self.truncation, 2)?;
+        Ok((values, (f64::from(words[0]), words[1].to_bits() as usize)))
+    }
 }

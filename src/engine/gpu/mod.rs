@@ -69,7 +69,7 @@ mod standalone;
 
 pub use cells::log_kernel_sum_cells;
 pub use context::{AdapterReport, DEVICE_ENV, GpuContext, hardware_adapter_available, list_adapters};
-pub use sinkhorn::{SinkhornLogSum, sinkhorn_log_sum};
+pub use sinkhorn::{SinkhornLogSum, sinkhorn_log_sum, sinkhorn_log_sum_cells};
 pub use standalone::{
     KernelBench, KernelPath, bench_log_kernel_sum, bench_minimal_kernel_sum, log_kernel_sum, minimal_kernel_sum,
 };
