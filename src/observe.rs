@@ -6,7 +6,6 @@ use crate::engine::{Diagnostics, Engine};
 use crate::error::{Error, Result};
 use crate::flow::{Observer, Termination};
 use crate::io::output::{checkpoint_bytes, write_atomic, write_npy};
-use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 /// A progress bar on stderr, shown only when stderr is a terminal.
@@ -62,10 +61,10 @@ impl Observer for Progress {
     }
 }
 
-/// The CSV trace: one row of [`Diagnostics`] every `every` steps (and at the end), each step at
-/// most once.
+/// The CSV trace (written by the `csv` crate): one row of [`Diagnostics`] every `every` steps
+/// (and at the end), each step at most once.
 pub struct Trace {
-    out: std::fs::File,
+    out: csv::Writer<std::fs::File>,
     path: PathBuf,
     every: u64,
     last_step: Option<u64>,
@@ -73,11 +72,12 @@ pub struct Trace {
 
 impl Trace {
     /// The column names for dimension `dim`.
-    pub fn header(dim: usize) -> String {
-        let mut h = String::from("step,time,energy,f_energy,mass,ess,max_abs_rate,max_rate");
-        (0..dim).for_each(|k| h.push_str(&format!(",mean_{k}")));
-        (0..dim).for_each(|k| h.push_str(&format!(",variance_{k}")));
-        h.push_str(",truncation_bound");
+    pub fn header(dim: usize) -> Vec<String> {
+        let fixed = ["step", "time", "energy", "f_energy", "mass", "ess", "max_abs_rate", "max_rate"];
+        let mut h: Vec<String> = fixed.iter().map(|c| c.to_string()).collect();
+        h.extend((0..dim).map(|k| format!("mean_{k}")));
+        h.extend((0..dim).map(|k| format!("variance_{k}")));
+        h.push("truncation_bound".into());
         h
     }
 
@@ -87,40 +87,40 @@ impl Trace {
     /// truncated one; rows are then appended and flushed one by one.
     pub fn create(path: &Path, dim: usize, every: u64, resume_step: Option<u64>) -> Result<Self> {
         let header = Self::header(dim);
-        let columns = header.split(',').count();
-        let mut text = format!("{header}\n");
+        let csv_error = |e: csv::Error| Error::io(path, e.into());
+        let mut kept = csv::Writer::from_writer(Vec::new());
+        kept.write_record(&header).map_err(csv_error)?;
         if let Some(start) = resume_step
             && path.exists()
         {
             let f = crate::io::guard::open_regular(path)?;
-            for line in std::io::BufReader::new(f).split(b'\n') {
-                let line = line.map_err(|e| Error::io(path, e))?;
-                // Only whole rows: a row cut by a crash has fewer fields (or is not UTF-8).
-                let Ok(line) = String::from_utf8(line) else { continue };
-                if line.split(',').count() != columns {
+            let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(std::io::BufReader::new(f));
+            for record in reader.byte_records() {
+                // Only whole rows: a row cut by a crash has fewer fields (or is unreadable).
+                let Ok(record) = record else { continue };
+                if record.len() != header.len() {
                     continue;
                 }
-                let step: Option<u64> = line.split(',').next().and_then(|s| s.parse().ok());
+                let step = std::str::from_utf8(&record[0]).ok().and_then(|s| s.parse::<u64>().ok());
                 if step.is_some_and(|s| s < start) {
-                    text.push_str(&line);
-                    text.push('\n');
+                    kept.write_byte_record(&record).map_err(csv_error)?;
                 }
             }
         }
-        write_atomic(path, text.as_bytes())?;
-        let out = std::fs::OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
+        let text = kept.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
+        write_atomic(path, &text)?;
+        let file = std::fs::OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
+        let out = csv::WriterBuilder::new().has_headers(false).from_writer(file);
         Ok(Trace { out, path: path.to_path_buf(), every, last_step: None })
     }
 
-    /// One CSV row (shortest round-trip formatting of each f64; an absent energy is empty).
-    pub fn row(d: &Diagnostics) -> String {
+    /// One CSV record (shortest round-trip formatting of each f64; an absent energy is empty).
+    pub fn record(d: &Diagnostics) -> Vec<String> {
         let energy = d.energy.map(|e| e.to_string()).unwrap_or_default();
-        let mut r = format!(
-            "{},{},{},{},{},{},{},{}",
-            d.step, d.time, energy, d.f_energy, d.mass, d.ess, d.max_abs_rate, d.max_rate
-        );
-        d.mean.iter().chain(&d.variance).for_each(|v| r.push_str(&format!(",{v}")));
-        r.push_str(&format!(",{}", d.truncation_bound));
+        let mut r = vec![d.step.to_string(), d.time.to_string(), energy];
+        r.extend([d.f_energy, d.mass, d.ess, d.max_abs_rate, d.max_rate].iter().map(f64::to_string));
+        r.extend(d.mean.iter().chain(&d.variance).map(f64::to_string));
+        r.push(d.truncation_bound.to_string());
         r
     }
 }
@@ -134,9 +134,10 @@ impl Observer for Trace {
         if self.last_step == Some(d.step) {
             return Ok(()); // e.g. a run that ends at its starting step: one row, not two
         }
-        // One write per row: a crash cuts at most the last row, which a resume drops.
-        let row = format!("{}\n", Self::row(d));
-        self.out.write_all(row.as_bytes()).and_then(|_| self.out.flush()).map_err(|e| Error::io(&self.path, e))?;
+        // One write per row (the writer's buffer, flushed): a crash cuts at most the last row,
+        // which a resume drops.
+        self.out.write_record(Self::record(d)).map_err(|e| Error::io(&self.path, e.into()))?;
+        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
         self.last_step = Some(d.step);
         Ok(())
     }

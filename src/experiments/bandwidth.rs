@@ -27,13 +27,14 @@ use super::figures::{Heatmap, LogLogPlot, Series, heatmap, loglog};
 use super::report::{Block, html};
 use super::stats::{MeanSe, PowerFit, fit_power_law};
 use super::sweep::{
-    Bars, BaseProblem, ResultsStore, at_point, base_problem, csv_num, fingerprint, in_problem, parse_sweep,
+    Bars, BaseProblem, ResultsStore, at_point, base_problem, fingerprint, finite, in_problem, parse_sweep,
     particle_counts, pin_data_seeds, reject_duplicates, write_text,
 };
 use crate::config::{Config, EngineChoice};
 use crate::engine::{Diagnostics, Engine};
 use crate::error::{Error, Result};
 use crate::flow::{Observer, StopWhen, Termination};
+use crate::io::output::{write_csv, write_csv_records};
 use crate::model::{Divergence, Domain, Energy, Model, Potential, Reference, Variant};
 use crate::runner::build_engine;
 use crate::stepper::normalised_weights;
@@ -704,53 +705,38 @@ fn write_outputs(
     options: &SweepOptions,
 ) -> Result<()> {
     let out = &options.out;
-    let mut csv = String::from(
-        "variant,n,epsilon,replicate,seed,w2,mean_error,var_error,termination,time,steps,max_abs_rate,ess,wall_seconds\n",
-    );
-    for r in runs {
-        let _ = writeln!(
-            csv,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{:.3}",
-            r.variant,
-            r.n,
-            r.epsilon,
-            r.replicate,
-            r.seed,
-            csv_num(r.w2),
-            csv_num(Some(r.mean_error)),
-            csv_num(Some(r.var_error)),
-            r.termination,
-            csv_num(Some(r.time)),
-            r.steps,
-            csv_num(Some(r.max_abs_rate)),
-            csv_num(Some(r.ess)),
-            r.wall_seconds
-        );
+    write_csv(&out.join("bandwidth_runs.csv"), runs)?;
+    /// A row of `bandwidth_summary.csv` (a mean that is not finite is empty).
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        variant: &'a str,
+        n: usize,
+        epsilon: f64,
+        n_eps_d: Option<f64>,
+        replicates: usize,
+        w2_mean: Option<f64>,
+        w2_se: Option<f64>,
+        mean_error_mean: Option<f64>,
+        mean_error_se: Option<f64>,
+        var_error_mean: Option<f64>,
+        var_error_se: Option<f64>,
+        stationary: usize,
     }
-    write_text(&out.join("bandwidth_runs.csv"), &csv)?;
-    let mut csv = String::from(
-        "variant,n,epsilon,n_eps_d,replicates,w2_mean,w2_se,mean_error_mean,mean_error_se,var_error_mean,var_error_se,\
-         stationary\n",
-    );
-    for c in &s.cells {
-        let _ = writeln!(
-            csv,
-            "{},{},{},{},{},{},{},{},{},{},{},{}",
-            c.variant,
-            c.n,
-            c.epsilon,
-            csv_num(Some(c.n_eps_d)),
-            c.var_error.count,
-            csv_num(Some(c.w2.mean)),
-            csv_num(Some(c.w2.se)),
-            csv_num(Some(c.mean_error.mean)),
-            csv_num(Some(c.mean_error.se)),
-            csv_num(Some(c.var_error.mean)),
-            csv_num(Some(c.var_error.se)),
-            c.stationary
-        );
-    }
-    write_text(&out.join("bandwidth_summary.csv"), &csv)?;
+    let rows = s.cells.iter().map(|c| Row {
+        variant: &c.variant,
+        n: c.n,
+        epsilon: c.epsilon,
+        n_eps_d: finite(c.n_eps_d),
+        replicates: c.var_error.count,
+        w2_mean: finite(c.w2.mean),
+        w2_se: finite(c.w2.se),
+        mean_error_mean: finite(c.mean_error.mean),
+        mean_error_se: finite(c.mean_error.se),
+        var_error_mean: finite(c.var_error.mean),
+        var_error_se: finite(c.var_error.se),
+        stationary: c.stationary,
+    });
+    write_csv(&out.join("bandwidth_summary.csv"), rows)?;
     write_text(&out.join("bandwidth.json"), &serde_json::to_string_pretty(s).expect("plain data"))?;
 
     // Error against ε at the largest N, one series per variant.
@@ -833,14 +819,13 @@ fn write_outputs(
                 dim: s.dim,
             };
             let stem = format!("bandwidth_heatmap_{}", file_name(v.name()));
-            // The same grid as a table: one row per ε, one column per N.
-            let mut csv =
-                format!("epsilon/N,{}\n", spec.ns.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","));
-            for (e, row) in spec.epsilons.iter().zip(&values) {
-                let cells: Vec<String> = row.iter().map(|v: &Option<f64>| csv_num(*v)).collect();
-                let _ = writeln!(csv, "{e},{}", cells.join(","));
-            }
-            write_text(&out.join(format!("{stem}.csv")), &csv)?;
+            // The same grid as a table: one row per ε, one column per N (empty where not finite).
+            let header = std::iter::once("epsilon/N".to_string()).chain(spec.ns.iter().map(|n| n.to_string()));
+            let rows = spec.epsilons.iter().zip(&values).map(|(e, row)| {
+                let cells = row.iter().map(|v| v.and_then(finite).map_or_else(String::new, |x| x.to_string()));
+                std::iter::once(e.to_string()).chain(cells).collect::<Vec<_>>()
+            });
+            write_csv_records(&out.join(format!("{stem}.csv")), std::iter::once(header.collect()).chain(rows))?;
             let svg = heatmap(&map, &out.join(format!("{stem}.png")), &out.join(format!("{stem}.svg")))?;
             figures.push((svg, format!("Variant {}: {what} over (N, ε); red dashed lines N ε^d = 10, 100.", v.name())));
         }

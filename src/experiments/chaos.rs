@@ -21,12 +21,13 @@ use super::reference::{GaussianCase, ReferenceMode, ReferenceSystem, run_coupled
 use super::report::{Block, html};
 use super::stats::{MeanSe, PowerFit, fit_power_law};
 use super::sweep::{
-    Bars, BaseProblem, ResultsStore, at_point, base_problem, csv_num, fingerprint, in_problem, parse_sweep,
+    Bars, BaseProblem, ResultsStore, at_point, base_problem, fingerprint, finite, in_problem, parse_sweep,
     particle_counts, pin_data_seeds, reject_duplicates, write_text,
 };
 use crate::config::{Config, EngineChoice};
 use crate::engine::gpu::{GpuContext, SinkhornLogSum};
 use crate::error::{Error, Result};
+use crate::io::output::write_csv;
 use crate::model::{Space, Variant};
 use crate::runner::build_engine;
 use crate::stepper::normalised_weights;
@@ -35,7 +36,6 @@ use crate::transport::{
     w2_squared_1d_gaussian,
 };
 use serde::{Deserialize, Serialize};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -508,42 +508,28 @@ fn fit_text(f: &Option<PowerFit>) -> String {
 /// Writes the CSVs, the JSON summary, the plots and (optionally) the report.
 fn write_outputs(spec: &ChaosSpec, summary: &ChaosSummary, runs: &[ChaosRun], options: &SweepOptions) -> Result<()> {
     let out = &options.out;
-    let mut csv =
-        String::from("variant,n,replicate,seed,coupling,w2,w2_target,reference,time,steps,ess,wall_seconds\n");
-    for r in runs {
-        let _ = writeln!(
-            csv,
-            "{},{},{},{},{},{},{},{},{},{},{},{:.3}",
-            r.variant,
-            r.n,
-            r.replicate,
-            r.seed,
-            csv_num(Some(r.coupling)),
-            csv_num(Some(r.w2)),
-            r.w2_target,
-            r.reference,
-            csv_num(Some(r.time)),
-            r.steps,
-            csv_num(Some(r.ess)),
-            r.wall_seconds
-        );
+    write_csv(&out.join("chaos_runs.csv"), runs)?;
+    /// A row of `chaos_summary.csv` (a mean that is not finite is empty).
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        variant: &'a str,
+        n: usize,
+        replicates: usize,
+        coupling_mean: Option<f64>,
+        coupling_se: Option<f64>,
+        w2_mean: Option<f64>,
+        w2_se: Option<f64>,
     }
-    write_text(&out.join("chaos_runs.csv"), &csv)?;
-    let mut csv = String::from("variant,n,replicates,coupling_mean,coupling_se,w2_mean,w2_se\n");
-    for c in &summary.cells {
-        let _ = writeln!(
-            csv,
-            "{},{},{},{},{},{},{}",
-            c.variant,
-            c.n,
-            c.coupling.count,
-            csv_num(Some(c.coupling.mean)),
-            csv_num(Some(c.coupling.se)),
-            csv_num(Some(c.w2.mean)),
-            csv_num(Some(c.w2.se))
-        );
-    }
-    write_text(&out.join("chaos_summary.csv"), &csv)?;
+    let rows = summary.cells.iter().map(|c| Row {
+        variant: &c.variant,
+        n: c.n,
+        replicates: c.coupling.count,
+        coupling_mean: finite(c.coupling.mean),
+        coupling_se: finite(c.coupling.se),
+        w2_mean: finite(c.w2.mean),
+        w2_se: finite(c.w2.se),
+    });
+    write_csv(&out.join("chaos_summary.csv"), rows)?;
     write_text(&out.join("chaos.json"), &serde_json::to_string_pretty(summary).expect("plain data"))?;
 
     let series = |value: &dyn Fn(&ChaosCell) -> MeanSe, fit: &dyn Fn(&ChaosFit) -> Option<PowerFit>| -> Vec<Series> {

@@ -206,12 +206,9 @@ pub fn write_text(path: &Path, text: &str) -> Result<()> {
     crate::io::output::write_atomic(path, text.as_bytes())
 }
 
-/// A float for CSV: empty when absent or not finite.
-pub fn csv_num(v: Option<f64>) -> String {
-    match v {
-        Some(x) if x.is_finite() => format!("{x:.10e}"),
-        _ => String::new(),
-    }
+/// A float for a CSV cell: `None` (an empty cell) when it is not finite.
+pub fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
 }
 
 /// Gives every generated data set of `config` an explicit seed (its default, `seed + 1 + i` for

@@ -26,6 +26,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     written
 }
 
+/// Writes `rows` as a CSV file (the `csv` crate; the header from their serde field names),
+/// atomically (see [`write_atomic`]).
+pub fn write_csv<T: serde::Serialize>(path: &Path, rows: impl IntoIterator<Item = T>) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        w.serialize(row).map_err(|e| Error::io(path, e.into()))?;
+    }
+    let bytes = w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `records` (the first one the header) as a CSV file (the `csv` crate), atomically.
+pub fn write_csv_records<R: AsRef<[u8]>>(
+    path: &Path,
+    records: impl IntoIterator<Item = impl IntoIterator<Item = R>>,
+) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for record in records {
+        w.write_record(record).map_err(|e| Error::io(path, e.into()))?;
+    }
+    let bytes = w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
+    write_atomic(path, &bytes)
+}
+
 /// Encodes an f64 array of the given shape (C order) as `.npy` bytes.
 pub fn npy_bytes(shape: &[u64], data: &[f64]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(128 + 8 * data.len());
