@@ -131,6 +131,45 @@ fn large_far_mass_stops_with_a_named_error() {
     assert!(err.contains("kernel.cutoff") && err.contains("truncation bound") && err.contains("target 200"), "{err}");
 }
 
+/// `auto` never stops a run on a truncation bound: the targets whose neighbourhood holds too
+/// little of the mass are summed over all sources instead. The case above, spread out, with N = 16500 (above
+/// the CPU's all-pairs limit, so `auto` uses cells): it evaluates and steps, and its rates equal
+/// all pairs' to 1e-9 of max |a| (the cells drop only pairs below δ = 1e-10 of K(0) at the other
+/// targets, and the isolated one is exact).
+#[test]
+fn auto_cutoff_sums_isolated_targets_over_all_pairs() {
+    let space = space(1, false);
+    // A cluster over [0, 1.65) holding the mass, and one particle far from it with weight 1e-30.
+    let mut positions: Vec<f64> = (0..16_499).map(|i| 1e-4 * i as f64).collect();
+    positions.push(3.0);
+    let n = positions.len();
+    let particles = Particles::from_positions(space, positions).unwrap();
+    let mut lw = vec![-(n as f64 - 1.0).ln(); n];
+    lw[n - 1] = -30.0 * std::f64::consts::LN_10;
+    let state = State { log_weights: lw, step: 0, time: 0.0 };
+    let rates = |cutoff: Cutoff| {
+        let mut e =
+            CpuEngine::new(model(space, Variant::Measure, Divergence::Kl, 0.01, cutoff), particles.clone()).unwrap();
+        e.set_state(state.clone()).unwrap();
+        let d = e.evaluate().unwrap();
+        (e.rates().unwrap(), d.truncation_bound, e.cutoff_fraction())
+    };
+    let (auto, bound, fraction) = rates(Cutoff::Auto);
+    let (all, _, none) = rates(Cutoff::None);
+    assert!(fraction.is_some_and(|f| f < 0.5) && none.is_none(), "{fraction:?}");
+    assert!(bound <= 1e-4, "{bound}");
+    let scale = all.iter().fold(0.0f64, |m, a| m.max(a.abs()));
+    let worst = auto.iter().zip(&all).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst <= 1e-9 * scale, "{worst:e} of {scale:e}");
+    // And a run takes its steps.
+    let mut e = CpuEngine::new(model(space, Variant::Measure, Divergence::Kl, 0.01, Cutoff::Auto), particles).unwrap();
+    e.set_state(state).unwrap();
+    let stepper =
+        frflow::stepper::Stepper::new(frflow::stepper::Scheme::Exponential, frflow::stepper::StepSize::Fixed(0.1))
+            .unwrap();
+    assert_eq!(e.advance(3, &stepper, None).unwrap(), 3);
+}
+
 /// `[kernel] cutoff` in a config: the three forms, and a tolerance outside (0, 1) named.
 #[test]
 fn cutoff_config_forms() {

@@ -193,6 +193,48 @@ fn gpu_large_far_mass_stops_with_the_named_error() {
     }
 }
 
+/// `auto` never stops a run on a truncation bound: on the GPU the engine falls back to all pairs
+/// at the state it reached and says so in its name. The far-mass case above under `auto` (cells
+/// from N = 100 through the test hook `GpuOptions::auto_cells_above`): an evaluation, a step
+/// and `rates_at` at a point with no mass near all succeed, and the rates match the CPU engine
+/// summing all pairs (f32 against f64, 1e-4 of max |a|).
+#[test]
+fn gpu_auto_cutoff_falls_back_to_all_pairs() {
+    use frflow::engine::gpu::GpuOptions;
+    let Some(ctx) = context() else { return };
+    let space = space(1, false);
+    let mut positions: Vec<f64> = (0..200).map(|i| 1e-4 * i as f64).collect();
+    positions.push(1.0);
+    let n = positions.len();
+    let particles = Particles::from_positions(space, positions).unwrap();
+    let mut lw = vec![-(n as f64 - 1.0).ln(); n];
+    lw[n - 1] = -30.0 * std::f64::consts::LN_10;
+    let state = State { log_weights: lw, step: 3, time: 0.3 };
+    let stepper = Stepper { scheme: Scheme::Exponential, step_size: StepSize::Fixed(0.1) };
+    let options = GpuOptions { auto_cells_above: 100, ..GpuOptions::default() };
+    let m = model(space, Variant::Measure, Divergence::Kl, 0.01, Cutoff::Auto);
+    let mut cpu = CpuEngine::new(Model { cutoff: Cutoff::None, ..m.clone() }, particles.clone()).unwrap();
+    cpu.set_state(state.clone()).unwrap();
+    for stepping in [false, true] {
+        let mut e = GpuEngine::with_options(ctx.clone(), m.clone(), particles.clone(), options.clone()).unwrap();
+        assert!(e.cutoff_fraction().is_some(), "auto uses cells above the hook's N");
+        e.set_state(state.clone()).unwrap();
+        if stepping {
+            assert_eq!(e.advance(2, &stepper, None).unwrap(), 2);
+            assert_eq!(e.state().unwrap().step, 5);
+        } else {
+            e.evaluate().unwrap();
+            let (a, b) = (e.rates().unwrap(), cpu.rates().unwrap());
+            assert!(rate_error(&b, &a) < 1e-4, "{}", rate_error(&b, &a));
+        }
+        assert!(e.name().contains("all pairs from step 3"), "{}", e.name());
+        assert!(e.cutoff_fraction().is_none());
+    }
+    let mut e = GpuEngine::with_options(ctx.clone(), m, particles, options).unwrap();
+    assert!(e.rates_at(&[0.5]).unwrap()[0].is_finite());
+    assert!(e.name().contains("all pairs from step 0"), "{}", e.name());
+}
+
 /// The cell sum's bookkeeping under stress: a workgroup of 8 (so every neighbourhood's source
 /// stream spans many tiles and crosses cell ranges inside a tile, and a cell's targets fill
 /// several blocks) and at most 3 workgroups per grid dimension (the blocks' grid folded into

@@ -86,6 +86,11 @@ pub(crate) fn truncation_error(bound: f64, target: usize, step: u64, max_error: 
     cutoff_error("kernel.cutoff", bound, &format!("target {target} in step {step}"), max_error, "cutoff = \"none\"")
 }
 
+/// Whether `e` is [`truncation_error`]'s error.
+pub(crate) fn is_truncation_error(e: &Error) -> bool {
+    matches!(e, Error::Invalid { field, .. } if field == "kernel.cutoff")
+}
+
 /// The error of a relative truncation bound above `max_error` for the option `field`: `place`
 /// says where it was found, `none` how to ask for all pairs.
 pub(crate) fn cutoff_error(field: &str, bound: f64, place: &str, max_error: f64, none: &str) -> Error {

@@ -265,6 +265,8 @@ pub(crate) struct KernelCells {
     kernel: Gaussian,
     tolerance: f64,
     max_error: f64,
+    /// `Cutoff::Auto`: targets whose bound exceeds `max_error` are summed over all sources.
+    auto: bool,
     particles: CellGrid,
     nodes: Option<CellGrid>,
     /// The largest relative truncation bound since the last reset, and its target.
@@ -356,7 +358,8 @@ impl KernelCells {
         let radius = Cutoff::radius(&kernel, tolerance);
         let particles = CellGrid::new(&m.space, positions, radius)?;
         let nodes = if nodes.is_empty() { None } else { Some(CellGrid::new(&m.space, nodes, radius)?) };
-        Some(KernelCells { kernel, tolerance, max_error, particles, nodes, worst: Mutex::new((0.0, 0)) })
+        let auto = m.cutoff == Cutoff::Auto;
+        Some(KernelCells { kernel, tolerance, max_error, auto, particles, nodes, worst: Mutex::new((0.0, 0)) })
     }
 
     /// A cutoff sum over `sources` (the particles, or with `nodes` their quadrature nodes),
@@ -370,8 +373,22 @@ impl KernelCells {
         log_coeffs: &[f64],
     ) -> Vec<f64> {
         let grid = if nodes { self.nodes.as_ref().expect("built with the nodes") } else { &self.particles };
-        let (values, bounds) =
+        let (mut values, mut bounds) =
             log_kernel_sum_cells(space, &self.kernel, grid, self.tolerance, targets, sources, log_coeffs);
+        if self.auto {
+            // `auto` never stops a run: the few targets whose neighbourhood holds too little of
+            // the mass (isolated tail particles) are summed over all sources instead.
+            let d = space.dim;
+            let far: Vec<usize> =
+                (0..bounds.len()).filter(|&t| bounds[t] > self.max_error || bounds[t].is_nan()).collect();
+            if !far.is_empty() {
+                let subset: Vec<f64> = far.iter().flat_map(|&t| targets[t * d..(t + 1) * d].to_vec()).collect();
+                let exact = log_kernel_sum(space, &self.kernel, &subset, sources, log_coeffs);
+                for (&t, v) in far.iter().zip(exact) {
+                    (values[t], bounds[t]) = (v, 0.0);
+                }
+            }
+        }
         let (i, b) = bounds.iter().enumerate().fold((0, 0.0f64), |acc, (i, b)| if *b > acc.1 { (i, *b) } else { acc });
         let mut worst = self.worst.lock().unwrap_or_else(|p| p.into_inner());
         if b > worst.0 {

@@ -137,6 +137,7 @@ impl GpuEngine {
             checked: self.options.checked_shaders,
             max_dim,
             kernel_wg: self.options.kernel_workgroup,
+            auto_cells_above: self.options.auto_cells_above,
         };
         let header = &self.eps.header;
         let fixed = m.at_points(&points)?;

@@ -100,6 +100,8 @@ pub(crate) struct Builder<'a> {
     pub max_dim: u32,
     /// Workgroup size of the `log_kernel_sum` passes (checked by [`check_kernel_workgroup`]).
     pub kernel_wg: u32,
+    /// Above how many particles `cutoff = "auto"` sums by cells (see `GpuOptions`).
+    pub auto_cells_above: usize,
 }
 
 /// Whether `workgroup` can run the kernel sum at `packed` vec4s per point on this device: a

@@ -186,7 +186,7 @@ impl EngineCells {
         if slots == 0 {
             return Ok(None);
         }
-        let Some((grid, tolerance, max_error)) = particle_grid(&ks.kernel, cutoff, space, positions) else {
+        let Some((grid, tolerance, max_error)) = particle_grid(b, &ks.kernel, cutoff, space, positions) else {
             return Ok(None);
         };
         let node_grid = if nodes.is_empty() {
@@ -262,9 +262,15 @@ pub(crate) fn check_halt(c: &[u32], cutoff: Cutoff, step: u64) -> Result<()> {
 
 /// The grid over the particles for `kernel`'s sums with (δ, max_error), where `cutoff` asks for
 /// cells (`Auto`: above [`AUTO_CELLS_ABOVE`] particles) and the grid saves work.
-fn particle_grid(kernel: &Gaussian, cutoff: Cutoff, space: &Space, positions: &[f64]) -> Option<(CellGrid, f64, f64)> {
+fn particle_grid(
+    b: &Builder,
+    kernel: &Gaussian,
+    cutoff: Cutoff,
+    space: &Space,
+    positions: &[f64],
+) -> Option<(CellGrid, f64, f64)> {
     let (tolerance, max_error) = cutoff.parameters()?;
-    if cutoff == Cutoff::Auto && positions.len() / space.dim <= AUTO_CELLS_ABOVE {
+    if cutoff == Cutoff::Auto && positions.len() / space.dim <= b.auto_cells_above {
         return None;
     }
     Some((CellGrid::new(space, positions, Cutoff::radius(kernel, tolerance))?, tolerance, max_error))
@@ -288,7 +294,7 @@ impl KernelCells {
         space: &Space,
         positions: &[f64],
     ) -> Result<Option<Self>> {
-        let Some((grid, tolerance, max_error)) = particle_grid(&ks.kernel, cutoff, space, positions) else {
+        let Some((grid, tolerance, max_error)) = particle_grid(b, &ks.kernel, cutoff, space, positions) else {
             return Ok(None);
         };
         let n = grid.order().len();
@@ -326,7 +332,7 @@ impl DataCells {
         positions: &[f64],
         data: &[f64],
     ) -> Result<Option<Self>> {
-        let Some((grid, tolerance, max_error)) = particle_grid(&ks.kernel, cutoff, space, positions) else {
+        let Some((grid, tolerance, max_error)) = particle_grid(b, &ks.kernel, cutoff, space, positions) else {
             return Ok(None);
         };
         let Some(data_grid) = CellGrid::new(space, data, Cutoff::radius(&ks.kernel, tolerance)) else {
@@ -423,7 +429,8 @@ impl CellPass {
         super::build::check_kernel_workgroup(ctx, kernels::KERNEL_WG, p, ks.header.fixed)?;
         check_binding(ctx, "the packed points of a kernel sum", nt.max(ns), p * 16)?;
         let max_dim = ctx.limits().max_compute_workgroups_per_dimension.max(1);
-        let b = Builder { ctx, checked: false, max_dim, kernel_wg: kernels::KERNEL_WG };
+        let b =
+            Builder { ctx, checked: false, max_dim, kernel_wg: kernels::KERNEL_WG, auto_cells_above: AUTO_CELLS_ABOVE };
         let packed = ks.pack(sources);
         let src = b.zeros("cell_sources", packed.len() * 16);
         let tgt = if std::ptr::eq(targets, sources) {

@@ -75,6 +75,7 @@ pub use standalone::{
 };
 
 use super::{Diagnostics, Engine};
+use crate::engine::cells::Cutoff;
 use crate::error::{Error, Result};
 use crate::model::{Divergence, Model};
 use crate::particles::{Particles, State};
@@ -106,6 +107,9 @@ pub struct GpuOptions {
     /// again with the same request (see the `chain` module): the device works through the
     /// host's readbacks. Never changes a number.
     pub run_ahead: bool,
+    /// Above how many particles `cutoff = "auto"` sums by cells (2^16: below it all pairs are
+    /// fast on any GPU). A test hook, like `max_workgroups_per_dimension`.
+    pub auto_cells_above: usize,
 }
 
 impl Default for GpuOptions {
@@ -117,6 +121,7 @@ impl Default for GpuOptions {
             steps_per_readback: 4096,
             kernel_workgroup: KERNEL_WG,
             run_ahead: true,
+            auto_cells_above: cells::AUTO_CELLS_ABOVE,
         }
     }
 }
@@ -190,6 +195,8 @@ pub struct GpuEngine {
     clean: bool,
     /// F(μᴺ) of the user's whole terms at the current evaluation (computed on the host).
     host_f: f64,
+    /// The step from which `auto` sums all pairs, where a truncation bound made it fall back.
+    fell_back_at: Option<u64>,
     /// The ε-kernel's cell sums, where the cutoff uses them.
     cells: Option<cells::EngineCells>,
 }
@@ -249,7 +256,13 @@ impl GpuEngine {
             .min(ctx.limits().max_compute_workgroups_per_dimension)
             .max(1);
         check_kernel_workgroup(&ctx, options.kernel_workgroup, p, true)?;
-        let b = Builder { ctx: &ctx, checked: options.checked_shaders, max_dim, kernel_wg: options.kernel_workgroup };
+        let b = Builder {
+            ctx: &ctx,
+            checked: options.checked_shaders,
+            max_dim,
+            kernel_wg: options.kernel_workgroup,
+            auto_cells_above: options.auto_cells_above,
+        };
         let device = &ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let f32s = |v: &[f64]| v.iter().map(|x| *x as f32).collect::<Vec<f32>>();
@@ -457,6 +470,7 @@ impl GpuEngine {
             last_request: None,
             clean: false,
             host_f: 0.0,
+            fell_back_at: None,
             cells,
         })
     }
@@ -618,6 +632,44 @@ impl GpuEngine {
         Ok(s)
     }
 
+    /// Whether `auto` answers `e` by summing all pairs: a truncation bound above max_error
+    /// (isolated particles whose neighbourhood holds almost none of the mass) never stops a run
+    /// whose cutoff is `auto`.
+    fn falls_back_on(&self, e: &Error) -> bool {
+        self.model.cutoff == Cutoff::Auto && crate::engine::cells::is_truncation_error(e)
+    }
+
+    /// `op`, and once more on an engine summing all pairs if it failed with a truncation bound
+    /// that `auto` falls back on.
+    fn falling_back<T>(&mut self, op: impl Fn(&mut Self) -> Result<T>) -> Result<T> {
+        match op(self) {
+            Err(e) if self.falls_back_on(&e) => {
+                self.fall_back_to_all_pairs()?;
+                op(self)
+            }
+            r => r,
+        }
+    }
+
+    /// Rebuilds the engine at its current state with every kernel summed over all pairs (the
+    /// step that found the bound has not been taken). Its name then says so.
+    fn fall_back_to_all_pairs(&mut self) -> Result<()> {
+        let state = Engine::state(self)?;
+        let model = Model { cutoff: Cutoff::None, ..self.model.clone() };
+        let step = self.step;
+        let mut all = GpuEngine::build(
+            self.ctx.clone(),
+            model,
+            self.particles.clone(),
+            self.options.clone(),
+            self.extra.clone(),
+        )?;
+        all.set_state(state)?;
+        all.fell_back_at = Some(step);
+        *self = all;
+        Ok(())
+    }
+
     /// The `kernel.cutoff` error if the device halted on a truncation bound above max_error.
     fn check_cutoff(&self, c: &[u32]) -> Result<()> {
         cells::check_halt(c, self.model.cutoff, self.step)
@@ -705,7 +757,11 @@ impl Engine for GpuEngine {
         let host = self.energies.host_terms();
         let host =
             if host.is_empty() { String::new() } else { format!(" + on the host each step: {}", host.join(", ")) };
-        format!("gpu-f32 ({}, {:?}){host}", info.name, info.backend)
+        let fell_back = match self.fell_back_at {
+            Some(step) => format!(", all pairs from step {step} (cutoff auto: a truncation bound above max_error)"),
+            None => String::new(),
+        };
+        format!("gpu-f32 ({}, {:?}){fell_back}{host}", info.name, info.backend)
     }
 
     fn kernel_path(&self) -> String {
@@ -732,36 +788,50 @@ impl Engine for GpuEngine {
     }
 
     fn evaluate(&mut self) -> Result<Diagnostics> {
-        let s = self.evaluated()?;
-        self.check_rates(&s)?;
-        let mut d = self.diagnostics(&s);
-        if let Some(cells) = &self.cells {
-            d.truncation_bound = cells.largest(&self.ctx)?;
-        }
-        d.truncation_bound = d.truncation_bound.max(self.energies.largest_bound(&self.ctx)?);
-        Ok(d)
+        self.falling_back(|e| {
+            let s = e.evaluated()?;
+            e.check_rates(&s)?;
+            let mut d = e.diagnostics(&s);
+            if let Some(cells) = &e.cells {
+                d.truncation_bound = cells.largest(&e.ctx)?;
+            }
+            d.truncation_bound = d.truncation_bound.max(e.energies.largest_bound(&e.ctx)?);
+            Ok(d)
+        })
     }
 
     fn rates(&mut self) -> Result<Vec<f64>> {
-        self.touch()?;
-        let s = self.evaluated()?;
-        self.check_rates(&s)?;
-        let mut encoder = self.encoder();
-        {
-            let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            build::record(&mut cpass, std::slice::from_ref(&self.rates_pass));
-        }
-        self.ctx.queue.submit([encoder.finish()]);
-        Ok(self.read_f32(&self.buffers.a, 0, self.n)?.into_iter().map(f64::from).collect())
+        self.falling_back(|e| {
+            e.touch()?;
+            let s = e.evaluated()?;
+            e.check_rates(&s)?;
+            let mut encoder = e.encoder();
+            {
+                let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                build::record(&mut cpass, std::slice::from_ref(&e.rates_pass));
+            }
+            e.ctx.queue.submit([encoder.finish()]);
+            Ok(e.read_f32(&e.buffers.a, 0, e.n)?.into_iter().map(f64::from).collect())
+        })
     }
 
     fn rates_at(&mut self, points: &[f64]) -> Result<Vec<f64>> {
-        self.touch()?;
-        self.rates_at_points(points)
+        self.falling_back(|e| {
+            e.touch()?;
+            e.rates_at_points(points)
+        })
     }
 
     fn advance(&mut self, steps: u64, stepper: &Stepper, until: Option<f64>) -> Result<u64> {
-        self.advance_chained(steps, stepper, until)
+        let start = self.step;
+        match self.advance_chained(steps, stepper, until) {
+            Err(e) if self.falls_back_on(&e) => {
+                let done = self.step - start;
+                self.fall_back_to_all_pairs()?;
+                Ok(done + self.advance_chained(steps - done, stepper, until)?)
+            }
+            taken => taken,
+        }
     }
 
     fn state(&mut self) -> Result<State> {

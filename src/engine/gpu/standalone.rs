@@ -438,7 +438,13 @@ impl MinimalKernelSum {
             dst[p - 1][3] = *w as f32;
         }
         let max_dim = ctx.limits().max_compute_workgroups_per_dimension.max(1);
-        let b = super::build::Builder { ctx, checked: false, max_dim, kernel_wg: workgroup };
+        let b = super::build::Builder {
+            ctx,
+            checked: false,
+            max_dim,
+            kernel_wg: workgroup,
+            auto_cells_above: super::cells::AUTO_CELLS_ABOVE,
+        };
         let pts = b.init("minimal_points", bytemuck::cast_slice(&packed));
         let out = b.zeros("minimal_out", n * 4);
         let shader = kernels::Shader { workgroup, ..kernels::MINIMAL_KERNEL_SUM };
