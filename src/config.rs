@@ -431,7 +431,7 @@ impl From<&EnergyPotentialConfig> for PotentialConfig {
 pub enum Generator {
     /// [`gaussian_mixture_sample`].
     Mixture,
-    /// [`bumps_regression`] (two-layer network only).
+    /// [`crate::io::data::bumps_regression`] (two-layer network only).
     Bumps,
 }
 

@@ -3,9 +3,9 @@
 //! and the shaders it names) live together, the way vello keeps a stage beside its CPU twin.
 //!
 //! A term is registered in this file only: a variant of [`Energy`] and its arm in
-//! [`Energy::term`], and, when configs can name it, a variant of [`EnergyConfig`] and its arm in
+//! `Energy::term`, and, when configs can name it, a variant of [`EnergyConfig`] and its arm in
 //! [`EnergyConfig::build`] (see the README's "Adding an energy"). Everything else (the engines,
-//! the bench's pair count, the shader checks) reaches it through [`Term`].
+//! the bench's pair count, the shader checks) reaches it through the crate's `Term` trait.
 //!
 //! The engines compose every term the same way. Per target t (the particles in a step, other
 //! points in `rates_at`) they keep (δF/δm(t), f(t)) with F(μᴺ) = Σ_i w_i f(X_i) plus each term's

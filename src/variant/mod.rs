@@ -10,7 +10,7 @@
 //! | `exact.rs` | the known-density oracle (`exact`) | none |
 //!
 //! A variant is registered in this file: a value of [`Variant`] (with its config names) and its
-//! arm in [`Variant::kernelization`]. B and D′ differ from A and D only in the reference they
+//! arm in `Variant::kernelization`. B and D′ differ from A and D only in the reference they
 //! compare with (log K_ε π instead of log π), which [`crate::model::Model::at_points`] provides.
 
 mod blob;
