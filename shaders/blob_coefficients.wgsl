@@ -1,6 +1,6 @@
 // Variant C's second-pass coefficients, packed with the positions: log w_j − log S_j (KL) or
 // log w_j − log π_j (χ²), so that the next kernel sum gives Σ_j w_j K(x_j, x_i) / S_j (or / π_j).
-// CPU twin: engine::cpu::blob_coefficients.
+// CPU twin: variant::blob_coefficients.
 
 struct Params {
     n: u32,

@@ -1,6 +1,6 @@
 // Variants D and D′: second-pass coefficients at the quadrature nodes, packed with the nodes:
 // log w_j + log ω_q − log (K_ε μᴺ)(y_jq) (KL) or − log π(y_jq) (χ²). CPU twin:
-// engine::cpu::node_coefficients.
+// variant::node_coefficients.
 
 struct Params {
     // N·Q nodes.
