@@ -324,6 +324,7 @@ impl GpuSetup<'_, '_> {
 }
 
 /// The buffers of one evaluation of every term, at the particles or at `rates_at`'s points.
+#[derive(Clone, Copy)]
 pub(crate) struct GpuEval<'a, 'b> {
     pub b: &'a Builder<'b>,
     pub header: &'a Header,

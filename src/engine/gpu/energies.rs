@@ -92,6 +92,11 @@ impl Energies {
         self.terms.iter().find_map(|t| t.grid())
     }
 
+    /// Whether the host evaluates any term at every evaluation.
+    pub fn has_host_terms(&self) -> bool {
+        self.terms.iter().any(|t| t.host().is_some())
+    }
+
     /// The names of the terms the host evaluates at every evaluation (the user's whole terms).
     pub fn host_terms(&self) -> Vec<&str> {
         self.terms.iter().filter_map(|t| t.host()).map(|(term, _)| term.0.name()).collect()
@@ -131,25 +136,25 @@ impl Energies {
         energy: &wgpu::Buffer,
         control: &wgpu::Buffer,
     ) -> Result<Vec<Pass>> {
+        let e = GpuEval {
+            b,
+            header,
+            targets: n,
+            n,
+            lw,
+            l1: &self.l1,
+            l2: &self.l2,
+            zeros: &self.zeros,
+            fixed,
+            energy,
+            data_f: &self.data_f,
+            truncation: &self.truncation,
+            control,
+            first: true,
+        };
         let mut out = Vec::new();
         for (idx, term) in self.terms.iter().enumerate() {
-            let e = GpuEval {
-                b,
-                header,
-                targets: n,
-                n,
-                lw,
-                l1: &self.l1,
-                l2: &self.l2,
-                zeros: &self.zeros,
-                fixed,
-                energy,
-                data_f: &self.data_f,
-                truncation: &self.truncation,
-                control,
-                first: idx == 0,
-            };
-            out.extend(term.passes(&e)?);
+            out.extend(term.passes(&GpuEval { first: idx == 0, ..e })?);
         }
         Ok(out)
     }
@@ -174,25 +179,25 @@ impl Energies {
         let (l1, l2, zeros) = (b.zeros("at_l1", t * 4), b.zeros("at_l2", t * 4), b.zeros("at_zeros", t * 4));
         // The cell sums' bounds at the points: the control block carries one above max_error.
         let truncation = b.zeros("at_energy_truncation", 8);
+        let e = GpuEval {
+            b,
+            header,
+            targets: t,
+            n,
+            lw,
+            l1: &l1,
+            l2: &l2,
+            zeros: &zeros,
+            fixed,
+            energy,
+            data_f: &self.data_f,
+            truncation: &truncation,
+            control,
+            first: true,
+        };
         let (mut out, mut host) = (Vec::new(), Vec::new());
         for (idx, term) in self.terms.iter().enumerate() {
-            let e = GpuEval {
-                b,
-                header,
-                targets: t,
-                n,
-                lw,
-                l1: &l1,
-                l2: &l2,
-                zeros: &zeros,
-                fixed,
-                energy,
-                data_f: &self.data_f,
-                truncation: &truncation,
-                control,
-                first: idx == 0,
-            };
-            out.extend(term.passes_at(&e, points, &mut host)?);
+            out.extend(term.passes_at(&GpuEval { first: idx == 0, ..e }, points, &mut host)?);
         }
         Ok((out, host))
     }

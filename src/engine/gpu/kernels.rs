@@ -354,13 +354,13 @@ pub(crate) fn pipeline(
     header: &Header,
     checked: bool,
 ) -> Result<wgpu::ComputePipeline> {
-    let text = source(shader, header);
     // A user's WGSL gets wgpu's bounds checks: nothing bounds its indices by construction.
     let checked = checked || header.user.is_some();
     let key = (shader.name, header.text(shader.workgroup), checked);
     if let Some((p, _)) = ctx.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return Ok(p.clone());
     }
+    let text = source(shader, header);
     // The host's binding list against the WGSL's declarations (an ABI check), and each binding's
     // smallest valid size, so that a too-small buffer fails when the bind group is made.
     let declared = reflect(&text).map_err(|e| Error::gpu(format!("reading shader `{}`: {e}", shader.name)))?;

@@ -541,7 +541,7 @@ impl GpuEngine {
     /// Whether the model has terms the host evaluates (the user's whole terms): then every step
     /// starts with a readback of the weights.
     fn has_host_terms(&self) -> bool {
-        !self.energies.host_terms().is_empty()
+        self.energies.has_host_terms()
     }
 
     /// The weights the device holds (the host's state once the device is settled).
