@@ -5,7 +5,7 @@
 use crate::engine::{Diagnostics, Engine};
 use crate::error::{Error, Result};
 use crate::flow::{Observer, Termination};
-use crate::io::output::{checkpoint_bytes, write_atomic, write_npy};
+use crate::io::output::{checkpoint_bytes, write_atomic, write_csv_records, write_npy};
 use std::path::{Path, PathBuf};
 
 /// A progress bar on stderr, shown only when stderr is a terminal.
@@ -87,9 +87,7 @@ impl Trace {
     /// truncated one; rows are then appended and flushed one by one.
     pub fn create(path: &Path, dim: usize, every: u64, resume_step: Option<u64>) -> Result<Self> {
         let header = Self::header(dim);
-        let csv_error = |e: csv::Error| Error::io(path, e.into());
-        let mut kept = csv::Writer::from_writer(Vec::new());
-        kept.write_record(&header).map_err(csv_error)?;
+        let mut kept = vec![csv::ByteRecord::from(header.clone())];
         if let Some(start) = resume_step
             && path.exists()
         {
@@ -103,12 +101,11 @@ impl Trace {
                 }
                 let step = std::str::from_utf8(&record[0]).ok().and_then(|s| s.parse::<u64>().ok());
                 if step.is_some_and(|s| s < start) {
-                    kept.write_byte_record(&record).map_err(csv_error)?;
+                    kept.push(record);
                 }
             }
         }
-        let text = kept.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
-        write_atomic(path, &text)?;
+        write_csv_records(path, &kept)?;
         let file = std::fs::OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
         let out = csv::WriterBuilder::new().has_headers(false).from_writer(file);
         Ok(Trace { out, path: path.to_path_buf(), every, last_step: None })

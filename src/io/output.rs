@@ -29,12 +29,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Writes `rows` as a CSV file (the `csv` crate; the header from their serde field names),
 /// atomically (see [`write_atomic`]).
 pub fn write_csv<T: serde::Serialize>(path: &Path, rows: impl IntoIterator<Item = T>) -> Result<()> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for row in rows {
-        w.serialize(row).map_err(|e| Error::io(path, e.into()))?;
-    }
-    let bytes = w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
-    write_atomic(path, &bytes)
+    write_csv_with(path, |w| rows.into_iter().try_for_each(|row| w.serialize(row)))
 }
 
 /// Writes `records` (the first one the header) as a CSV file (the `csv` crate), atomically.
@@ -42,10 +37,13 @@ pub fn write_csv_records<R: AsRef<[u8]>>(
     path: &Path,
     records: impl IntoIterator<Item = impl IntoIterator<Item = R>>,
 ) -> Result<()> {
+    write_csv_with(path, |w| records.into_iter().try_for_each(|record| w.write_record(record)))
+}
+
+/// The CSV text `fill` writes, written to `path` atomically.
+fn write_csv_with(path: &Path, fill: impl FnOnce(&mut csv::Writer<Vec<u8>>) -> csv::Result<()>) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    for record in records {
-        w.write_record(record).map_err(|e| Error::io(path, e.into()))?;
-    }
+    fill(&mut w).map_err(|e| Error::io(path, e.into()))?;
     let bytes = w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
     write_atomic(path, &bytes)
 }
