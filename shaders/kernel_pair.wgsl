@@ -9,8 +9,8 @@
 //
 // Cost per pair: exactly one special-function op (the exp2 of the pair's exponent) on every path;
 // `tests/kernel_op_count.rs` counts them in naga's IR. What would need more is done otherwise:
-// - Minimum image on the torus: both points lie in [-L/2, L/2), so their difference lies in
-//   (-L, L) and one compare-and-subtract (a select, no round()) brings it to [-L/2, L/2).
+// - Minimum image on the torus: both points lie in [-L/2, L/2), so their difference d lies in
+//   (-L, L) and min(|d|, L − |d|) is the minimum-image distance (no round()).
 // - Large coordinates (FIXED): 32-bit fixed point, split when a point is staged (once per tile,
 //   not per pair) into an exact f32 high part (whole multiples of 2^16 steps) and an exact f32
 //   low part; the difference (hi_t - hi_s) + (lo_t - lo_s) is then exact up to one final
@@ -18,16 +18,20 @@
 //   conversion.
 // - Periodic images (IMAGES > 0): the factor Σ_n exp2(-(x + nL)^2) / exp2(-x^2) of each
 //   coordinate is a sum of exp2 of non-positive arguments, evaluated by `exp2_fma` on the FMA
-//   pipe (relative error < 1e-8) rather than on the special-function unit.
-// - The log-domain rescale (below) is a rare branch: at most (largest exponent − first shift) /
-//   RESCALE times per target, never per pair.
+//   pipe (a minimax polynomial of the least degree that meets the kernel's tolerance) rather
+//   than on the special-function unit.
+// - The log-domain shift (below) is checked once per tile, not per pair (`sum_tile`).
+// - With f32 coordinates the exponent less the shift is (c − m) − Σ d², the squares subtracted
+//   by the FMAs that form them; the coefficient's lane comes with the coordinates' load.
 //
-// Underflow: the accumulators hold Σ exp2(e_s - m) with a per-target shift m that starts at the
-// target's own packed coefficient (the self term of a targets = sources pass, or SENTINEL when
-// there is none) and is raised, with a rescale of the accumulators, whenever a group of sources
-// exceeds it by more than RESCALE. So the largest term seen is >= 2^0 after the first real group,
-// no term exceeds 2^RESCALE, and neither tiny weights nor a bandwidth far below the spacing can
-// give log 0 or overflow.
+// Underflow and overflow: the accumulators hold Σ exp2(e_s - m) with a per-target shift m that
+// starts at the target's own packed coefficient (the self term of a targets = sources pass, or
+// SENTINEL when there is none). A tile is summed without looking at the shift; if that made a
+// sum reach OVERFLOW (2^40) or infinity, the tile is summed again from the sums before it, with
+// the shift raised (and the accumulators rescaled) whenever a group of four sources exceeds it by
+// more than RESCALE; after each tile, sums above 2^RESCALE move into the shift. So the largest
+// term seen is >= 2^0 after the first real group, no sum exceeds 2^40, and neither tiny weights
+// nor a bandwidth far below the spacing can give log 0 or overflow.
 
 @group(0) @binding(1) var<storage, read> targets: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> sources: array<vec4<u32>>;
@@ -45,6 +49,10 @@ var<private> acc: vec4<f32>;
 
 // Largest allowed excess (log2 units) of a term over the shift before rescaling.
 const RESCALE: f32 = 32.0;
+// 2^40: sums at or above it (or NaN) mean that the unchecked pair loop must be redone with the
+// shift checked (`sum_tile`). Sums start a tile below 2^RESCALE, so a tile of fewer than 256
+// terms reaches it only with a term above 2^(RESCALE + 1): only when the shift must rise.
+const OVERFLOW: f32 = 1099511627776.0;
 
 // Packed vec4 number p of a point as tile values: f32 lanes, or (hi, lo) parts of fixed point.
 // The coefficient lane of the last vec4 is restored by the caller.
@@ -58,17 +66,30 @@ fn unpack(raw: vec4<u32>) -> array<vec4<f32>, 2> {
     return array<vec4<f32>, 2>(bitcast<vec4<f32>>(raw), vec4<f32>(0.0));
 }
 
-// The difference target − tile[j] of packed vec4 number p, in tile units, at the minimum image
-// on the torus. Lanes beyond the real coordinates hold garbage and are never summed.
-fn diff(j: u32, p: u32) -> vec4<f32> {
-    var d = tgt[p] - tile[j * P + p];
-    if TORUS {
-        let half = vec4<f32>(0.5 * params.side);
-        let side = vec4<f32>(params.side);
-        d += select(vec4<f32>(0.0), side, d < -half) - select(vec4<f32>(0.0), side, d >= half);
-    }
+// The difference target − v, where v = tile[j * P + p] (packed vec4 number p of tile entry j),
+// in tile units; on the torus its absolute value at the minimum image (the kernel is even in each
+// coordinate, so the sign is never needed). Lanes beyond the real coordinates hold garbage and
+// are never summed.
+fn diff(v: vec4<f32>, j: u32, p: u32) -> vec4<f32> {
+    var d = tgt[p] - v;
     if FIXED {
+        if TORUS {
+            // The high parts' difference is a whole number of units in (−L, L): one compare-and-
+            // subtract brings it to [−L/2, L/2) before the low parts are added, so that the sum
+            // is rounded once.
+            let half = vec4<f32>(0.5 * params.side);
+            let side = vec4<f32>(params.side);
+            d += select(vec4<f32>(0.0), side, d < -half) - select(vec4<f32>(0.0), side, d >= half);
+        }
         d += tgt_lo[p] - tile_lo[j * P + p];
+        if TORUS {
+            d = abs(d);
+        }
+    } else if TORUS {
+        // |d| lies in [0, L); the minimum image is min(|d|, L − |d|), and L − |d| is exact
+        // (Sterbenz) whenever it is the smaller.
+        let a = abs(d);
+        d = min(a, vec4<f32>(params.side) - a);
     }
     return d;
 }
@@ -94,60 +115,116 @@ fn lane_product(v: vec4<f32>, lanes: u32) -> f32 {
     }
 }
 
-// (ln 2)^k / k!: the Taylor coefficients of 2^f.
-const EXP2_TAYLOR = array<f32, 8>(1.0, 6.9314718055994531e-1, 2.4022650695910071e-1, 5.5504108664821580e-2,
-    9.6181291076284770e-3, 1.3333558146428443e-3, 1.5403530393381608e-4, 1.5252733804059840e-5);
+// The minimax polynomials of 2^f on [−1/2, 1/2] in relative error, of degree 2 to 7 (row k − 2,
+// lowest coefficient first). Their errors are `EXP2_ERROR` in engine/gpu/host.rs (1.7e-3 down to
+// 4e-11); the host picks the degree (see `Layout::exp2_degree`).
+const EXP2_MINIMAX = array<array<f32, 8>, 6>(
+    array<f32, 8>(1.000443051142691, 0.7034448853081223, 0.23842675681985606, 0.0, 0.0, 0.0, 0.0, 0.0),
+    array<f32, 8>(0.9999280927794696, 0.6932609913848709, 0.2426108095468514, 0.055171435569775024, 0.0, 0.0,
+        0.0, 0.0),
+    array<f32, 8>(0.9999992614705964, 0.693121817616297, 0.24024745067003284, 0.055917837510918,
+        0.009570080149885599, 0.0, 0.0, 0.0),
+    array<f32, 8>(1.0000000716505524, 0.6931469670534929, 0.2402211974278449, 0.055507133102843845,
+        0.009675540368212254, 0.0013276454608344103, 0.0, 0.0),
+    array<f32, 8>(1.0000000005542014, 0.6931472057374142, 0.2402264689031696, 0.055503287765044394,
+        0.009618488996492126, 0.001339993144973988, 0.00015345800270823604, 0.0),
+    array<f32, 8>(0.9999999999616791, 0.693147180728461, 0.24022651198177258, 0.05550410353403122,
+        0.009618027250897419, 0.001333392259614951, 0.00015469292066717417, 1.5201915040350136e-05),
+);
 
-// 2^v lane-wise on the FMA pipe, for v ≤ 1 (v below -126 gives 2^-126, which is 0 against the
-// 1 it is added to): v = n + f with n = round(v) by the 1.5·2^23 trick and |f| ≤ 1/2; 2^f by its
-// Taylor polynomial of degree EXP2_DEGREE (3 to 7, relative error (ln 2 / 2)^(k+1) / (k+1)!, from
-// 6e-4 down to 6e-9; the host takes the least degree whose error, times the largest image term,
-// stays below 1e-8 of K(0): see `Layout::exp2_degree`), 2^n written into the exponent bits.
+// 2^v lane-wise on the FMA pipe, for v ≤ 1: v = n + f with n = round(v) by the 1.5·2^23 trick and
+// |f| ≤ 1/2, 2^f by the minimax polynomial of degree EXP2_DEGREE, 2^n written into the exponent
+// bits. That needs n ≥ −126: the host proves v ≥ −126 for every image argument (see
+// `Layout::exp2_clamp`), or else sets EXP2_CLAMP and v is clamped there (2^-126 is 0 against the
+// 1 it is added to).
 fn exp2_fma(v: vec4<f32>) -> vec4<f32> {
-    let x = max(v, vec4<f32>(-126.0));
+    var x = v;
+    if EXP2_CLAMP {
+        x = max(v, vec4<f32>(-126.0));
+    }
+    // The literal and the uniform are the same number, but a compiler cannot prove it, so it
+    // cannot fold (x + R) − R into x (Mesa's NIR does when both are the literal or both the
+    // uniform).
     let t = x + vec4<f32>(12582912.0);
     let f = x - (t - vec4<f32>(params.rounder));
-    var p = vec4<f32>(EXP2_TAYLOR[EXP2_DEGREE]);
+    var p = vec4<f32>(EXP2_MINIMAX[EXP2_DEGREE - 2u][EXP2_DEGREE]);
     for (var k = 0u; k < EXP2_DEGREE; k++) {
-        p = fma(p, f, vec4<f32>(EXP2_TAYLOR[EXP2_DEGREE - 1u - k]));
+        p = fma(p, f, vec4<f32>(EXP2_MINIMAX[EXP2_DEGREE - 2u][EXP2_DEGREE - 1u - k]));
     }
     // bits(t) = bits(1.5·2^23) + n = 0x4B400000 + n; the biased exponent n + 127 shifted in place.
     let scale = bitcast<vec4<f32>>((bitcast<vec4<i32>>(t) - vec4<i32>(0x4B400000 - 127)) << vec4<u32>(23u));
     return p * scale;
 }
 
-// Σ_{n≠0} exp2(-(x + nL)^2) / exp2(-x^2) lane-wise, for minimum-image scaled coordinates x:
-// the nearer images exp2(-nL(nL - 2|x|)) and, unless negligible (FAR_IMAGES), the farther
-// ones exp2(-nL(nL + 2|x|)). All arguments are ≤ 0.
+// Σ_{n≠0} exp2(-(x + nL)^2) / exp2(-x^2) lane-wise, for the minimum-image scaled distances
+// x = |difference| ≤ L/2: the nearer images exp2(nL(2x − nL)) and, unless negligible
+// (FAR_IMAGES), the farther ones exp2(−nL(2x + nL)). All arguments are ≤ 0.
 fn image_ratio(x: vec4<f32>) -> vec4<f32> {
-    let a = 2.0 * abs(x);
     let l = params.side * params.unit;
     var r = vec4<f32>(0.0);
     var nl = 0.0;
     for (var n = 0u; n < IMAGES; n++) {
         nl += l;
-        r += exp2_fma(-nl * (nl - a));
+        r += exp2_fma(fma(x, vec4<f32>(2.0 * nl), vec4<f32>(-nl * nl)));
         if FAR_IMAGES {
-            r += exp2_fma(-nl * (nl + a));
+            r += exp2_fma(fma(x, vec4<f32>(-2.0 * nl), vec4<f32>(-nl * nl)));
         }
     }
     return r;
 }
 
-// For tile entry j: x = log2 of coefficient times the minimum-image kernel, y = the periodic
-// images' factor (1 without images).
-fn pair(j: u32) -> vec2<f32> {
+// e − Σ_{k < lanes} d_k², as one chain of FMAs.
+fn less_norm2(e: f32, d: vec4<f32>, lanes: u32) -> f32 {
+    switch lanes {
+        case 1u: {
+            return fma(-d.x, d.x, e);
+        }
+        case 2u: {
+            return fma(-d.y, d.y, fma(-d.x, d.x, e));
+        }
+        case 3u: {
+            return fma(-d.z, d.z, fma(-d.y, d.y, fma(-d.x, d.x, e)));
+        }
+        case 4u: {
+            return fma(-d.w, d.w, fma(-d.z, d.z, fma(-d.y, d.y, fma(-d.x, d.x, e))));
+        }
+        default: {
+            return e;
+        }
+    }
+}
+
+// For tile entry j: x = log2 of its coefficient times the minimum-image kernel, less `shift`;
+// y = the periodic images' factor (1 without images). The exponent is (c − shift) − Σ d²: c − shift
+// first, exact when the two are close, and with f32 coordinates the squares subtracted by the
+// FMAs that form them. Each vec4 of the entry is read from the tile once (on lavapipe a second
+// read of the coefficient's vec4 costs a quarter of the pair's time).
+fn pair(j: u32, shift: f32) -> vec2<f32> {
+    let last = tile[j * P + P - 1u];
+    let c = last.w - shift;
+    var e = c;
     var s = 0.0;
     var f = 1.0;
     for (var p = 0u; p < P; p++) {
+        var v = last;
+        if p < P - 1u {
+            v = tile[j * P + p];
+        }
         let lanes = select(4u, LAST, p == P - 1u);
-        let d = diff(j, p);
-        s += norm2(d, lanes);
+        let d = diff(v, j, p);
+        if FIXED {
+            s += norm2(d, lanes);
+        } else {
+            e = less_norm2(e, d, lanes);
+        }
         if IMAGES > 0u {
             f *= lane_product(vec4<f32>(1.0) + image_ratio(d * params.unit), lanes);
         }
     }
-    return vec2<f32>(tile[j * P + P - 1u].w - s * params.unit2, f);
+    if FIXED {
+        e = fma(-s, params.unit2, c);
+    }
+    return vec2<f32>(e, f);
 }
 
 // Raises the shift to `e` (rare: see the header).
@@ -156,22 +233,67 @@ fn rescale(e: f32) {
     m = e;
 }
 
-// Adds tile entries j .. j + 3 to the accumulators.
+// Adds tile entries j .. j + 3 to the accumulators, unchecked: `sum_tile` catches an overflow.
 fn accumulate(j: u32) {
-    let p0 = pair(j);
-    let p1 = pair(j + 1u);
-    let p2 = pair(j + 2u);
-    let p3 = pair(j + 3u);
+    let p0 = pair(j, m);
+    let p1 = pair(j + 1u, m);
+    let p2 = pair(j + 2u, m);
+    let p3 = pair(j + 3u, m);
+    let term = exp2(vec4<f32>(p0.x, p1.x, p2.x, p3.x));
+    if IMAGES > 0u {
+        acc = fma(term, vec4<f32>(p0.y, p1.y, p2.y, p3.y), acc);
+    } else {
+        acc += term;
+    }
+}
+
+// Adds tile entries j .. j + 3 to the accumulators, raising the shift first when one of them
+// exceeds it by more than RESCALE.
+fn accumulate_checked(j: u32) {
+    let p0 = pair(j, 0.0);
+    let p1 = pair(j + 1u, 0.0);
+    let p2 = pair(j + 2u, 0.0);
+    let p3 = pair(j + 3u, 0.0);
     let e = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
     let emax = max(max(e.x, e.y), max(e.z, e.w));
     if emax > m + RESCALE {
         rescale(emax);
     }
-    var term = exp2(e - vec4<f32>(m));
+    let term = exp2(e - vec4<f32>(m));
     if IMAGES > 0u {
-        term *= vec4<f32>(p0.y, p1.y, p2.y, p3.y);
+        acc = fma(term, vec4<f32>(p0.y, p1.y, p2.y, p3.y), acc);
+    } else {
+        acc += term;
     }
-    acc += term;
+}
+
+// The staged tile summed again from `before` with the shift checked every four sources.
+fn redo_tile(before: vec4<f32>) {
+    acc = before;
+    for (var j = 0u; j < WG; j += 4u) {
+        accumulate_checked(j);
+    }
+}
+
+// Adds the staged tile to this invocation's sums. The pair loop does not check the shift: the
+// accumulators are checked once, after the tile, and if a term overflowed (or the sums reached
+// OVERFLOW) the tile is summed again with the check (`redo_tile`). That happens only while the
+// shift must rise: on the first tile of a target without a self term (shift SENTINEL), and when a
+// source outweighs the sums so far by more than 2^(RESCALE + 1). A term far above the shift would
+// also lose digits in (c − m) − Σ d². Then sums above 2^RESCALE move into the shift, as the
+// checked loop would have done, so that every tile starts below 2^RESCALE.
+fn sum_tile() {
+    let before = acc;
+    for (var j = 0u; j < WG; j += 4u) {
+        accumulate(j);
+    }
+    if !(max(max(acc.x, acc.y), max(acc.z, acc.w)) < OVERFLOW) {
+        redo_tile(before);
+    }
+    let top = max(max(acc.x, acc.y), max(acc.z, acc.w));
+    if top > exp2(RESCALE) {
+        rescale(m + floor(log2(top)));
+    }
 }
 
 // Loads target t into this invocation's registers and returns its packed coefficient (SENTINEL

@@ -1,12 +1,7 @@
 // out_t = log Σ_s exp(c_s) K(t, y_s) for every target t (CPU twin: engine::cpu::log_kernel_sum),
 // over all pairs. The pair loop (tile, accumulation, cost per pair) is kernel_pair.wgsl's.
 //
-// Underflow: the accumulators hold Σ exp2(e_s - m) with a per-target shift m that starts at the
-// target's own packed coefficient (the self term of a targets = sources pass, or SENTINEL when
-// there is none) and is raised, with a rescale of the accumulators, whenever a group of sources
-// exceeds it by more than RESCALE. So the largest term seen is >= 2^0 after the first real group,
-// no term exceeds 2^RESCALE, and neither tiny weights nor a bandwidth far below the spacing can
-// give log 0 or overflow.
+// Underflow and overflow: see kernel_pair.wgsl.
 //
 // Split sources (chunk_len > 0): when there are few targets (data points, a small reference
 // system) one workgroup per target tile would leave most of a GPU idle, so the grid is
@@ -47,7 +42,9 @@ fn main(
     }
     let t = group * WG + lid;
     let live = t < params.n_targets;
-    m = SENTINEL;
+    // An idle invocation (no target) gets a shift that no term comes near, so that it never
+    // makes `sum_tile` redo a tile.
+    m = -SENTINEL;
     acc = vec4<f32>(0.0);
     if live {
         m = load_target(t);
@@ -60,9 +57,7 @@ fn main(
             pad(lid);
         }
         workgroupBarrier();
-        for (var j = 0u; j < WG; j += 4u) {
-            accumulate(j);
-        }
+        sum_tile();
         workgroupBarrier();
     }
     if live {

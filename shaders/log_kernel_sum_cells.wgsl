@@ -106,7 +106,9 @@ fn main(
     let len = workgroupUniformLoad(&stream_len);
     let live = lid < u32(span.y);
     var t = 0u;
-    m = SENTINEL;
+    // An idle invocation (no target) gets a shift that no term comes near, so that it never
+    // makes `sum_tile` redo a tile.
+    m = -SENTINEL;
     acc = vec4<f32>(0.0);
     if live {
         t = grid[params.n_cells + 1u + params.n_sources + u32(span.x) + lid];
@@ -125,9 +127,7 @@ fn main(
             pad(lid);
         }
         workgroupBarrier();
-        for (var j = 0u; j < WG; j += 4u) {
-            accumulate(j);
-        }
+        sum_tile();
         workgroupBarrier();
     }
     // No near source at all (a target outside the particles' box): log2 0 = −inf, as on the CPU.

@@ -595,7 +595,7 @@ fn log_kernel_sum_matches_its_cpu_twin_at_awkward_sizes() {
     let mut rng = ChaCha8Rng::seed_from_u64(99);
     // (targets, sources, d, domain, ε, decades of the coefficients); targets = None: the N × N
     // sum with targets = sources.
-    // The paper's setting (torus, ε = 0.1, d = 3) takes the nearer images with exp2_fma at degree 4.
+    // The paper's setting (torus, ε = 0.1, d = 3) takes the nearer images with exp2_fma at degree 3.
     let cases: [(Option<usize>, usize, usize, Domain, f64, f64); 9] = [
         (None, 1000, 3, Domain::Torus { side: 1.0 }, 0.1, 30.0),
         (None, 1, 1, Domain::Euclidean, 0.5, 0.0),
@@ -631,6 +631,40 @@ fn log_kernel_sum_matches_its_cpu_twin_at_awkward_sizes() {
         eprintln!("log_kernel_sum {:?}×{ns} d={d} {domain:?} eps={eps} images={}: {err:.2e}", nt, kernel.images);
         assert!(err < 1e-5, "{nt:?}×{ns} d={d} {domain:?} eps={eps}: {err:e}");
         assert!(gpu.iter().all(|v| v.is_finite()));
+    }
+}
+
+/// The kernel sum checks its log-domain shift once per tile and redoes a tile whose sums
+/// overflowed (kernel_pair.wgsl, `sum_tile`): a few sources 2^400 heavier than all others, in the
+/// first tile, the last, or a middle one, must give the CPU's sums, for targets with and without
+/// a self term, and a tile of near-overflowing sums must move into the shift without a loss.
+#[test]
+fn log_kernel_sum_redoes_a_tile_with_a_heavy_late_source() {
+    use frflow::model::Gaussian;
+    let Some(ctx) = context() else { return };
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for (domain, eps) in [(Domain::Euclidean, 0.3), (Domain::Torus { side: 1.0 }, 0.1)] {
+        let space = Space::new(2, domain).unwrap();
+        let kernel = Gaussian::new(&space, eps, true, "epsilon").unwrap();
+        let ns = 700;
+        let sources: Vec<f64> = (0..ns * 2).map(|_| rng.random::<f64>()).collect();
+        for heavy in [0, 350, ns - 1] {
+            // Light sources at log 1e-120, a heavy one, and a band of 2^45 heavier ones after it
+            // (their sum exceeds 2^40 against the light shift).
+            let mut coeffs: Vec<f64> = (0..ns).map(|_| -120.0 * std::f64::consts::LN_10).collect();
+            coeffs[heavy] = 0.0;
+            for c in coeffs.iter_mut().skip(heavy.min(ns - 60)).take(50) {
+                *c = c.max(-245.0);
+            }
+            let targets: Vec<f64> = (0..31 * 2).map(|_| rng.random::<f64>()).collect();
+            for t in [&sources, &targets] {
+                let cpu = frflow::engine::cpu::log_kernel_sum(&space, &kernel, t, &sources, &coeffs);
+                let gpu = frflow::engine::gpu::log_kernel_sum(&ctx, &space, &kernel, t, &sources, &coeffs).unwrap();
+                let err = cpu.iter().zip(&gpu).map(|(a, b)| (a - b).abs() / (1.0 + a.abs())).fold(0.0, f64::max);
+                assert!(err < 1e-5, "{domain:?} heavy source {heavy}, {} targets: {err:e}", t.len() / 2);
+                assert!(gpu.iter().all(|v| v.is_finite()));
+            }
+        }
     }
 }
 

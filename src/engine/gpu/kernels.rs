@@ -243,6 +243,8 @@ pub(crate) struct Header {
     pub far_images: bool,
     /// Degree of `exp2_fma`'s polynomial for the images (see `Layout::exp2_degree`).
     pub exp2_degree: u32,
+    /// Whether `exp2_fma` clamps its argument (see `Layout::exp2_clamp`).
+    pub exp2_clamp: bool,
     /// The variant's index (A, B, C, D, D′, exact).
     pub variant: u32,
     /// KL (else χ²).
@@ -265,6 +267,7 @@ impl Header {
             images: 0,
             far_images: false,
             exp2_degree: 7,
+            exp2_clamp: true,
             variant: 0,
             kl: true,
             fixed: false,
@@ -276,10 +279,12 @@ impl Header {
     /// images (and the polynomial they need) and fixed point.
     pub fn for_kernel(&self, kernel: &crate::model::Gaussian, layout: &super::host::Layout) -> Header {
         let dim = self.dim as usize;
+        let far_images = kernel.images > 0 && layout.far_images(dim);
         Header {
             images: kernel.images,
-            far_images: kernel.images > 0 && layout.far_images(dim),
+            far_images,
             exp2_degree: layout.exp2_degree(dim, kernel.images),
+            exp2_clamp: layout.exp2_clamp(kernel.images, far_images),
             fixed: layout.fixed,
             ..self.clone()
         }
@@ -302,7 +307,7 @@ impl Header {
     pub fn text(&self, wg: u32) -> String {
         let constants = format!(
             "const D: u32 = {}u;\nconst P: u32 = {}u;\nconst WG: u32 = {wg}u;\nconst TORUS: bool = {};\n\
-             const IMAGES: u32 = {}u;\nconst FAR_IMAGES: bool = {};\nconst EXP2_DEGREE: u32 = {}u;\n\
+             const IMAGES: u32 = {}u;\nconst FAR_IMAGES: bool = {};\nconst EXP2_DEGREE: u32 = {}u;\nconst EXP2_CLAMP: bool = {};\n\
              const VARIANT: u32 = {}u;\nconst KL: bool = {};\nconst FIXED: bool = {};\nconst PL: u32 = {}u;\n",
             self.dim,
             self.packed,
@@ -310,6 +315,7 @@ impl Header {
             self.images,
             self.far_images,
             self.exp2_degree,
+            self.exp2_clamp,
             self.variant,
             self.kl,
             self.fixed,
@@ -460,8 +466,19 @@ mod tests {
                 let far_images = images > 1;
                 // A user's pair kernel, which the pair shaders call (the others ignore it).
                 let user = Some("const SIDE: f32 = 0.0;\nfn pair_kernel(x: array<f32, D>, y: array<f32, D>) -> f32 { return x[0] * y[0]; }".into());
-                let header =
-                    Header { dim, packed, torus, images, far_images, exp2_degree: 5, variant, kl: true, fixed, user };
+                let header = Header {
+                    dim,
+                    packed,
+                    torus,
+                    images,
+                    far_images,
+                    exp2_degree: 5,
+                    exp2_clamp: true,
+                    variant,
+                    kl: true,
+                    fixed,
+                    user,
+                };
                 for shader in all() {
                     let declared = reflect(&source(shader, &header)).unwrap_or_else(|e| panic!("{}: {e}", shader.name));
                     let kinds: Vec<Bind> = declared.iter().map(|d| d.0).collect();
