@@ -165,10 +165,23 @@ fn image_ratio(x: vec4<f32>) -> vec4<f32> {
     var nl = 0.0;
     for (var n = 0u; n < IMAGES; n++) {
         nl += l;
-        r += exp2_fma(fma(x, vec4<f32>(2.0 * nl), vec4<f32>(-nl * nl)));
+        r += image_exp2(fma(x, vec4<f32>(2.0 * nl), vec4<f32>(-nl * nl)));
         if FAR_IMAGES {
-            r += exp2_fma(fma(x, vec4<f32>(-2.0 * nl), vec4<f32>(-nl * nl)));
+            r += image_exp2(fma(x, vec4<f32>(-2.0 * nl), vec4<f32>(-nl * nl)));
         }
+    }
+    return r;
+}
+
+// 2^v for an image term: `exp2_fma` on the FMA pipe, or (IMAGES_SFU, `frflow bench`'s
+// `torus-images-sfu` row only) the special-function unit's exp2, which costs a slow op per
+// coordinate and image but fewer instructions; which is faster depends on the card.
+fn image_exp2(v: vec4<f32>) -> vec4<f32> {
+    var r: vec4<f32>;
+    if IMAGES_SFU {
+        r = exp2(v);
+    } else {
+        r = exp2_fma(v);
     }
     return r;
 }

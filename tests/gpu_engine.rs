@@ -839,7 +839,15 @@ fn bench_reports_paths_and_ratios_to_the_minimal_kernel() {
     let kernel_paths: Vec<&str> = kinds.iter().filter(|k| k.0 == "kernel").map(|k| k.1).collect();
     assert_eq!(
         kernel_paths,
-        ["euclidean-f32", "euclidean-fixed", "torus-f32", "torus-fixed", "torus-images", "torus-images-far"]
+        [
+            "euclidean-f32",
+            "euclidean-fixed",
+            "torus-f32",
+            "torus-fixed",
+            "torus-images",
+            "torus-images-far",
+            "torus-images-sfu"
+        ]
     );
     let steps: Vec<(&str, Option<&str>)> = kinds.iter().filter(|k| k.0 == "step").map(|k| (k.1, k.2)).collect();
     assert_eq!(

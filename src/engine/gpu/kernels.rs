@@ -245,6 +245,9 @@ pub(crate) struct Header {
     pub exp2_degree: u32,
     /// Whether `exp2_fma` clamps its argument (see `Layout::exp2_clamp`).
     pub exp2_clamp: bool,
+    /// The images' exponentials by `exp2` on the special-function unit instead of `exp2_fma`:
+    /// `frflow bench`'s `torus-images-sfu` row only, which measures that trade on a card.
+    pub images_sfu: bool,
     /// The variant's index (A, B, C, D, D′, exact).
     pub variant: u32,
     /// KL (else χ²).
@@ -268,6 +271,7 @@ impl Header {
             far_images: false,
             exp2_degree: 7,
             exp2_clamp: true,
+            images_sfu: false,
             variant: 0,
             kl: true,
             fixed: false,
@@ -294,6 +298,7 @@ impl Header {
     /// it (see log_kernel_sum.wgsl).
     pub fn path(&self) -> &'static str {
         match (self.torus, self.images > 0, self.far_images, self.fixed) {
+            (true, true, _, _) if self.images_sfu => "torus-images-sfu",
             (true, true, true, _) => "torus-images-far",
             (true, true, false, _) => "torus-images",
             (true, false, _, true) => "torus-fixed",
@@ -307,7 +312,7 @@ impl Header {
     pub fn text(&self, wg: u32) -> String {
         let constants = format!(
             "const D: u32 = {}u;\nconst P: u32 = {}u;\nconst WG: u32 = {wg}u;\nconst TORUS: bool = {};\n\
-             const IMAGES: u32 = {}u;\nconst FAR_IMAGES: bool = {};\nconst EXP2_DEGREE: u32 = {}u;\nconst EXP2_CLAMP: bool = {};\n\
+             const IMAGES: u32 = {}u;\nconst FAR_IMAGES: bool = {};\nconst EXP2_DEGREE: u32 = {}u;\nconst EXP2_CLAMP: bool = {};\nconst IMAGES_SFU: bool = {};\n\
              const VARIANT: u32 = {}u;\nconst KL: bool = {};\nconst FIXED: bool = {};\nconst PL: u32 = {}u;\n",
             self.dim,
             self.packed,
@@ -316,6 +321,7 @@ impl Header {
             self.far_images,
             self.exp2_degree,
             self.exp2_clamp,
+            self.images_sfu,
             self.variant,
             self.kl,
             self.fixed,
@@ -474,6 +480,7 @@ mod tests {
                     far_images,
                     exp2_degree: 5,
                     exp2_clamp: true,
+                    images_sfu: images == 2,
                     variant,
                     kl: true,
                     fixed,
