@@ -133,15 +133,11 @@ const EXP2_MINIMAX = array<array<f32, 8>, 6>(
 );
 
 // 2^v lane-wise on the FMA pipe, for v ≤ 1: v = n + f with n = round(v) by the 1.5·2^23 trick and
-// |f| ≤ 1/2, 2^f by the minimax polynomial of degree EXP2_DEGREE, 2^n written into the exponent
-// bits. That needs n ≥ −126: the host proves v ≥ −126 for every image argument (see
-// `Layout::exp2_clamp`), or else sets EXP2_CLAMP and v is clamped there (2^-126 is 0 against the
-// 1 it is added to).
-fn exp2_fma(v: vec4<f32>) -> vec4<f32> {
-    var x = v;
-    if EXP2_CLAMP {
-        x = max(v, vec4<f32>(-126.0));
-    }
+// |f| ≤ 1/2, 2^f by the minimax polynomial of degree EXP2_DEGREE, n added to its exponent
+// bits. That needs n ≥ −126, which holds for every image argument of every kernel with images in
+// every dimension (−n²L² or −n(n + 1)L² at the least; `Layout::least_image_argument` and its
+// test), so there is no clamp.
+fn exp2_fma(x: vec4<f32>) -> vec4<f32> {
     // The literal and the uniform are the same number, but a compiler cannot prove it, so it
     // cannot fold (x + R) − R into x (Mesa's NIR does when both are the literal or both the
     // uniform).
@@ -151,9 +147,10 @@ fn exp2_fma(v: vec4<f32>) -> vec4<f32> {
     for (var k = 0u; k < EXP2_DEGREE; k++) {
         p = fma(p, f, vec4<f32>(EXP2_MINIMAX[EXP2_DEGREE - 2u][EXP2_DEGREE - 1u - k]));
     }
-    // bits(t) = bits(1.5·2^23) + n = 0x4B400000 + n; the biased exponent n + 127 shifted in place.
-    let scale = bitcast<vec4<f32>>((bitcast<vec4<i32>>(t) - vec4<i32>(0x4B400000 - 127)) << vec4<u32>(23u));
-    return p * scale;
+    // bits(t) = bits(1.5·2^23) + n = 0x4B400000 + n, and 0x4B400000 << 23 wraps to 0, so
+    // bits(t) << 23 is n in the exponent field: added to p's bits it multiplies p (in [0.7, 1.42])
+    // by 2^n, which stays a normal number or 0-ish for n ≥ −126.
+    return bitcast<vec4<f32>>(bitcast<vec4<i32>>(p) + (bitcast<vec4<i32>>(t) << vec4<u32>(23u)));
 }
 
 // Σ_{n≠0} exp2(-(x + nL)^2) / exp2(-x^2) lane-wise, for the minimum-image scaled distances

@@ -295,16 +295,15 @@ impl Layout {
         (2..=7).find(|k| scale * EXP2_ERROR[*k as usize - 2] <= 1e-8).unwrap_or(7)
     }
 
-    /// Whether `exp2_fma` must clamp its argument at −126 for a kernel with `images` images per
-    /// side (`far`: the farther ones too): the most negative argument is −n²L² for the nearer
-    /// image n (at x = 0) and −n(n + 1)L² for the farther one (at |x| = L/2). With the kernel's
-    /// truncation tolerance that stays above −126 in every dimension up to about 100, so the clamp
-    /// is never compiled in practice; it is kept for the dimensions where it would not.
-    pub fn exp2_clamp(&self, images: u32, far: bool) -> bool {
-        let Some(l) = self.side.map(|l| l * self.scale) else { return false };
+    /// The least argument `exp2_fma` gets for a kernel with `images` images per side (`far`: the
+    /// farther ones too): −n²L² for the nearer image n (at x = 0) and −n(n + 1)L² for the farther
+    /// one (at |x| = L/2), scaled L. The shader needs it above −126 (a test checks every width and
+    /// dimension).
+    #[cfg(test)]
+    fn least_image_argument(&self, images: u32, far: bool) -> f64 {
+        let l = self.side.map_or(0.0, |l| l * self.scale);
         let n = f64::from(images);
-        let reach = if far { n * (n + 1.0) } else { n * n };
-        reach * l * l >= 125.0
+        -(if far { n * (n + 1.0) } else { n * n }) * l * l
     }
 
     /// Whether every point can be packed: always, except in fixed point on R^d, where the
@@ -353,4 +352,35 @@ pub(crate) fn to_device_log_weight(l: f64) -> f32 {
 pub(crate) fn from_device_log_weight(l: f32) -> f64 {
     let v = f64::from(l);
     if v <= LOG_ZERO_READ { f64::NEG_INFINITY } else { v }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Domain, Gaussian};
+
+    /// `exp2_fma` on the torus: degree 3 in the paper's setting (ε = 0.1, L = 1, d = 3), and
+    /// every image argument of every width with images, in every dimension, above −126, where
+    /// the shader's exponent bits need it (kernel_pair.wgsl has no clamp).
+    #[test]
+    fn image_exponentials_take_degree_3_in_the_papers_setting_and_stay_above_minus_126() {
+        let space = Space::new(3, Domain::Torus { side: 1.0 }).unwrap();
+        let kernel = Gaussian::new(&space, 0.1, true, "epsilon").unwrap();
+        let layout = Layout::new(&space, &[], kernel.width);
+        assert_eq!((kernel.images, layout.far_images(3)), (1, false));
+        assert_eq!(layout.exp2_degree(3, kernel.images), 3);
+        let mut least: f64 = 0.0;
+        for dim in 1..=crate::model::MAX_DIM {
+            let space = Space::new(dim, Domain::Torus { side: 1.0 }).unwrap();
+            for k in 1..=1000 {
+                let width = k as f64 / 1000.0;
+                let kernel = Gaussian::new(&space, width, true, "epsilon").unwrap();
+                let layout = Layout::new(&space, &[], width);
+                if kernel.images > 0 {
+                    least = least.min(layout.least_image_argument(kernel.images, layout.far_images(dim)));
+                }
+            }
+        }
+        assert!(least > -126.0 && least < -100.0, "{least}");
+    }
 }

@@ -243,8 +243,6 @@ pub(crate) struct Header {
     pub far_images: bool,
     /// Degree of `exp2_fma`'s polynomial for the images (see `Layout::exp2_degree`).
     pub exp2_degree: u32,
-    /// Whether `exp2_fma` clamps its argument (see `Layout::exp2_clamp`).
-    pub exp2_clamp: bool,
     /// The images' exponentials by `exp2` on the special-function unit instead of `exp2_fma`:
     /// `frflow bench`'s `torus-images-sfu` row only, which measures that trade on a card.
     pub images_sfu: bool,
@@ -270,7 +268,6 @@ impl Header {
             images: 0,
             far_images: false,
             exp2_degree: 7,
-            exp2_clamp: true,
             images_sfu: false,
             variant: 0,
             kl: true,
@@ -288,7 +285,6 @@ impl Header {
             images: kernel.images,
             far_images,
             exp2_degree: layout.exp2_degree(dim, kernel.images),
-            exp2_clamp: layout.exp2_clamp(kernel.images, far_images),
             fixed: layout.fixed,
             ..self.clone()
         }
@@ -312,7 +308,7 @@ impl Header {
     pub fn text(&self, wg: u32) -> String {
         let constants = format!(
             "const D: u32 = {}u;\nconst P: u32 = {}u;\nconst WG: u32 = {wg}u;\nconst TORUS: bool = {};\n\
-             const IMAGES: u32 = {}u;\nconst FAR_IMAGES: bool = {};\nconst EXP2_DEGREE: u32 = {}u;\nconst EXP2_CLAMP: bool = {};\nconst IMAGES_SFU: bool = {};\n\
+             const IMAGES: u32 = {}u;\nconst FAR_IMAGES: bool = {};\nconst EXP2_DEGREE: u32 = {}u;\nconst IMAGES_SFU: bool = {};\n\
              const VARIANT: u32 = {}u;\nconst KL: bool = {};\nconst FIXED: bool = {};\nconst PL: u32 = {}u;\n",
             self.dim,
             self.packed,
@@ -320,7 +316,6 @@ impl Header {
             self.images,
             self.far_images,
             self.exp2_degree,
-            self.exp2_clamp,
             self.images_sfu,
             self.variant,
             self.kl,
@@ -479,7 +474,6 @@ mod tests {
                     images,
                     far_images,
                     exp2_degree: 5,
-                    exp2_clamp: true,
                     images_sfu: images == 2,
                     variant,
                     kl: true,
