@@ -8,7 +8,9 @@
 #
 # Every row carries its kernel path and its ratio to the minimal Gaussian sum timed in the same
 # run (`frflow bench`'s yardstick), so the figures say how close frflow is to the card's limit
-# with or without a ceiling. A software adapter is refused (--hardware-only): a silent fallback
+# with or without a ceiling. The `torus-images-sfu` kernel row times the images' exponentials on
+# the special-function unit against `torus-images` (exp2_fma on the FMA pipe, what the engines
+# take): whichever wins on the card is the engines' choice to make next (README, cost model). A software adapter is refused (--hardware-only): a silent fallback
 # to lavapipe would take hours at these sizes.
 #
 # Ceilings (pair evaluations per second, the special-function unit's exp2 rate and instruction
