@@ -43,17 +43,21 @@ run() { # NAME ARGS...: one benchmark, its JSON kept, its wall time printed
 # d = 3 at N = 2^20: the minimal kernel, every kernel path, and variant A and B steps.
 run d3-AB --n 1048576 --d 3 --variant A,B --repeats 3 $(ceiling 3)
 # The two-pass and quadrature variants at sizes where a step takes well under a second.
-run d3-C --n 262144 --d 3 --variant C --repeats 3 $(ceiling 3)
-run d3-D --n 65536 --d 3 --variant D --repeats 3 $(ceiling 3)
+# Each later run times the kernel paths it is about, not all seven again (--kernel-paths).
+run d3-C --n 262144 --d 3 --variant C --repeats 3 --kernel-paths none $(ceiling 3)
+run d3-D --n 65536 --d 3 --variant D --repeats 3 --kernel-paths none $(ceiling 3)
 # Small N: launch-bound steps, with and without the diagnostics readback every 10 steps.
-run d3-small --n 16384,65536 --d 3 --variant A,B $(ceiling 3)
+run d3-small --n 16384,65536 --d 3 --variant A,B --kernel-paths torus-images $(ceiling 3)
 # Dimension dependence of every path (ceilings per d).
 for d in 1 2; do run "d$d" --n 1048576 --d "$d" --variant A --repeats 3 $(ceiling "$d"); done
 for d in 5 8; do run "d$d" --n 262144 --d "$d" --variant A --repeats 3 $(ceiling "$d"); done
 # The kernel-sum workgroup size (and source tile), alone and in steps (default 128).
-for wg in 64 256; do run "d3-wg$wg" --n 1048576 --d 3 --variant A --workgroup-size "$wg" --repeats 3 $(ceiling 3); done
+for wg in 64 256; do
+  run "d3-wg$wg" --n 1048576 --d 3 --variant A --workgroup-size "$wg" --repeats 3 \
+    --kernel-paths euclidean-f32,torus-images $(ceiling 3)
+done
 # Each energy with variant A (M = 65536 data points for the data-driven ones), and one Sinkhorn pass.
 for e in interaction mmd two-layer-net npmle; do
-  run "d3-$e" --n 262144 --d 3 --variant A --energy "$e" --m 65536 --repeats 3 $(ceiling 3)
+  run "d3-$e" --n 262144 --d 3 --variant A --energy "$e" --m 65536 --repeats 3 --kernel-paths none $(ceiling 3)
 done
-run d3-sinkhorn --n 65536,1048576 --d 3 --variant A --sinkhorn --repeats 3 $(ceiling 3)
+run d3-sinkhorn --n 65536,1048576 --d 3 --variant A --sinkhorn --repeats 3 --kernel-paths none $(ceiling 3)

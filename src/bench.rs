@@ -93,6 +93,26 @@ pub struct BenchOptions {
     pub epsilon: f64,
     /// The steps' cutoff (see `engine::cells`; default `Auto`).
     pub cutoff: Cutoff,
+    /// The kernel-sum paths timed alone on the GPU engine (default: all of [`KernelPath::ALL`]):
+    /// a scripted run times each once and leaves them out of its other runs.
+    pub kernel_paths: Vec<KernelPath>,
+}
+
+/// `--kernel-paths`: `all`, `none`, or path names separated by commas (see [`KernelPath::name`]).
+pub fn parse_kernel_paths(s: &str) -> Result<Vec<KernelPath>> {
+    match s {
+        "all" => Ok(KernelPath::ALL.to_vec()),
+        "none" => Ok(Vec::new()),
+        _ => s
+            .split(',')
+            .map(|name| {
+                KernelPath::ALL.into_iter().find(|p| p.name() == name.trim()).ok_or_else(|| {
+                    let names: Vec<&str> = KernelPath::ALL.iter().map(|p| p.name()).collect();
+                    Error::invalid("--kernel-paths", name, format!("all, none, or some of {}", names.join(", ")))
+                })
+            })
+            .collect(),
+    }
 }
 
 /// The largest N at which the CPU engine's all-pairs kernel passes (and the minimal kernel) are
@@ -413,7 +433,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
         rows.push(BenchRow { n: nk, ..row(BenchKind::Minimal, "minimal".into(), nkf * nkf, minimal_seconds, minimal) });
         match &ctx {
             Some(ctx) => {
-                for path in KernelPath::ALL {
+                for &path in &opts.kernel_paths {
                     let (name, seconds) = time_gpu_kernel(ctx, opts, nk, Some(path))?;
                     rows.push(BenchRow { n: nk, ..row(BenchKind::Kernel, name, nkf * nkf, seconds, minimal) });
                 }
@@ -555,5 +575,24 @@ impl BenchReport {
             ));
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--kernel-paths`: all, none, a list by name; an unknown name is an error that names the
+    /// flag, the value and what is allowed.
+    #[test]
+    fn kernel_paths_parse_by_name_and_refuse_unknown_ones() {
+        assert_eq!(parse_kernel_paths("all").unwrap(), KernelPath::ALL.to_vec());
+        assert!(parse_kernel_paths("none").unwrap().is_empty());
+        assert_eq!(
+            parse_kernel_paths("torus-images, euclidean-f32").unwrap(),
+            [KernelPath::TorusImages, KernelPath::EuclideanF32]
+        );
+        let err = parse_kernel_paths("torus-images,torus").unwrap_err().to_string();
+        assert!(err.contains("--kernel-paths") && err.contains("torus (") && err.contains("torus-images-sfu"), "{err}");
     }
 }

@@ -121,6 +121,9 @@ enum Command {
         /// The steps' cutoff: none, auto, or a tolerance δ in (0, 1) (cells wherever they save work).
         #[arg(long, default_value = "auto", value_parser = parse_cutoff)]
         cutoff: frflow::engine::cells::Cutoff,
+        /// Kernel-sum paths timed alone on the GPU: all, none, or names separated by commas (euclidean-f32, euclidean-fixed, torus-f32, torus-fixed, torus-images, torus-images-far, torus-images-sfu).
+        #[arg(long, default_value = "all")]
+        kernel_paths: String,
         /// Also write the report as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -321,6 +324,7 @@ fn main() -> ExitCode {
             hardware_only,
             epsilon,
             cutoff,
+            kernel_paths,
             json,
         } => {
             if let Err(e) = check_bench_args(&n, d, m, repeats, min_batch_seconds, ceiling).and_then(|()| {
@@ -336,6 +340,13 @@ fn main() -> ExitCode {
             let device = match engine {
                 EngineChoice::Cpu => None,
                 _ => Some(device.unwrap_or_default()),
+            };
+            let kernel_paths = match frflow::bench::parse_kernel_paths(&kernel_paths) {
+                Ok(paths) => paths,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
             };
             let options = BenchOptions {
                 n,
@@ -353,6 +364,7 @@ fn main() -> ExitCode {
                 hardware_only,
                 epsilon,
                 cutoff,
+                kernel_paths,
             };
             return match bench(&options, json.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
