@@ -11,11 +11,12 @@
 // `tests/kernel_op_count.rs` counts them in naga's IR. What would need more is done otherwise:
 // - Minimum image on the torus: both points lie in [-L/2, L/2), so their difference d lies in
 //   (-L, L) and min(|d|, L − |d|) is the minimum-image distance (no round()).
-// - Large coordinates (FIXED): 32-bit fixed point, split when a point is staged (once per tile,
-//   not per pair) into an exact f32 high part (whole multiples of 2^16 steps) and an exact f32
-//   low part; the difference (hi_t - hi_s) + (lo_t - lo_s) is then exact up to one final
-//   rounding, as accurate as converting the exact integer difference, with no per-pair int→float
-//   conversion.
+// - Large coordinates (FIXED): 32-bit fixed point. On R^d it is split when a point is staged
+//   (once per tile, not per pair) into an exact f32 high part (whole multiples of 2^16 steps) and
+//   an exact f32 low part; the difference (hi_t - hi_s) + (lo_t - lo_s) is then exact up to one
+//   final rounding, as accurate as converting the exact integer difference, with no per-pair
+//   int→float conversion. On the torus the wrapping integer difference is the minimum image, and
+//   its two 16-bit halves become floats by the 1.5·2^23 trick (integer adds, no conversion).
 // - Periodic images (IMAGES > 0): the factor Σ_n exp2(-(x + nL)^2) / exp2(-x^2) of each
 //   coordinate is a sum of exp2 of non-positive arguments, evaluated by `exp2_fma` on the FMA
 //   pipe (a minimax polynomial of the least degree that meets the kernel's tolerance) rather
@@ -36,12 +37,13 @@
 @group(0) @binding(1) var<storage, read> targets: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> sources: array<vec4<u32>>;
 
-// The staged sources: f32 coordinates (or their high parts when FIXED), the coefficient in the
-// last lane; and the low parts when FIXED (PL = P then, else 1 and unused).
-var<workgroup> tile: array<vec4<f32>, WG * P>;
+// The staged sources as bits: f32 coordinates, the fixed-point coordinates themselves on the
+// torus, or the f32 high parts of fixed point on R^d; the coefficient's f32 bits in the last
+// lane. And on R^d in fixed point the f32 low parts (PL = P then, else 1 and unused).
+var<workgroup> tile: array<vec4<u32>, WG * P>;
 var<workgroup> tile_lo: array<vec4<f32>, WG * PL>;
 var<workgroup> halt: u32;
-var<private> tgt: array<vec4<f32>, P>;
+var<private> tgt: array<vec4<u32>, P>;
 var<private> tgt_lo: array<vec4<f32>, PL>;
 // The running shift and the four accumulators of this invocation's target.
 var<private> m: f32;
@@ -54,42 +56,47 @@ const RESCALE: f32 = 32.0;
 // terms reaches it only with a term above 2^(RESCALE + 1): only when the shift must rise.
 const OVERFLOW: f32 = 1099511627776.0;
 
-// Packed vec4 number p of a point as tile values: f32 lanes, or (hi, lo) parts of fixed point.
-// The coefficient lane of the last vec4 is restored by the caller.
-fn unpack(raw: vec4<u32>) -> array<vec4<f32>, 2> {
-    if FIXED {
-        let x = bitcast<vec4<i32>>(raw);
-        let hi = vec4<f32>(x >> vec4<u32>(16u));
-        let lo = vec4<f32>(x & vec4<i32>(0xffff)) * (1.0 / 65536.0);
-        return array<vec4<f32>, 2>(hi, lo);
-    }
-    return array<vec4<f32>, 2>(bitcast<vec4<f32>>(raw), vec4<f32>(0.0));
+// Packed vec4 number p of a point in fixed point on R^d as its exact f32 (hi, lo) parts. The
+// coefficient lane of the last vec4 is restored by the caller.
+fn split_fixed(raw: vec4<u32>) -> array<vec4<f32>, 2> {
+    let x = bitcast<vec4<i32>>(raw);
+    let hi = vec4<f32>(x >> vec4<u32>(16u));
+    let lo = vec4<f32>(x & vec4<i32>(0xffff)) * (1.0 / 65536.0);
+    return array<vec4<f32>, 2>(hi, lo);
+}
+
+// The i32 lanes n (|n| < 2^22) as f32, exactly, without a conversion: bits(1.5·2^23) + n is the
+// float 1.5·2^23 + n.
+fn small_int_to_f32(n: vec4<i32>) -> vec4<f32> {
+    return bitcast<vec4<f32>>(n + vec4<i32>(0x4B400000)) - vec4<f32>(12582912.0);
 }
 
 // The difference target − v, where v = tile[j * P + p] (packed vec4 number p of tile entry j),
 // in tile units; on the torus its absolute value at the minimum image (the kernel is even in each
 // coordinate, so the sign is never needed). Lanes beyond the real coordinates hold garbage and
 // are never summed.
-fn diff(v: vec4<f32>, j: u32, p: u32) -> vec4<f32> {
-    var d = tgt[p] - v;
+fn diff(v: vec4<u32>, j: u32, p: u32) -> vec4<f32> {
+    var d: vec4<f32>;
     if FIXED {
         if TORUS {
-            // The high parts' difference is a whole number of units in (−L, L): one compare-and-
-            // subtract brings it to [−L/2, L/2) before the low parts are added, so that the sum
-            // is rounded once.
-            let half = vec4<f32>(0.5 * params.side);
-            let side = vec4<f32>(params.side);
-            d += select(vec4<f32>(0.0), side, d < -half) - select(vec4<f32>(0.0), side, d >= half);
+            // The torus is the u32 circle, so the wrapping difference n is the minimum image in
+            // steps, exactly; its high and low 16 bits become floats without a conversion and
+            // n / 2^16 = hi + lo / 2^16 is rounded once.
+            let n = bitcast<vec4<i32>>(tgt[p] - v);
+            let hi = small_int_to_f32(n >> vec4<u32>(16u));
+            let lo = small_int_to_f32(n & vec4<i32>(0xffff));
+            d = abs(fma(lo, vec4<f32>(1.0 / 65536.0), hi));
+        } else {
+            d = (bitcast<vec4<f32>>(tgt[p]) - bitcast<vec4<f32>>(v)) + (tgt_lo[p] - tile_lo[j * P + p]);
         }
-        d += tgt_lo[p] - tile_lo[j * P + p];
+    } else {
+        d = bitcast<vec4<f32>>(tgt[p]) - bitcast<vec4<f32>>(v);
         if TORUS {
-            d = abs(d);
+            // |d| lies in [0, L); the minimum image is min(|d|, L − |d|), and L − |d| is exact
+            // (Sterbenz) whenever it is the smaller.
+            let a = abs(d);
+            d = min(a, vec4<f32>(params.side) - a);
         }
-    } else if TORUS {
-        // |d| lies in [0, L); the minimum image is min(|d|, L − |d|), and L − |d| is exact
-        // (Sterbenz) whenever it is the smaller.
-        let a = abs(d);
-        d = min(a, vec4<f32>(params.side) - a);
     }
     return d;
 }
@@ -211,7 +218,7 @@ fn less_norm2(e: f32, d: vec4<f32>, lanes: u32) -> f32 {
 // read of the coefficient's vec4 costs a quarter of the pair's time).
 fn pair(j: u32, shift: f32) -> vec2<f32> {
     let last = tile[j * P + P - 1u];
-    let c = last.w - shift;
+    let c = bitcast<f32>(last.w) - shift;
     var e = c;
     var s = 0.0;
     var f = 1.0;
@@ -310,36 +317,45 @@ fn sum_tile() {
 // when it has none): the shift's starting value.
 fn load_target(t: u32) -> f32 {
     for (var p = 0u; p < P; p++) {
-        let v = unpack(targets[t * P + p]);
-        tgt[p] = v[0];
+        tgt[p] = targets[t * P + p];
         if FIXED {
-            tgt_lo[p] = v[1];
+            if !TORUS {
+                let v = split_fixed(targets[t * P + p]);
+                tgt[p] = bitcast<vec4<u32>>(v[0]);
+                tgt_lo[p] = v[1];
+            }
         }
     }
-    let c = bitcast<f32>(targets[t * P + P - 1u].w);
+    let c = targets[t * P + P - 1u].w;
     tgt[P - 1u].w = c;
-    return c;
+    return bitcast<f32>(c);
 }
 
 // Stages source s in tile slot `slot`.
 fn stage(slot: u32, s: u32) {
     for (var p = 0u; p < P; p++) {
-        let v = unpack(sources[s * P + p]);
-        tile[slot * P + p] = v[0];
+        var bits = sources[s * P + p];
         if FIXED {
-            tile_lo[slot * P + p] = v[1];
+            if !TORUS {
+                let v = split_fixed(bits);
+                bits = bitcast<vec4<u32>>(v[0]);
+                tile_lo[slot * P + p] = v[1];
+            }
         }
+        tile[slot * P + p] = bits;
     }
-    tile[slot * P + P - 1u].w = bitcast<f32>(sources[s * P + P - 1u].w);
+    tile[slot * P + P - 1u].w = sources[s * P + P - 1u].w;
 }
 
 // Pads tile slot `slot`: zero coordinates and no coefficient, so it adds exp2(SENTINEL - m) = 0.
 fn pad(slot: u32) {
     for (var p = 0u; p < P; p++) {
-        tile[slot * P + p] = vec4<f32>(0.0);
+        tile[slot * P + p] = vec4<u32>(0u);
         if FIXED {
-            tile_lo[slot * P + p] = vec4<f32>(0.0);
+            if !TORUS {
+                tile_lo[slot * P + p] = vec4<f32>(0.0);
+            }
         }
     }
-    tile[slot * P + P - 1u].w = SENTINEL;
+    tile[slot * P + P - 1u].w = bitcast<u32>(SENTINEL);
 }

@@ -320,7 +320,7 @@ impl Header {
             self.variant,
             self.kl,
             self.fixed,
-            if self.fixed { self.packed } else { 1 }
+            if self.fixed && !self.torus { self.packed } else { 1 }
         );
         match &self.user {
             Some(user) => format!("{constants}\n{user}\n"),
