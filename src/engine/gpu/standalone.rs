@@ -498,6 +498,46 @@ pub fn bench_minimal_kernel_sum(
 mod tests {
     use super::*;
 
+    /// The unchecked module of every kernel path (what the engines run) gives the same bits as
+    /// the bounds-checked one (d = 1, 3, 4, 8; targets = sources, with and without a partial last
+    /// tile): an index past an array that changes a sum shows here. (Not every such index does:
+    /// a stray write into unused workgroup memory passes; the cell sum's tests caught one that
+    /// did not.)
+    #[test]
+    fn every_kernel_path_unchecked_matches_the_checked_module() {
+        let selector = std::env::var("FRFLOW_DEVICE").unwrap_or_else(|_| "llvmpipe".into());
+        let ctx = match GpuContext::new(Some(&selector)) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                assert!(std::env::var("FRFLOW_REQUIRE_GPU").as_deref() != Ok("1"), "no adapter {selector:?}: {e}");
+                return;
+            }
+        };
+        for path in KernelPath::ALL {
+            let (domain, eps) = path.geometry();
+            for (dim, n) in [(1, 300), (3, 256), (4, 97), (8, 130)] {
+                let space = Space::new(dim, domain).unwrap();
+                let kernel = Gaussian::new(&space, eps, true, "epsilon").unwrap();
+                let points = bench_points(domain, n, dim);
+                let coeffs: Vec<f64> = (0..n).map(|i| -((i * 7919 % 97) as f64)).collect();
+                let layout = Layout::new(&space, &[&points], kernel.width);
+                let mut packed = pack(&space, &kernel, &layout, &points, &points, &coeffs).unwrap();
+                packed.header.images_sfu = path == KernelPath::TorusImagesSfu;
+                let sums: Vec<Vec<u64>> = [false, true]
+                    .into_iter()
+                    .map(|checked| {
+                        let shape = Shape { checked, workgroup: KERNEL_WG };
+                        let mut k = KernelSum::new(&ctx, &packed.header, shape, n, n).unwrap();
+                        k.load(&ctx, &packed);
+                        k.run(&ctx, 1).unwrap();
+                        k.read(&ctx).unwrap().iter().map(|v| v.to_bits()).collect()
+                    })
+                    .collect();
+                assert_eq!(sums[0], sums[1], "{} d = {dim}", path.name());
+            }
+        }
+    }
+
     /// The bench's `torus-images-sfu` specialisation sums what the engines' `torus-images` does:
     /// both within f32 rounding of the f64 sums, in the paper's setting with coefficients over 30
     /// decades. (On the device the GPU tests use; skipped only where they are.)
