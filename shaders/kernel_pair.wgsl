@@ -16,7 +16,7 @@
 //   an exact f32 low part; the difference (hi_t - hi_s) + (lo_t - lo_s) is then exact up to one
 //   final rounding, as accurate as converting the exact integer difference, with no per-pair
 //   int→float conversion. On the torus the wrapping integer difference is the minimum image, and
-//   its two 16-bit halves become floats by the 1.5·2^23 trick (integer adds, no conversion).
+//   its two 16-bit halves become floats by the 2^23 trick (integer adds, no conversion).
 // - Periodic images (IMAGES > 0): the factor Σ_n exp2(-(x + nL)^2) / exp2(-x^2) of each
 //   coordinate is a sum of exp2 of non-positive arguments, evaluated by `exp2_fma` on the FMA
 //   pipe (a minimax polynomial of the least degree that meets the kernel's tolerance) rather
@@ -65,12 +65,6 @@ fn split_fixed(raw: vec4<u32>) -> array<vec4<f32>, 2> {
     return array<vec4<f32>, 2>(hi, lo);
 }
 
-// The i32 lanes n (|n| < 2^22) as f32, exactly, without a conversion: bits(1.5·2^23) + n is the
-// float 1.5·2^23 + n.
-fn small_int_to_f32(n: vec4<i32>) -> vec4<f32> {
-    return bitcast<vec4<f32>>(n + vec4<i32>(0x4B400000)) - vec4<f32>(12582912.0);
-}
-
 // The difference target − v, where v = tile[j * P + p] (packed vec4 number p of tile entry j),
 // in tile units; on the torus its absolute value at the minimum image (the kernel is even in each
 // coordinate, so the sign is never needed). Lanes beyond the real coordinates hold garbage and
@@ -80,11 +74,13 @@ fn diff(v: vec4<u32>, j: u32, p: u32) -> vec4<f32> {
     if FIXED {
         if TORUS {
             // The torus is the u32 circle, so the wrapping difference n is the minimum image in
-            // steps, exactly; its high and low 16 bits become floats without a conversion and
-            // n / 2^16 = hi + lo / 2^16 is rounded once.
+            // steps, exactly. n / 2^16 = hi + lo / 2^16 for its high (signed) and low 16 bits,
+            // made floats without a conversion: bits(1.5·2^23) + hi is the float 1.5·2^23 + hi,
+            // so hi − 128 is one exact subtraction away; lo | bits(2^23) is the float 2^23 + lo,
+            // which times 2^-16 is exactly 128 + lo / 2^16. The FMA adds the two, rounding once.
             let n = bitcast<vec4<i32>>(tgt[p] - v);
-            let hi = small_int_to_f32(n >> vec4<u32>(16u));
-            let lo = small_int_to_f32(n & vec4<i32>(0xffff));
+            let hi = bitcast<vec4<f32>>((n >> vec4<u32>(16u)) + vec4<i32>(0x4B400000)) - vec4<f32>(12583040.0);
+            let lo = bitcast<vec4<f32>>((n & vec4<i32>(0xffff)) | vec4<i32>(0x4B000000));
             d = abs(fma(lo, vec4<f32>(1.0 / 65536.0), hi));
         } else {
             d = (bitcast<vec4<f32>>(tgt[p]) - bitcast<vec4<f32>>(v)) + (tgt_lo[p] - tile_lo[j * P + p]);
