@@ -97,23 +97,29 @@ fn diff(v: vec4<u32>, j: u32, p: u32) -> vec4<f32> {
     return d;
 }
 
-// The product of the first `lanes` lanes.
-fn lane_product(v: vec4<f32>, lanes: u32) -> f32 {
+// f · Π_{k < lanes} (1 + r_k), one FMA a lane: f + f·r_k.
+fn times_one_plus(f: f32, r: vec4<f32>, lanes: u32) -> f32 {
     switch lanes {
         case 1u: {
-            return v.x;
+            return fma(f, r.x, f);
         }
         case 2u: {
-            return v.x * v.y;
+            let a = fma(f, r.x, f);
+            return fma(a, r.y, a);
         }
         case 3u: {
-            return v.x * v.y * v.z;
+            let a = fma(f, r.x, f);
+            let b = fma(a, r.y, a);
+            return fma(b, r.z, b);
         }
         case 4u: {
-            return v.x * v.y * v.z * v.w;
+            let a = fma(f, r.x, f);
+            let b = fma(a, r.y, a);
+            let c = fma(b, r.z, b);
+            return fma(c, r.w, c);
         }
         default: {
-            return 1.0;
+            return f;
         }
     }
 }
@@ -231,7 +237,7 @@ fn pair(j: u32, shift: f32) -> vec2<f32> {
             e = less_norm2(e, d, lanes);
         }
         if IMAGES > 0u {
-            f *= lane_product(vec4<f32>(1.0) + image_ratio(d * params.unit), lanes);
+            f = times_one_plus(f, image_ratio(d * params.unit), lanes);
         }
     }
     if FIXED {
