@@ -163,21 +163,36 @@ fn exp2_fma(x: vec4<f32>) -> vec4<f32> {
 }
 
 // Σ_{n≠0} exp2(-(x + nL)^2) / exp2(-x^2) lane-wise, for the minimum-image scaled distances
-// x = |difference| ≤ L/2: the nearer images exp2(nL(2x − nL)) and, unless negligible
-// (FAR_IMAGES), the farther ones exp2(−nL(2x + nL)). All arguments are ≤ 0.
+// x = |difference| ≤ L/2: the nearer images q_n = exp2(nL(2x − nL)) and, unless negligible
+// (FAR_IMAGES), the farther ones p_n = exp2(−nL(2x + nL)), all ≤ 1. Only q_1 and p_1 are
+// exponentials: q_n = q_(n−1) · q_1 · g^(n−1) with g = 2^(−2L²) (`params.image_decay`), and
+// likewise p_n.
 fn image_ratio(x: vec4<f32>) -> vec4<f32> {
     let l = params.side * params.unit;
-    var r = vec4<f32>(0.0);
-    var nl = 0.0;
-    for (var n = 0u; n < IMAGES; n++) {
-        nl += l;
-        r += image_exp2(fma(x, vec4<f32>(2.0 * nl), vec4<f32>(-nl * nl)));
+    let q1 = image_exp2(fma(x, vec4<f32>(2.0 * l), vec4<f32>(-l * l)));
+    var r = q1;
+    var p1 = vec4<f32>(0.0);
+    if FAR_IMAGES {
+        p1 = image_exp2(fma(x, vec4<f32>(-2.0 * l), vec4<f32>(-l * l)));
+        r += p1;
+    }
+    var q = q1;
+    var p = p1;
+    var decay = 1.0;
+    for (var n = 0u; n < LATER_IMAGES; n++) {
+        decay *= params.image_decay;
+        q *= q1 * decay;
+        r += q;
         if FAR_IMAGES {
-            r += image_exp2(fma(x, vec4<f32>(-2.0 * nl), vec4<f32>(-nl * nl)));
+            p *= p1 * decay;
+            r += p;
         }
     }
     return r;
 }
+
+// The images per side after the first (IMAGES ≥ 1 wherever `image_ratio` is called).
+const LATER_IMAGES: u32 = max(IMAGES, 1u) - 1u;
 
 // 2^v for an image term: `exp2_fma` on the FMA pipe, or (IMAGES_SFU, `frflow bench`'s
 // `torus-images-sfu` row only) the special-function unit's exp2, which costs a slow op per

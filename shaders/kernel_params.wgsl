@@ -27,8 +27,9 @@ struct KernelParams {
     n_cells: u32,
     n_blocks: u32,
     slot: u32,
+    // 2^(−2L²) for scaled L, the ratio between successive images' factors (see `image_ratio`).
+    image_decay: f32,
     pad0: u32,
-    pad1: u32,
     counts: vec4<u32>,
 }
 

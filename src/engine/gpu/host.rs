@@ -83,7 +83,10 @@ pub(crate) struct KernelParams {
     pub n_blocks: u32,
     /// The slot of the truncation buffer this sum's bound goes to.
     pub slot: u32,
-    pub pad: [u32; 2],
+    /// 2^(−2L²) for the scaled torus side L (0 on R^d): the ratio between successive periodic
+    /// images' factors (`image_ratio` in kernel_pair.wgsl).
+    pub image_decay: f32,
+    pub pad: u32,
     /// Cells per coordinate (1 beyond d).
     pub counts: [u32; 4],
 }
@@ -107,7 +110,8 @@ impl KernelParams {
             n_cells: 0,
             n_blocks: 0,
             slot: 0,
-            pad: [0; 2],
+            image_decay: layout.side.map_or(0.0, |l| (-2.0 * (l * layout.scale).powi(2)).exp2()) as f32,
+            pad: 0,
             counts: [1; 4],
         }
     }
