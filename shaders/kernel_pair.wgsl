@@ -196,7 +196,8 @@ const LATER_IMAGES: u32 = max(IMAGES, 1u) - 1u;
 
 // 2^v for an image term: `exp2_fma` on the FMA pipe, or (IMAGES_SFU, `frflow bench`'s
 // `torus-images-sfu` row only) the special-function unit's exp2, which costs a slow op per
-// coordinate and image but fewer instructions; which is faster depends on the card.
+// coordinate (two with the farther images) but fewer instructions; which is faster depends on
+// the card.
 fn image_exp2(v: vec4<f32>) -> vec4<f32> {
     var r: vec4<f32>;
     if IMAGES_SFU {
