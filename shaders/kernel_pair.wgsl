@@ -268,6 +268,20 @@ fn rescale(e: f32) {
     m = e;
 }
 
+// The largest lane.
+fn max4(v: vec4<f32>) -> f32 {
+    return max(max(v.x, v.y), max(v.z, v.w));
+}
+
+// Adds four terms to the accumulators, times their periodic images' factors where there are any.
+fn add_terms(term: vec4<f32>, factors: vec4<f32>) {
+    if IMAGES > 0u {
+        acc = fma(term, factors, acc);
+    } else {
+        acc += term;
+    }
+}
+
 // Adds tile entries j .. j + 3 to the accumulators, unchecked: `sum_tile` catches an overflow.
 fn accumulate(j: u32) {
     let p0 = pair(j, m);
@@ -275,11 +289,7 @@ fn accumulate(j: u32) {
     let p2 = pair(j + 2u, m);
     let p3 = pair(j + 3u, m);
     let term = exp2(vec4<f32>(p0.x, p1.x, p2.x, p3.x));
-    if IMAGES > 0u {
-        acc = fma(term, vec4<f32>(p0.y, p1.y, p2.y, p3.y), acc);
-    } else {
-        acc += term;
-    }
+    add_terms(term, vec4<f32>(p0.y, p1.y, p2.y, p3.y));
 }
 
 // Adds tile entries j .. j + 3 to the accumulators, raising the shift first when one of them
@@ -290,16 +300,12 @@ fn accumulate_checked(j: u32) {
     let p2 = pair(j + 2u, 0.0);
     let p3 = pair(j + 3u, 0.0);
     let e = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
-    let emax = max(max(e.x, e.y), max(e.z, e.w));
+    let emax = max4(e);
     if emax > m + RESCALE {
         rescale(emax);
     }
     let term = exp2(e - vec4<f32>(m));
-    if IMAGES > 0u {
-        acc = fma(term, vec4<f32>(p0.y, p1.y, p2.y, p3.y), acc);
-    } else {
-        acc += term;
-    }
+    add_terms(term, vec4<f32>(p0.y, p1.y, p2.y, p3.y));
 }
 
 // The staged tile summed again from `before` with the shift checked every four sources.
@@ -322,10 +328,11 @@ fn sum_tile() {
     for (var j = 0u; j < WG; j += 4u) {
         accumulate(j);
     }
-    if !(max(max(acc.x, acc.y), max(acc.z, acc.w)) < OVERFLOW) {
+    var top = max4(acc);
+    if !(top < OVERFLOW) {
         redo_tile(before);
+        top = max4(acc);
     }
-    let top = max(max(acc.x, acc.y), max(acc.z, acc.w));
     if top > exp2(RESCALE) {
         rescale(m + floor(log2(top)));
     }

@@ -498,6 +498,19 @@ pub fn bench_minimal_kernel_sum(
 mod tests {
     use super::*;
 
+    /// The device the GPU tests use (FRFLOW_DEVICE, lavapipe by default), as tests/common's
+    /// `context` opens it: `None` skips a test, unless FRFLOW_REQUIRE_GPU=1, which fails it.
+    fn context() -> Option<GpuContext> {
+        let selector = std::env::var("FRFLOW_DEVICE").unwrap_or_else(|_| "llvmpipe".into());
+        match GpuContext::new(Some(&selector)) {
+            Ok(ctx) => Some(ctx),
+            Err(e) => {
+                assert!(std::env::var("FRFLOW_REQUIRE_GPU").as_deref() != Ok("1"), "no adapter {selector:?}: {e}");
+                None
+            }
+        }
+    }
+
     /// The unchecked module of every kernel path (what the engines run) gives the same bits as
     /// the bounds-checked one (d = 1, 3, 4, 8; targets = sources, with and without a partial last
     /// tile): an index past an array that changes a sum shows here. (Not every such index does:
@@ -505,14 +518,7 @@ mod tests {
     /// did not.)
     #[test]
     fn every_kernel_path_unchecked_matches_the_checked_module() {
-        let selector = std::env::var("FRFLOW_DEVICE").unwrap_or_else(|_| "llvmpipe".into());
-        let ctx = match GpuContext::new(Some(&selector)) {
-            Ok(ctx) => ctx,
-            Err(e) => {
-                assert!(std::env::var("FRFLOW_REQUIRE_GPU").as_deref() != Ok("1"), "no adapter {selector:?}: {e}");
-                return;
-            }
-        };
+        let Some(ctx) = context() else { return };
         for path in KernelPath::ALL {
             let (domain, eps) = path.geometry();
             for (dim, n) in [(1, 300), (3, 256), (4, 97), (8, 130)] {
@@ -543,14 +549,7 @@ mod tests {
     /// decades. (On the device the GPU tests use; skipped only where they are.)
     #[test]
     fn images_on_the_special_unit_give_the_same_sums() {
-        let selector = std::env::var("FRFLOW_DEVICE").unwrap_or_else(|_| "llvmpipe".into());
-        let ctx = match GpuContext::new(Some(&selector)) {
-            Ok(ctx) => ctx,
-            Err(e) => {
-                assert!(std::env::var("FRFLOW_REQUIRE_GPU").as_deref() != Ok("1"), "no adapter {selector:?}: {e}");
-                return;
-            }
-        };
+        let Some(ctx) = context() else { return };
         let space = Space::new(3, Domain::Torus { side: 1.0 }).unwrap();
         let kernel = Gaussian::new(&space, 0.1, true, "epsilon").unwrap();
         let n = 517;
