@@ -10,11 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn fresh_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("reliability-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+mod common {
+    pub mod small_run;
 }
+use common::small_run::{config, fresh_dir};
 
 fn frflow() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_frflow"));
@@ -26,42 +25,6 @@ fn frflow() -> Command {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A small CPU problem (variant C, auto step) with `n` particles and `steps` steps.
-fn config(steps: u64, n: usize) -> String {
-    format!(
-        r#"
-seed = 3
-engine = "cpu"
-sigma = 0.5
-[domain]
-kind = "torus"
-dim = 2
-[reference]
-kind = "uniform"
-[kernel]
-epsilon = 0.08
-variant = "C"
-[[energy]]
-kind = "potential"
-potential = "cosine"
-amplitude = 1.0
-frequency = 2
-[particles]
-n = {n}
-init = {{ kind = "uniform" }}
-[time]
-h = "auto"
-h_max = 0.2
-steps = {steps}
-[output]
-every = 5
-checkpoint_every = 10
-snapshot_every = 5
-plot = false
-"#
-    )
 }
 
 /// Writes `text` as `DIR/run.toml` and returns its path.

@@ -3,51 +3,14 @@
 use frflow::engine::{Diagnostics, Engine};
 use frflow::flow::{Observer, Termination};
 use frflow::runner::{RunRequest, resume, run_config};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-fn fresh_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("frflow-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+mod common {
+    pub mod small_run;
 }
-
-/// A small problem whose weights move a lot: variant C (two N×N passes), auto step size.
-fn config(steps: u64, n: usize) -> String {
-    format!(
-        r#"
-seed = 3
-engine = "cpu"
-sigma = 0.5
-[domain]
-kind = "torus"
-dim = 2
-[reference]
-kind = "uniform"
-[kernel]
-epsilon = 0.08
-variant = "C"
-[[energy]]
-kind = "potential"
-potential = "cosine"
-amplitude = 1.0
-frequency = 2
-[particles]
-n = {n}
-init = {{ kind = "uniform" }}
-[time]
-h = "auto"
-h_max = 0.2
-steps = {steps}
-[output]
-every = 5
-checkpoint_every = 10
-snapshot_every = 20
-plot = false
-"#
-    )
-}
+use common::small_run::{config, fresh_dir};
 
 /// Raises the interrupt flag once the run reaches `at`.
 struct InterruptAt {
