@@ -13,6 +13,7 @@
 //! differences, so the engine is rebuilt once with the box grown to hold them (the state is kept).
 
 use super::build::{self, Builder, Pass, staging, submit};
+use super::cells;
 use super::host::{DivParams, control};
 use super::kernels;
 use super::{Cache, GpuEngine};
@@ -173,20 +174,7 @@ impl GpuEngine {
                 None => None,
             };
             let truncation = b.zeros("at_truncation", 16);
-            let eps_sum = |targets: &wgpu::Buffer,
-                           nt: usize,
-                           sources: &wgpu::Buffer,
-                           ns: usize,
-                           out: &wgpu::Buffer,
-                           from_nodes: bool,
-                           slot: u32| match &cut {
-                Some((from_particles, from_node_sources)) => {
-                    let sum =
-                        if from_nodes { from_node_sources.as_ref().expect("D's node grid") } else { from_particles };
-                    sum.passes(&b, header, targets, sources, out, &ctl, &truncation, slot)
-                }
-                None => b.kernel_sum(eps, targets, nt, sources, ns, out, &ctl),
-            };
+            let eps_sum = cells::eps_sum(&b, header, eps, cut.as_ref().map(|c| (c, &truncation)), &ctl);
             let nodes = b.init("at_nodes", bytemuck::cast_slice(&eps.pack(&fixed.nodes)));
             passes.extend(m.variant.kernelization().passes_at(&GpuDiv {
                 b: &b,

@@ -155,10 +155,8 @@ impl CellSum {
 pub(crate) struct EngineCells {
     /// The grid over the particles.
     pub grid: CellGrid,
-    /// Particle sources, at the particles (A, B, C) or at the quadrature nodes (D, D′).
-    pub from_particles: CellSum,
-    /// D, D′: node sources (a grid over the nodes), at the particles.
-    pub from_nodes: Option<CellSum>,
+    /// The evaluation's ε-kernel sums at the particles.
+    pub sums: EpsCellSums,
     /// D, D′: the grid over the nodes.
     node_grid: Option<CellGrid>,
     tolerance: f64,
@@ -197,27 +195,20 @@ impl EngineCells {
             };
             Some(node_grid)
         };
-        let (from_particles, from_nodes) =
-            Self::sums(b, ks, &grid, node_grid.as_ref(), (tolerance, max_error), positions, nodes)?;
+        let sums = Self::sums(b, ks, &grid, node_grid.as_ref(), (tolerance, max_error), positions, nodes)?;
         let truncation = b.zeros("truncation", slots * 8);
-        Ok(Some(EngineCells { grid, from_particles, from_nodes, node_grid, tolerance, max_error, truncation, slots }))
+        Ok(Some(EngineCells { grid, sums, node_grid, tolerance, max_error, truncation, slots }))
     }
 
     /// The sums at `points` (and for D and D′ at their quadrature `nodes`) over the evaluation's
     /// sources, for `rates_at` (see [`EngineCells::sums`]).
-    pub fn at(
-        &self,
-        b: &Builder,
-        ks: &KernelSpace,
-        points: &[f64],
-        nodes: &[f64],
-    ) -> Result<(CellSum, Option<CellSum>)> {
+    pub fn at(&self, b: &Builder, ks: &KernelSpace, points: &[f64], nodes: &[f64]) -> Result<EpsCellSums> {
         let limits = (self.tolerance, self.max_error);
         Self::sums(b, ks, &self.grid, self.node_grid.as_ref(), limits, points, nodes)
     }
 
-    /// (Particle sources at `points`, or at their `nodes` for D and D′; for D and D′ node
-    /// sources at `points`.)
+    /// Particle sources at `points`, or at their `nodes` for D and D′; for D and D′ node
+    /// sources at `points`.
     fn sums(
         b: &Builder,
         ks: &KernelSpace,
@@ -226,14 +217,25 @@ impl EngineCells {
         (tolerance, max_error): (f64, f64),
         points: &[f64],
         nodes: &[f64],
-    ) -> Result<(CellSum, Option<CellSum>)> {
+    ) -> Result<EpsCellSums> {
         let n = grid.order().len();
         Ok(match node_grid {
-            None => (CellSum::new(b, ks, grid, points, n, tolerance, max_error)?, None),
-            Some(node_grid) => (
-                CellSum::new(b, ks, grid, nodes, n, tolerance, max_error)?,
-                Some(CellSum::new(b, ks, node_grid, points, node_grid.order().len(), tolerance, max_error)?),
-            ),
+            None => EpsCellSums {
+                from_particles: CellSum::new(b, ks, grid, points, n, tolerance, max_error)?,
+                from_nodes: None,
+            },
+            Some(node_grid) => EpsCellSums {
+                from_particles: CellSum::new(b, ks, grid, nodes, n, tolerance, max_error)?,
+                from_nodes: Some(CellSum::new(
+                    b,
+                    ks,
+                    node_grid,
+                    points,
+                    node_grid.order().len(),
+                    tolerance,
+                    max_error,
+                )?),
+            },
         })
     }
 
@@ -305,6 +307,37 @@ impl KernelCells {
     /// The sum at `points` over the particles.
     pub fn at(&self, b: &Builder, ks: &KernelSpace, points: &[f64]) -> Result<CellSum> {
         CellSum::new(b, ks, &self.grid, points, self.grid.order().len(), self.tolerance, self.max_error)
+    }
+}
+
+/// The cell sums of an evaluation's ε-kernel sums at some targets (the particles, or the points
+/// of `rates_at`).
+pub(crate) struct EpsCellSums {
+    /// Particle sources, at the targets (A, B, C) or at their quadrature nodes (D, D′).
+    from_particles: CellSum,
+    /// D, D′: node sources (a grid over the particles' nodes), at the targets.
+    from_nodes: Option<CellSum>,
+}
+
+/// One ε-kernel sum of an evaluation, as the variants ask for it ([`crate::variant::EpsSum`]): by `cells` (with
+/// the truncation buffer their bounds go to) where the cutoff uses them, else over all pairs.
+pub(crate) fn eps_sum<'a>(
+    b: &'a Builder,
+    header: &'a Header,
+    eps: &'a KernelSpace,
+    cells: Option<(&'a EpsCellSums, &'a wgpu::Buffer)>,
+    control: &'a wgpu::Buffer,
+) -> impl Fn(&wgpu::Buffer, usize, &wgpu::Buffer, usize, &wgpu::Buffer, bool, u32) -> Result<Vec<Pass>> + 'a {
+    move |targets, nt, sources, ns, out, from_nodes, slot| match cells {
+        Some((sums, truncation)) => {
+            let sum = if from_nodes {
+                sums.from_nodes.as_ref().expect("node sources come only with D and D′, whose cells have a node grid")
+            } else {
+                &sums.from_particles
+            };
+            sum.passes(b, header, targets, sources, out, control, truncation, slot)
+        }
+        None => b.kernel_sum(eps, targets, nt, sources, ns, out, control),
     }
 }
 

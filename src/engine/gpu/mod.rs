@@ -325,24 +325,9 @@ impl GpuEngine {
         let cell_nodes: &[f64] = if quad { &fixed.nodes } else { &[] };
         let cells =
             cells::EngineCells::new(&b, &eps, model.cutoff, &model.space, &particles.positions, cell_nodes, slots)?;
-        // One ε-kernel sum (the `slot`-th of the evaluation); `from_nodes`: the sources are the
-        // quadrature nodes.
-        let eps_sum = |targets: &wgpu::Buffer,
-                       nt: usize,
-                       sources: &wgpu::Buffer,
-                       ns: usize,
-                       out: &wgpu::Buffer,
-                       from_nodes: bool,
-                       slot: u32| match &cells {
-            Some(c) => {
-                let sum =
-                    if from_nodes { c.from_nodes.as_ref().expect("built with the nodes") } else { &c.from_particles };
-                sum.passes(&b, &header, targets, sources, out, ctl, &c.truncation, slot)
-            }
-            None => b.kernel_sum(&eps, targets, nt, sources, ns, out, ctl),
-        };
         let mut eval = energies.passes(&b, &header, n, &bufs.lw, &fixed_buf, &bufs.energy, ctl)?;
         if has_div {
+            let eps_sum = cells::eps_sum(&b, &header, &eps, cells.as_ref().map(|c| (&c.sums, &c.truncation)), ctl);
             let (passes, merged_by_summarise) = variant.passes(&GpuDiv {
                 b: &b,
                 header: &header,
