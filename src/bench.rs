@@ -8,11 +8,15 @@
 //! Batches grow until one lasts at least `min_batch_seconds`, so launch overhead is measured
 //! honestly at small N and hidden at large N only as far as the step itself hides it.
 
+use crate::config::GpuSettings;
 use crate::engine::Engine;
 use crate::engine::cells::Cutoff;
 use crate::engine::cpu::{CpuEngine, log_kernel_sum, minimal_kernel_sum};
 use crate::engine::gpu::context::GpuContext;
-use crate::engine::gpu::{GpuEngine, KernelPath, SinkhornLogSum, bench_log_kernel_sum, bench_minimal_kernel_sum};
+use crate::engine::gpu::{
+    GpuEngine, GpuOptions, ImageExponentials, KernelPath, SinkhornLogSum, bench_log_kernel_sum,
+    bench_minimal_kernel_sum,
+};
 use crate::error::{Error, Result};
 use crate::io::data::{bumps_regression, gaussian_mixture_sample};
 use crate::model::{
@@ -82,6 +86,9 @@ pub struct BenchOptions {
     /// Workgroup size (and source tile) of the kernel-sum passes, timed alone and in steps
     /// (default 128).
     pub workgroup_size: Option<u32>,
+    /// Where the steps' GPU engine computes the periodic images' exponentials (the kernel
+    /// passes time both ways: `torus-images` and `torus-images-sfu`).
+    pub image_exponentials: ImageExponentials,
     /// The card's pair-evaluation ceiling, to report the fraction reached.
     pub ceiling: Option<f64>,
     /// Also time one Sinkhorn pass (see [`BenchKind::Sinkhorn`]).
@@ -449,12 +456,11 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
             let pairs = pairs_per_step(&model, n);
             let mut engine: Box<dyn Engine> = match &ctx {
                 Some(ctx) => {
-                    let defaults = crate::engine::gpu::GpuOptions::default();
-                    let options = crate::engine::gpu::GpuOptions {
-                        checked_shaders: opts.checked,
-                        kernel_workgroup: opts.workgroup_size.unwrap_or(defaults.kernel_workgroup),
-                        ..defaults
+                    let settings = GpuSettings {
+                        workgroup_size: opts.workgroup_size,
+                        image_exponentials: opts.image_exponentials,
                     };
+                    let options = GpuOptions { checked_shaders: opts.checked, ..settings.options() };
                     Box::new(GpuEngine::with_options(ctx.clone(), model, particles, options)?)
                 }
                 None => Box::new(CpuEngine::new(model, particles)?),

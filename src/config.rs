@@ -34,6 +34,7 @@
 //! ```
 
 pub use crate::energy::EnergyConfig;
+use crate::engine::gpu::{GpuOptions, ImageExponentials};
 use crate::error::{Error, Result};
 use crate::flow::RunOptions;
 use crate::io::data::{MAX_GENERATED_ROWS, gaussian_mixture_sample, load_points};
@@ -131,8 +132,8 @@ pub struct Problem {
     pub engine: EngineChoice,
     /// The GPU adapter to use (name, kind or index), passed through to the GPU engine.
     pub device: Option<String>,
-    /// The GPU engine's kernel-sum workgroup size (`None`: its default).
-    pub workgroup_size: Option<u32>,
+    /// The GPU engine's settings from the config.
+    pub gpu: GpuSettings,
     /// The seed of the positions.
     pub seed: u64,
     /// μ₀, the law the positions were drawn from (closed-form references need it).
@@ -140,6 +141,28 @@ pub struct Problem {
     /// Where each energy term's data came from (`None` for a term without data), so that a
     /// picture or an experiment can compare with the truth behind generated data.
     pub data: Vec<Option<DataOrigin>>,
+}
+
+/// What a config sets of the GPU engine besides the adapter (the top-level `workgroup_size` and
+/// `image_exponentials`); the CPU engine ignores them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GpuSettings {
+    /// The kernel-sum workgroup size (`None`: the engine's default).
+    pub workgroup_size: Option<u32>,
+    /// Where the periodic images' exponentials are computed.
+    pub image_exponentials: ImageExponentials,
+}
+
+impl GpuSettings {
+    /// The engine options these settings give, the others at their defaults.
+    pub fn options(self) -> GpuOptions {
+        let defaults = GpuOptions::default();
+        GpuOptions {
+            kernel_workgroup: self.workgroup_size.unwrap_or(defaults.kernel_workgroup),
+            image_exponentials: self.image_exponentials,
+            ..defaults
+        }
+    }
 }
 
 /// Where an energy term's data came from.
@@ -265,6 +288,9 @@ pub struct Config {
     /// The GPU engine's kernel-sum workgroup size (default 128; see `frflow bench --workgroup-size`).
     #[serde(default)]
     pub workgroup_size: Option<u32>,
+    /// Where the GPU engine computes the periodic images' exponentials: fma (default) or sfu.
+    #[serde(default)]
+    pub image_exponentials: ImageExponentials,
     /// σ ≥ 0.
     pub sigma: f64,
     /// kl (default) or chi2.
@@ -911,7 +937,7 @@ impl Config {
             output,
             engine: self.engine,
             device: self.device.clone(),
-            workgroup_size: self.workgroup_size,
+            gpu: GpuSettings { workgroup_size: self.workgroup_size, image_exponentials: self.image_exponentials },
             seed: self.seed,
             init,
             data: self.energy.iter().map(|e| e.origin(dim)).collect(),

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use frflow::bench::{BenchOptions, run_bench};
 use frflow::config::EngineChoice;
+use frflow::engine::gpu::ImageExponentials;
 use frflow::flow::{Summary, Termination};
 use frflow::runner::{RunRequest, resume, run_config, run_file};
 use std::path::{Path, PathBuf};
@@ -106,6 +107,9 @@ enum Command {
         /// Workgroup size (and source tile) of the kernel-sum passes, alone and in steps: a multiple of 4 (default 128).
         #[arg(long)]
         workgroup_size: Option<u32>,
+        /// Where the steps' GPU engine computes the periodic images' exponentials: fma (a polynomial on the FMA pipe, the default) or sfu (the special-function unit's exp2); the kernel passes time both (torus-images, torus-images-sfu).
+        #[arg(long, default_value = "fma", value_parser = ImageExponentials::from_str)]
+        image_exponentials: ImageExponentials,
         /// The card's ceiling in pair evaluations per second (e.g. 3.9e12 for an H100), to report the fraction reached.
         #[arg(long)]
         ceiling: Option<f64>,
@@ -319,6 +323,7 @@ fn main() -> ExitCode {
             min_batch_seconds,
             checked,
             workgroup_size,
+            image_exponentials,
             ceiling,
             sinkhorn,
             hardware_only,
@@ -359,6 +364,7 @@ fn main() -> ExitCode {
                 device,
                 checked,
                 workgroup_size,
+                image_exponentials,
                 ceiling,
                 sinkhorn,
                 hardware_only,

@@ -5,11 +5,11 @@
 //! `checkpoint.bin`, and at the end `weights.npy`, `log_weights.npy`, `summary.json`,
 //! `particles.png` and `particles.svg`.
 
-use crate::config::{Config, EngineChoice, Problem};
+use crate::config::{Config, EngineChoice, GpuSettings, Problem};
 use crate::engine::Engine;
 use crate::engine::cpu::CpuEngine;
+use crate::engine::gpu::GpuEngine;
 use crate::engine::gpu::context::GpuContext;
-use crate::engine::gpu::{GpuEngine, GpuOptions};
 use crate::error::{Error, Result};
 use crate::flow::{Observer, Summary, run};
 use crate::io::guard::{LOCK_FILE, OutputLock};
@@ -27,11 +27,11 @@ use std::sync::atomic::AtomicBool;
 pub fn build_engine(
     choice: EngineChoice,
     device: Option<&str>,
-    workgroup_size: Option<u32>,
+    gpu: GpuSettings,
     model: Model,
     particles: Particles,
 ) -> Result<Box<dyn Engine>> {
-    build_engine_noting(choice, device, workgroup_size, model, particles, |note| eprintln!("frflow: {note}"))
+    build_engine_noting(choice, device, gpu, model, particles, |note| eprintln!("frflow: {note}"))
 }
 
 /// [`build_engine`], passing its note (why `auto` uses the CPU engine) to `note` instead of
@@ -39,15 +39,13 @@ pub fn build_engine(
 pub fn build_engine_noting(
     choice: EngineChoice,
     device: Option<&str>,
-    workgroup_size: Option<u32>,
+    settings: GpuSettings,
     model: Model,
     particles: Particles,
     note: impl FnOnce(&str),
 ) -> Result<Box<dyn Engine>> {
     let gpu = |model, particles| -> Result<Box<dyn Engine>> {
-        let defaults = GpuOptions::default();
-        let options = GpuOptions { kernel_workgroup: workgroup_size.unwrap_or(defaults.kernel_workgroup), ..defaults };
-        Ok(Box::new(GpuEngine::with_options(GpuContext::new(device)?, model, particles, options)?))
+        Ok(Box::new(GpuEngine::with_options(GpuContext::new(device)?, model, particles, settings.options())?))
     };
     let auto = choice == EngineChoice::Auto;
     match choice.resolve() {
@@ -390,12 +388,12 @@ fn execute(
     fingerprint: u64,
     request: RunRequest,
 ) -> Result<Summary> {
-    let Problem { model, particles, run: options, output, engine, device, workgroup_size, .. } = problem;
+    let Problem { model, particles, run: options, output, engine, device, gpu, .. } = problem;
     let choice = request.engine.unwrap_or(engine);
     let device = request.device.or(device);
     let dim = model.space.dim;
     let plot_inputs = output.plot.then(|| (model.clone(), particles.clone()));
-    let mut engine = build_engine(choice, device.as_deref(), workgroup_size, model, particles)?;
+    let mut engine = build_engine(choice, device.as_deref(), gpu, model, particles)?;
     let resume_step = state.as_ref().map(|s| s.step);
     if let Some(s) = state {
         engine.set_state(s)?;

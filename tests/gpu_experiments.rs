@@ -95,3 +95,44 @@ fn workgroup_size_in_a_config_reaches_the_gpu_engine() {
         other => panic!("expected an Invalid error naming workgroup_size, got {:?}", other.map(|_| ())),
     }
 }
+
+/// A run config's `image_exponentials` reaches the GPU engine, whose name in the summary gives
+/// the kernel path; a value other than fma or sfu is refused naming the key and both values.
+#[test]
+fn image_exponentials_in_a_config_reach_the_gpu_engine() {
+    if common::context().is_none() {
+        return;
+    }
+    // A torus with images: ε = 0.1 on the unit torus.
+    let problem = r#"
+engine = "gpu"
+device = "llvmpipe"
+sigma = 0.5
+[domain]
+kind = "torus"
+dim = 2
+[kernel]
+epsilon = 0.1
+variant = "A"
+[particles]
+n = 500
+[time]
+h = 0.01
+steps = 5
+[output]
+plot = false
+"#;
+    let run = |extra: &str| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gpu-image-exponentials");
+        let _ = std::fs::remove_dir_all(&out);
+        let text = format!("{extra}\n{problem}");
+        frflow::runner::run_config(&text, Path::new("."), &out, Default::default())
+    };
+    let (fma, sfu) = (run("").unwrap(), run("image_exponentials = \"sfu\"").unwrap());
+    assert!(fma.engine.ends_with(", torus-images)"), "{}", fma.engine);
+    assert!(sfu.engine.ends_with(", torus-images-sfu)"), "{}", sfu.engine);
+    let (a, b) = (fma.diagnostics.variance[0], sfu.diagnostics.variance[0]);
+    assert!((a - b).abs() < 1e-5 * a, "variance {a} vs {b}");
+    let err = run("image_exponentials = \"gpu\"").map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("image_exponentials") && err.contains("fma") && err.contains("sfu"), "{err}");
+}

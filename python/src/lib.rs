@@ -325,7 +325,7 @@ fn run_options(
 /// CPU engine), silently.
 fn build_engine(choice: EngineChoice, device: Option<&str>, problem: &Problem) -> frflow::Result<Box<dyn Engine>> {
     let (model, particles) = (problem.model.clone(), problem.particles.clone());
-    frflow::runner::build_engine_noting(choice, device, problem.workgroup_size, model, particles, |_| {})
+    frflow::runner::build_engine_noting(choice, device, problem.gpu, model, particles, |_| {})
 }
 
 /// Records the diagnostics every `every` steps and at the end, and calls the user's callback.

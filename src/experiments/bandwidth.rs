@@ -489,7 +489,7 @@ fn run_one(
     let problem = spec.config(variant, n, epsilon, seed).build(&spec.base.base_dir)?;
     let model = &problem.model;
     let target = Minimiser::of(model)?;
-    let (device, wg) = (problem.device.as_deref(), problem.workgroup_size);
+    let (device, wg) = (problem.device.as_deref(), problem.gpu);
     let mut engine = build_engine(choice, device, wg, model.clone(), problem.particles.clone())?;
     let o = &problem.run;
     let observer = BarObserver {

@@ -355,7 +355,7 @@ fn run_one(
     };
     let reference = ReferenceSystem::choose(spec.sweep.reference, &problem, big)?;
     let device = problem.device.clone();
-    let wg = problem.workgroup_size;
+    let wg = problem.gpu;
     let mut engine = build_engine(choice, device.as_deref(), wg, problem.model.clone(), problem.particles.clone())?;
     // The large system solves the same model (its data included) from its own positions.
     let big_engine =

@@ -243,8 +243,8 @@ pub(crate) struct Header {
     pub far_images: bool,
     /// Degree of `exp2_fma`'s polynomial for the images (see `Layout::exp2_degree`).
     pub exp2_degree: u32,
-    /// The images' exponentials by `exp2` on the special-function unit instead of `exp2_fma`:
-    /// `frflow bench`'s `torus-images-sfu` row only, which measures that trade on a card.
+    /// The images' exponentials by `exp2` on the special-function unit instead of `exp2_fma`
+    /// (`GpuOptions::image_exponentials`, and `frflow bench`'s `torus-images-sfu` row).
     pub images_sfu: bool,
     /// The variant's index (A, B, C, D, D′, exact).
     pub variant: u32,

@@ -86,6 +86,33 @@ use energies::Energies;
 use host::{Counts, DivParams, FinalParams, NONE, StepParams, control, stats};
 use kernels::{ELEMENT_WG, Header, KERNEL_WG, REDUCE_GROUPS, REDUCE_WG};
 
+/// Where the kernel sums compute their periodic images' exponentials (torus kernels with images,
+/// such as ε = 0.1 on the unit torus; every other kernel has none). Both give the same sums to
+/// f32 accuracy (`images_on_the_special_unit_give_the_same_sums`); which is faster depends on
+/// the card, and `frflow bench` times both (README, "What the counts predict on a GPU").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageExponentials {
+    /// `exp2_fma`, a polynomial on the FMA pipe: one special-function op per pair, about ten
+    /// more instructions per coordinate.
+    #[default]
+    Fma,
+    /// The hardware `exp2` on the special-function unit: 1 + d special-function ops per pair,
+    /// about half the instructions.
+    Sfu,
+}
+
+impl std::str::FromStr for ImageExponentials {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fma" => Ok(ImageExponentials::Fma),
+            "sfu" => Ok(ImageExponentials::Sfu),
+            _ => Err(Error::invalid("image_exponentials", s, "\"fma\" or \"sfu\"")),
+        }
+    }
+}
+
 /// Engine options; the defaults are what a run wants.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GpuOptions {
@@ -110,6 +137,8 @@ pub struct GpuOptions {
     /// Above how many particles `cutoff = "auto"` sums by cells (2^16: below it all pairs are
     /// fast on any GPU). A test hook, like `max_workgroups_per_dimension`.
     pub auto_cells_above: usize,
+    /// Where the periodic images' exponentials are computed (FMA pipe by default).
+    pub image_exponentials: ImageExponentials,
 }
 
 impl Default for GpuOptions {
@@ -122,6 +151,7 @@ impl Default for GpuOptions {
             kernel_workgroup: KERNEL_WG,
             run_ahead: true,
             auto_cells_above: cells::AUTO_CELLS_ABOVE,
+            image_exponentials: ImageExponentials::Fma,
         }
     }
 }
@@ -239,6 +269,7 @@ impl GpuEngine {
         let header = Header {
             variant: model.variant.index(),
             kl: model.divergence == Divergence::Kl,
+            images_sfu: options.image_exponentials == ImageExponentials::Sfu,
             ..Header::plain(d, model.space.side().is_some())
         };
         let eps = KernelSpace::new(
@@ -746,7 +777,7 @@ impl Engine for GpuEngine {
             Some(step) => format!(", all pairs from step {step} (cutoff auto: a truncation bound above max_error)"),
             None => String::new(),
         };
-        format!("gpu-f32 ({}, {:?}){fell_back}{host}", info.name, info.backend)
+        format!("gpu-f32 ({}, {:?}, {}){fell_back}{host}", info.name, info.backend, self.kernel_path())
     }
 
     fn kernel_path(&self) -> String {
