@@ -9,9 +9,11 @@
 # Every row carries its kernel path and its ratio to the minimal Gaussian sum timed in the same
 # run (`frflow bench`'s yardstick), so the figures say how close frflow is to the card's limit
 # with or without a ceiling. The `torus-images-sfu` kernel row times the images' exponentials on
-# the special-function unit against `torus-images` (exp2_fma on the FMA pipe, what the engines
-# take): whichever wins on the card is the engines' choice to make next (README, cost model). A software adapter is refused (--hardware-only): a silent fallback
-# to lavapipe would take hours at these sizes.
+# the special-function unit against `torus-images` (exp2_fma on the FMA pipe, the engines'
+# default), and the d3-A-sfu run times variant-A steps with `image_exponentials = "sfu"`: the
+# cost model predicts the special-function unit about 1.7 times faster on an H100 (README); if the
+# card agrees, the default should change. A software adapter is refused (--hardware-only): a
+# silent fallback to lavapipe would take hours at these sizes.
 #
 # Ceilings (pair evaluations per second, the special-function unit's exp2 rate and instruction
 # issue): wgpu does not report a card's clock or unit count, so they come from the environment,
@@ -42,6 +44,8 @@ run() { # NAME ARGS...: one benchmark, its JSON kept, its wall time printed
 }
 # d = 3 at N = 2^20: the minimal kernel, every kernel path, and variant A and B steps.
 run d3-AB --n 1048576 --d 3 --variant A,B --repeats 3 $(ceiling 3)
+# The same variant-A step with the images' exponentials on the special-function unit.
+run d3-A-sfu --n 1048576 --d 3 --variant A --image-exponentials sfu --repeats 3 --kernel-paths none $(ceiling 3)
 # The two-pass and quadrature variants at sizes where a step takes well under a second.
 # Each later run times the kernel paths it is about, not all seven again (--kernel-paths).
 run d3-C --n 262144 --d 3 --variant C --repeats 3 --kernel-paths none $(ceiling 3)
