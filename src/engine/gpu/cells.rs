@@ -319,8 +319,9 @@ pub(crate) struct EpsCellSums {
     from_nodes: Option<CellSum>,
 }
 
-/// One ε-kernel sum of an evaluation, as the variants ask for it ([`crate::variant::EpsSum`]): by `cells` (with
-/// the truncation buffer their bounds go to) where the cutoff uses them, else over all pairs.
+/// One ε-kernel sum of an evaluation, as the variants ask for it ([`crate::variant::EpsSum`]):
+/// by `cells` (with the truncation buffer their bounds go to) where the cutoff uses them, else
+/// over all pairs.
 pub(crate) fn eps_sum<'a>(
     b: &'a Builder,
     header: &'a Header,
