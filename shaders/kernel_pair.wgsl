@@ -7,8 +7,9 @@
 // Everything is in log2 units: coordinates are pre-scaled so that exp(-|x - y|^2 / (2 eps^2)) is
 // exp2(-|x' - y'|^2), and coefficients are multiplied by log2(e).
 //
-// Cost per pair: exactly one special-function op (the exp2 of the pair's exponent) on every path;
-// `tests/kernel_op_count.rs` counts them in naga's IR. What would need more is done otherwise:
+// Cost per pair: exactly one special-function op (the exp2 of the pair's exponent) on every path
+// but IMAGES_SFU (an engine option, off by default); `tests/kernel_op_count.rs` counts them in
+// naga's IR. What would need more is done otherwise:
 // - Minimum image on the torus: both points lie in [-L/2, L/2), so their difference d lies in
 //   (-L, L) and min(|d|, L − |d|) is the minimum-image distance (no round()).
 // - Large coordinates (FIXED): 32-bit fixed point. On R^d it is split when a point is staged
@@ -194,10 +195,10 @@ fn image_ratio(x: vec4<f32>) -> vec4<f32> {
 // The images per side after the first (IMAGES ≥ 1 wherever `image_ratio` is called).
 const LATER_IMAGES: u32 = max(IMAGES, 1u) - 1u;
 
-// 2^v for an image term: `exp2_fma` on the FMA pipe, or (IMAGES_SFU, `frflow bench`'s
-// `torus-images-sfu` row only) the special-function unit's exp2, which costs a slow op per
-// coordinate (two with the farther images) but fewer instructions; which is faster depends on
-// the card.
+// 2^v for an image term: `exp2_fma` on the FMA pipe, or with IMAGES_SFU (the engine option
+// `image_exponentials = Sfu`, and `frflow bench`'s `torus-images-sfu` row) the special-function
+// unit's exp2, which costs a slow op per coordinate (two with the farther images) but fewer
+// instructions; which is faster depends on the card.
 fn image_exp2(v: vec4<f32>) -> vec4<f32> {
     var r: vec4<f32>;
     if IMAGES_SFU {

@@ -444,7 +444,8 @@ fn every_kernel_sum_path_needs_one_slow_op_per_pair() {
     let npmle = spec(rd, 0.2, Variant::SmoothedTarget, vec![Energy::Npmle(Npmle { observations: obs, noise: 0.3 })]);
     GpuEngine::new(ctx.clone(), npmle.build().unwrap(), particles(rd, n, 4.0)).unwrap();
 
-    // The bench's row with the images on the special-function unit (no engine takes it).
+    // The bench's row with the images on the special-function unit (an engine takes it only
+    // with `image_exponentials = Sfu`, which is not the default).
     for d in [1, 3, 8] {
         frflow::engine::gpu::bench_log_kernel_sum(&ctx, KernelPath::TorusImagesSfu, d, 40, 1, false, None).unwrap();
     }
@@ -467,8 +468,8 @@ fn every_kernel_sum_path_needs_one_slow_op_per_pair() {
         let rescale = rescale.unwrap_or_else(|| panic!("{p}: no `rescale`"));
         assert_eq!(rescale.slow, 1.0, "{p}: `rescale` should be one exp2, is {rescale:?}");
         if p.contains("torus-images-sfu") {
-            // The bench's comparison row: an exp2 per image term and packed lane (the nearer
-            // image only at ε = 0.1), on purpose.
+            // The bench's comparison row (and the engines' non-default option): an exp2 per
+            // image term and packed lane (the nearer image only at ε = 0.1), on purpose.
             let lanes = if p.ends_with("d=8") { 12.0 } else { 4.0 };
             assert_eq!(per_pair.slow, 1.0 + lanes, "{p}");
         } else {

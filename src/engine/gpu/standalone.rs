@@ -292,7 +292,8 @@ pub enum KernelPath {
     /// Unit torus with nearer and farther images: ε = 0.3.
     TorusImagesFar,
     /// `TorusImages` with the images' exponentials on the special-function unit (one `exp2` per
-    /// coordinate and image) instead of the FMA pipe: no engine takes it; it measures that trade.
+    /// coordinate and image) instead of the FMA pipe, as `GpuOptions::image_exponentials = Sfu`
+    /// gives an engine: it measures that trade.
     TorusImagesSfu,
 }
 
